@@ -1,0 +1,44 @@
+"""The package's error types.
+
+Every error a user can trigger with bad input is one of these. They subclass the built-in type a Python
+user would expect (``ValueError``, ``FileNotFoundError``, ``ImportError``) so ``except ValueError`` keeps
+working, and all of them subclass :class:`Brain2MusicError` so the CLI can print them without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class Brain2MusicError(Exception):
+    """Base class of every error raised on purpose by brain2music."""
+
+
+class DataError(Brain2MusicError, ValueError):
+    """Input data (a file, an array, an argument) is not what was expected.
+
+    The message names the file or argument, what was expected and what was found.
+    """
+
+
+class DataFileNotFoundError(Brain2MusicError, FileNotFoundError):
+    """A file the dataset layout requires is missing. The message names the path."""
+
+
+class ConfigError(Brain2MusicError, ValueError):
+    """An experiment configuration or command-line option is invalid."""
+
+
+class MissingDependencyError(Brain2MusicError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the extra that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            f"{purpose} needs the optional dependency {module!r}, which is not installed. "
+            f"Install it with: pip install 'brain2music[{extra}]'"
+        ) from exc
