@@ -20,9 +20,7 @@ TR = 1.5
 _EPS = 1e-6
 
 
-def embedding_windows(
-    window: float, *, clip_duration: float = CLIP_DURATION, tr: float = TR
-) -> np.ndarray:
+def embedding_windows(window: float, *, clip_duration: float = CLIP_DURATION, tr: float = TR) -> np.ndarray:
     """Return the ``(r, 2)`` array of ``[start, end)`` times (s) of the embedding windows of one clip.
 
     Windows end on multiples of ``tr`` and span ``window`` seconds; only windows inside

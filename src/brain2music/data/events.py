@@ -132,7 +132,9 @@ def build_design(
         for run in sorted(runs):
             ev = runs[run]
             if len(ev) < 2:
-                raise DataError(f"{source}: {split} run {run} has {len(ev)} event row(s); expected at least 2")
+                raise DataError(
+                    f"{source}: {split} run {run} has {len(ev)} event row(s); expected at least 2"
+                )
             kept = ev.iloc[1:].copy()
             kept.insert(0, "row", np.arange(1, len(ev)))
             kept.insert(0, "run", run)

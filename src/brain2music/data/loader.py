@@ -160,7 +160,9 @@ def load_subject(
     if mask is None:
         mask = _default_mask(root, subject)
         mask_source = str(mask) if mask is not None else f"computed from {infos[0].run.bold.name}"
-    mask_arr = load_mask(mask, first_img) if mask is not None else compute_mask(infos[0].run.bold).get_fdata() > 0
+    mask_arr = (
+        load_mask(mask, first_img) if mask is not None else compute_mask(infos[0].run.bold).get_fdata() > 0
+    )
     n_vox = int(mask_arr.sum())
     per_presentation = np.empty((len(design), n_trs, n_vox), dtype=np.float32)
     bad = np.zeros(n_vox, dtype=bool)
@@ -192,14 +194,25 @@ def load_subject(
         mask=mask_arr,
         voxel_indices=voxel_indices,
         affine=first_img.affine,
-        info={"source": "bids", "root": str(root), "mask": mask_source, "n_dropped_voxels": int(n_vox - keep.size)},
+        info={
+            "source": "bids",
+            "root": str(root),
+            "mask": mask_source,
+            "n_dropped_voxels": int(n_vox - keep.size),
+        },
     )
 
 
 def _default_mask(root: Path, subject: str):
     candidates = [root / "derivatives" / "brain_mask.nii.gz", root / "derivatives" / "brain_mask.nii"]
-    candidates += sorted((root / subject / "anat").glob("*_mask.nii*")) if (root / subject / "anat").is_dir() else []
-    candidates += sorted((root / "derivatives" / subject).glob("*_mask.nii*")) if (root / "derivatives" / subject).is_dir() else []
+    candidates += (
+        sorted((root / subject / "anat").glob("*_mask.nii*")) if (root / subject / "anat").is_dir() else []
+    )
+    candidates += (
+        sorted((root / "derivatives" / subject).glob("*_mask.nii*"))
+        if (root / "derivatives" / subject).is_dir()
+        else []
+    )
     for c in candidates:
         if c.is_file():
             return c
@@ -323,7 +336,7 @@ def _test_mean_from_file(path, design, clips, n_vox, n_trs, delay):
     per_run = design[(design.split == "test")].groupby("run")["clip_id"].nunique()
     out = np.empty((len(test_ids), n_trs, n_vox), dtype=np.float32)
     k = 0
-    for run, n_clips in per_run.items():
+    for n_clips in per_run.to_numpy().tolist():
         block = np.asarray(arr[k * n_trs : (k + n_clips) * n_trs], dtype=np.float32)
         block = np.roll(block, -int(delay), axis=0)
         out[k : k + n_clips] = block.reshape(n_clips, n_trs, n_vox)

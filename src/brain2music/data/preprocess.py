@@ -193,7 +193,9 @@ def load_mask(mask, reference):
             f"expected the BOLD grid {tuple(reference.shape[:3])}"
         )
     if not np.allclose(mask_img.affine, reference.affine, atol=1e-3):
-        raise DataError("mask affine does not match the BOLD images' affine; resample the mask to the BOLD grid")
+        raise DataError(
+            "mask affine does not match the BOLD images' affine; resample the mask to the BOLD grid"
+        )
     out = data > 0
     if not out.any():
         raise DataError(f"mask {mask} selects no voxel")
