@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Brain2MusicError as exc:
         print(f"brain2music {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # pragma: no cover - output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:  # pragma: no cover - interactive
         print("interrupted", file=sys.stderr)
         return 130

@@ -97,28 +97,42 @@ class SubjectData:
         return nib.Nifti1Image(grid.reshape(self.mask.shape + values.shape[1:]), self.affine)
 
 
-def _arrange(design: pd.DataFrame, per_presentation: np.ndarray, source: str):
-    """Turn per-presentation responses (aligned with ``design`` rows) into train/test arrays."""
-    clips = clip_table(design)
-    train_ids = clips.loc[clips.split == "train", "clip_id"].tolist()
-    test_ids = clips.loc[clips.split == "test", "clip_id"].tolist()
-    tr_rows = design[design.split == "train"]
-    pos = {c: i for i, c in enumerate(train_ids)}
-    n_trs, n_vox = per_presentation.shape[1:]
-    train = np.zeros((len(train_ids), n_trs, n_vox), dtype=np.float32)
-    counts = np.zeros(len(train_ids))
-    for row_index, cid in zip(tr_rows.index, tr_rows.clip_id):
-        train[pos[cid]] += per_presentation[row_index]
-        counts[pos[cid]] += 1
-    train /= counts[:, None, None].astype(np.float32)
-    train_runs = clips.loc[clips.split == "train", "run"].to_numpy()
-    n_rep = count_test_repeats(design, source=source)
-    te_rows = design[design.split == "test"]
-    tpos = {c: i for i, c in enumerate(test_ids)}
-    test = np.zeros((len(test_ids), n_rep, n_trs, n_vox), dtype=np.float32)
-    for row_index, cid, rep in zip(te_rows.index, te_rows.clip_id, te_rows.repeat):
-        test[tpos[cid], rep] = per_presentation[row_index]
-    return clips, train, train_runs, test
+class _Assembler:
+    """Writes each presentation's cut volumes straight into the train/test arrays (no extra copy).
+
+    Training clips presented more than once are averaged; test presentations are kept per repeat.
+    """
+
+    def __init__(self, design: pd.DataFrame, n_trs: int, n_vox: int, source: str):
+        self.clips = clip_table(design)
+        train_ids = self.clips.loc[self.clips.split == "train", "clip_id"].tolist()
+        test_ids = self.clips.loc[self.clips.split == "test", "clip_id"].tolist()
+        pos = {c: i for i, c in enumerate(train_ids)} | {c: i for i, c in enumerate(test_ids)}
+        self.pos = design["clip_id"].map(pos).to_numpy()
+        self.is_train = (design["split"] == "train").to_numpy()
+        self.repeat = design["repeat"].to_numpy()
+        n_rep = count_test_repeats(design, source=source) if (~self.is_train).any() else 0
+        self.train = np.zeros((len(train_ids), n_trs, n_vox), dtype=np.float32)
+        self.test = np.zeros((len(test_ids), n_rep, n_trs, n_vox), dtype=np.float32)
+        self.counts = np.zeros(len(train_ids), dtype=np.float32)
+        self.train_runs = self.clips.loc[self.clips.split == "train", "run"].to_numpy()
+
+    def add(self, rows: np.ndarray, cut: np.ndarray) -> None:
+        """``rows``: positional indices into the design; ``cut``: their ``(len(rows), n_trs, n_vox)`` volumes."""
+        for row, volumes in zip(rows, cut):
+            if self.is_train[row]:
+                self.train[self.pos[row]] += volumes
+                self.counts[self.pos[row]] += 1
+            else:
+                self.test[self.pos[row], self.repeat[row]] = volumes
+
+    def finish(self, keep: np.ndarray | None = None):
+        if np.any(self.counts > 1):
+            self.train /= np.maximum(self.counts, 1)[:, None, None]
+        train, test = self.train, self.test
+        if keep is not None and keep.size < train.shape[-1]:
+            train, test = train[..., keep], test[..., keep]
+        return self.clips, train, self.train_runs, test
 
 
 def load_subject(
@@ -164,23 +178,20 @@ def load_subject(
         load_mask(mask, first_img) if mask is not None else compute_mask(infos[0].run.bold).get_fdata() > 0
     )
     n_vox = int(mask_arr.sum())
-    per_presentation = np.empty((len(design), n_trs, n_vox), dtype=np.float32)
+    assembler = _Assembler(design, n_trs, n_vox, str(root / subject))
     bad = np.zeros(n_vox, dtype=bool)
     for info in infos:
         data = read_masked_run(info.run.bold, mask_arr)
         bad |= ~np.isfinite(data).all(axis=0)
         data = preprocess_run(np.nan_to_num(data), tr=tr, detrend_window=detrend_window)
         bad |= ~np.isfinite(data).all(axis=0)
-        rows = design.index[(design.split == info.run.split) & (design.run == info.run.run)]
-        per_presentation[rows] = cut_clips(
-            data, design.loc[rows, "onset"].to_numpy(), tr=tr, n_trs=n_trs, delay=delay
-        )
+        rows = np.flatnonzero(((design.split == info.run.split) & (design.run == info.run.run)).to_numpy())
+        onsets = design["onset"].to_numpy()[rows]
+        assembler.add(rows, cut_clips(data, onsets, tr=tr, n_trs=n_trs, delay=delay))
         del data
     keep = drop_bad_voxels(bad, source=str(root / subject))
-    if keep.size < n_vox:
-        per_presentation = per_presentation[..., keep]
-    clips, train, train_runs, test = _arrange(design, per_presentation, str(root / subject))
-    del per_presentation
+    clips, train, train_runs, test = assembler.finish(keep)
+    del assembler
     voxel_indices = np.flatnonzero(mask_arr.ravel())[keep]
     return SubjectData(
         subject=subject,
@@ -279,34 +290,34 @@ def load_derivatives(
         raise DataError(f"{test_path}: {arrays['test'][0].shape[1]} voxels; {train_path} has {n_vox}")
     if "test" not in arrays and not mean_path.is_file():
         raise DataFileNotFoundError(f"derivative test array not found: {test_path} (nor {mean_path})")
-    d = design.copy()
+    assembler = _Assembler(design, n_trs, n_vox, str(folder / subject))
     if "test" not in arrays:
-        d = d[d.split == "train"]
-    per_presentation = np.empty((len(d), n_trs, n_vox), dtype=np.float32)
+        assembler.test = np.zeros((0,), dtype=np.float32)  # filled from the repeat-mean file below
     bad = np.zeros(n_vox, dtype=bool)
     for split, (arr, runs) in arrays.items():
         for k, run in enumerate(runs):
             block = np.asarray(arr[k * per_run : (k + 1) * per_run], dtype=np.float32)
             bad |= ~np.isfinite(block).all(axis=0)
-            rows = d.index[(d.split == split) & (d.run == run)]
+            rows = np.flatnonzero(((design.split == split) & (design.run == run)).to_numpy())
             # Derivative volume 0 is the onset of events row 1 (the first 10 volumes were dropped).
-            onsets = d.loc[rows, "onset"].to_numpy() - d.loc[rows, "onset"].min()
-            per_presentation[rows] = cut_clips(block, onsets, tr=tr, n_trs=n_trs, delay=delay)
+            onsets = design["onset"].to_numpy()[rows]
+            assembler.add(rows, cut_clips(block, onsets - onsets.min(), tr=tr, n_trs=n_trs, delay=delay))
     if "test" in arrays:
-        clips, train, train_runs, test = _arrange(d, per_presentation, str(folder))
+        clips, train, train_runs, test = assembler.finish()
         test_mean = test.mean(axis=1)
     else:
-        clips_all = clip_table(design)
-        clips, train, train_runs, _ = _arrange_train_only(d, per_presentation, clips_all)
+        clips, train, train_runs, _ = assembler.finish()
         test_mean = _test_mean_from_file(mean_path, design, clips, n_vox, n_trs, delay)
         bad |= ~np.isfinite(test_mean).all(axis=(0, 1))
         test = test_mean[:, None]
     keep = drop_bad_voxels(bad, source=str(folder / subject))
+    if keep.size < n_vox:
+        train, test, test_mean = train[..., keep], test[..., keep], test_mean[..., keep]
     return SubjectData(
         subject=subject,
-        train=train[..., keep],
-        test=test[..., keep],
-        test_mean=test_mean[..., keep],
+        train=train,
+        test=test,
+        test_mean=test_mean,
         clips=clips,
         train_runs=train_runs,
         tr=tr,
@@ -314,16 +325,6 @@ def load_derivatives(
         voxel_indices=keep,
         info={"source": "derivatives", "folder": str(folder)},
     )
-
-
-def _arrange_train_only(d, per_presentation, clips_all):
-    rows = d[d.split == "train"]
-    ids = clips_all.loc[clips_all.split == "train", "clip_id"].tolist()
-    pos = {c: i for i, c in enumerate(ids)}
-    train = np.zeros((len(ids),) + per_presentation.shape[1:], dtype=np.float32)
-    for ri, cid in zip(rows.index, rows.clip_id):
-        train[pos[cid]] = per_presentation[ri]
-    return clips_all, train, clips_all.loc[clips_all.split == "train", "run"].to_numpy(), None
 
 
 def _test_mean_from_file(path, design, clips, n_vox, n_trs, delay):
