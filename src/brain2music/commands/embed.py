@@ -1,0 +1,116 @@
+"""``brain2music embed SOURCE --encoder NAME --out OUT.npz``: embed stimuli, a music folder or captions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+_ENCODERS = "acoustic (default, no weights), clap, encodec, mert, clap-text (captions), debug"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "embed",
+        help="embed every clip of a stimulus/audio folder (or a captions CSV) into (n_clips, r, dim)",
+        description=(
+            "Embed clips on the paper's windows and save clip_ids, embeddings (n_clips, r, dim), the "
+            "encoder config and the package version to an .npz. With --bids (or --ds003720) SOURCE is a "
+            "GTZAN-layout folder and the clips are the experiment's 15-s stimuli (faded, RMS-normalised); "
+            "without, every audio file under SOURCE is embedded from 0 s for 15 s. With a text encoder "
+            "(clap-text), SOURCE is the Brain2Music captions CSV (ID, DescEN). Clips are cached one by one: "
+            "rerunning skips them and a killed run continues where it stopped."
+        ),
+    )
+    p.add_argument("source", help="stimulus or audio folder; captions CSV for clap-text")
+    p.add_argument("--encoder", "-e", default="acoustic", help=f"encoder name: {_ENCODERS}")
+    p.add_argument("--out", "-o", required=True, help="output .npz file")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--bids", metavar="BIDS_ROOT", help="embed the clips listed in this study's events files"
+    )
+    which.add_argument(
+        "--ds003720",
+        action="store_true",
+        help="embed the clips of the real ds003720 (packaged events) from a GTZAN folder",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=15.0,
+        help="without --bids: seconds of each file to embed, from --start (default 15)",
+    )
+    p.add_argument("--start", type=float, default=0.0, help="without --bids: offset in each file (s)")
+    g = p.add_argument_group("neural encoders")
+    g.add_argument(
+        "--checkpoint",
+        metavar="NAME_OR_PATH",
+        help="Hugging Face checkpoint name (from the local cache) or folder; default per encoder",
+    )
+    g.add_argument("--device", help="torch device, e.g. cpu (default) or cuda")
+    g.add_argument("--batch-size", type=int, help="windows per forward pass")
+    g.add_argument("--layer", type=int, help="mert: hidden layer (default 7)")
+    g.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="mert: allow running the code shipped with the checkpoint (needed by MERT)",
+    )
+    r = p.add_argument_group("execution")
+    r.add_argument(
+        "--cache-dir",
+        help="per-clip cache (default $BRAIN2MUSIC_CACHE/embeddings or ~/.cache/brain2music/embeddings)",
+    )
+    r.add_argument("--no-cache", action="store_true", help="do not read or write the per-clip cache")
+    r.add_argument(
+        "--scheduler",
+        default="local",
+        help="'local' (default: a Dask LocalCluster on this machine), 'none' (in-process) or a "
+        "Dask scheduler address such as tcp://host:8786",
+    )
+    r.add_argument(
+        "--workers", type=int, help="local cluster: number of worker processes (default: all cores)"
+    )
+    r.add_argument("--chunk-size", type=int, help="clips per task")
+    r.add_argument(
+        "--skip-errors",
+        action="store_true",
+        help="leave out unreadable or too short files (listed in the output) instead of stopping",
+    )
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from brain2music.embeddings import embed_source
+
+    options = {
+        "model": args.checkpoint,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "layer": args.layer,
+    }
+    if args.trust_remote_code:
+        options["trust_remote_code"] = True
+    result = embed_source(
+        args.source,
+        args.encoder,
+        out=args.out,
+        bids=args.bids,
+        ds003720=args.ds003720,
+        encoder_options=options,
+        start=args.start,
+        duration=args.duration,
+        cache_dir=False if args.no_cache else args.cache_dir,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        chunk_size=args.chunk_size,
+        on_error="skip" if args.skip_errors else "raise",
+        progress=not args.no_progress,
+    )
+    n, r, dim = result.embeddings.shape
+    done = ""
+    if hasattr(result, "n_computed_"):
+        done = f" ({result.n_computed_} computed, {result.n_cached_} from cache)"
+    print(f"wrote {args.out}: {n} clips x {r} windows x {dim} dims, encoder {result.encoder}{done}")
+    for clip, why in result.skipped.items():
+        print(f"skipped {clip}: {why}", file=sys.stderr)
+    return 0

@@ -1,0 +1,208 @@
+"""The encoder protocol: audio of any rate and layout → ``(r, dim)`` embeddings on the paper's windows.
+
+Every encoder embeds one clip of ``clip_duration`` seconds (15 s, the length of a stimulus) on the windows
+of :func:`brain2music.windows.embedding_windows`: windows of ``window`` seconds that end on a TR boundary.
+Those are the windows the fMRI side averages over, so embedding window ``k`` and response window ``k``
+describe the same stretch of music.
+
+Input handling shared by all encoders (:meth:`Encoder.prepare`):
+
+- ``audio`` is ``(n_samples,)`` or ``(n_samples, n_channels)`` (the layout of
+  :func:`brain2music.stimuli.read_audio`); a ``(n_channels, n_samples)`` array with at most 8 channels is
+  recognised and transposed. Channels are averaged to mono.
+- Any sample rate: the audio is resampled to the encoder's ``sr`` with soxr.
+- Audio longer than ``clip_duration`` is cut to its first ``clip_duration`` seconds; shorter audio is
+  zero-padded (windows past its end embed silence). Audio shorter than one window is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from brain2music.errors import ConfigError, DataError
+from brain2music.stimuli.audio import resample
+from brain2music.windows import CLIP_DURATION, TR, embedding_windows
+
+__all__ = ["Encoder", "frame_window_means"]
+
+_MAX_CHANNELS = 8
+
+
+class Encoder:
+    """Base class of all encoders.
+
+    Subclasses set ``name``, ``sr`` (Hz), ``dim`` and ``window`` (s) and implement :meth:`_embed_batch`,
+    which receives ``(n_clips, n_samples)`` mono float32 audio at ``sr``, exactly ``clip_duration`` long,
+    and returns ``(n_clips, r, dim)``.
+
+    Attributes
+    ----------
+    name : str
+        Registry name.
+    sr : int
+        Sample rate the encoder works at; input is resampled to it.
+    dim : int
+        Embedding dimension.
+    window : float
+        Window length in seconds.
+    modality : {"audio", "text"}
+        What :meth:`embed` takes; text encoders embed captions with ``embed_texts``.
+    """
+
+    name: str = "base"
+    modality: str = "audio"
+    sr: int = 22050
+    dim: int = 0
+    window: float = 1.5
+    clip_duration: float = CLIP_DURATION
+    tr: float = TR
+
+    # -- window geometry -------------------------------------------------------------------------------
+    @property
+    def windows(self) -> np.ndarray:
+        """``(r, 2)`` window ``[start, end)`` times in seconds within the clip."""
+        return embedding_windows(self.window, clip_duration=self.clip_duration, tr=self.tr)
+
+    @property
+    def n_windows(self) -> int:
+        """Number of windows ``r`` per clip (paper Table 1: 10, 7, 4 or 1)."""
+        return len(self.windows)
+
+    def _check_window(self) -> None:
+        """Raise DataError early when ``window`` does not fit the clip (called by constructors)."""
+        embedding_windows(self.window, clip_duration=self.clip_duration, tr=self.tr)
+
+    def window_samples(self) -> np.ndarray:
+        """``(r, 2)`` integer sample bounds of the windows at ``sr``."""
+        return np.round(self.windows * self.sr).astype(np.int64)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Everything that determines the output (stored with every embedding file and in cache keys)."""
+        return {
+            "encoder": self.name,
+            "sr": int(self.sr),
+            "dim": int(self.dim),
+            "window": float(self.window),
+            "n_windows": int(self.n_windows),
+            "clip_duration": float(self.clip_duration),
+            "tr": float(self.tr),
+            **self._extra_config(),
+        }
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, sr={self.sr}, dim={self.dim}, window={self.window}, r={self.n_windows})"
+
+    # -- input handling --------------------------------------------------------------------------------
+    def prepare(self, audio: np.ndarray, sr: int) -> np.ndarray:
+        """Mono, resampled to ``self.sr``, cut or zero-padded to ``clip_duration``: ``(n_samples,)`` float32."""
+        if self.modality != "audio":
+            raise ConfigError(
+                f"encoder {self.name!r} embeds text, not audio; use embed_texts() or brain2music.embeddings.embed_captions()"
+            )
+        try:
+            sr_int = int(sr)
+        except (TypeError, ValueError):
+            raise DataError(f"sr must be a positive integer sample rate in Hz, got {sr!r}") from None
+        if sr_int <= 0 or sr_int != sr:
+            raise DataError(f"sr must be a positive integer sample rate in Hz, got {sr!r}")
+        x = np.asarray(audio)
+        if x.dtype.kind not in "fiu":
+            raise DataError(f"audio must be a numeric array, got dtype {x.dtype}")
+        if x.ndim == 2:
+            if x.shape[0] <= _MAX_CHANNELS and x.shape[1] > x.shape[0]:
+                x = x.T  # (n_channels, n_samples) as torch/librosa lay it out
+            x = x.mean(axis=1)
+        elif x.ndim != 1:
+            raise DataError(
+                f"audio must have shape (n_samples,) or (n_samples, n_channels), got shape {np.shape(audio)}"
+            )
+        if x.size == 0:
+            raise DataError("audio is empty (0 samples)")
+        x = x.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(x)):
+            raise DataError("audio contains NaN or infinite samples")
+        duration = x.shape[0] / sr_int
+        if duration < self.window - 1e-3:
+            raise DataError(
+                f"clip is {duration:.3f} s long, shorter than one {self.window:g}-s window of encoder "
+                f"{self.name!r}; expected at least {self.window:g} s of audio"
+            )
+        # Cut before resampling: cheaper, and the result is the same excerpt.
+        x = x[: int(round(self.clip_duration * sr_int))]
+        x = resample(x, sr_int, self.sr)
+        n = int(round(self.clip_duration * self.sr))
+        if x.shape[0] < n:
+            x = np.pad(x, (0, n - x.shape[0]))
+        return np.ascontiguousarray(x[:n], dtype=np.float32)
+
+    # -- embedding -------------------------------------------------------------------------------------
+    def embed(self, audio: np.ndarray, sr: int) -> np.ndarray:
+        """Embed one clip.
+
+        Parameters
+        ----------
+        audio : ndarray, shape ``(n_samples,)`` or ``(n_samples, n_channels)``
+        sr : int
+            Sample rate of ``audio``.
+
+        Returns
+        -------
+        embeddings : ndarray, shape ``(r, dim)``, float32
+        """
+        return self.embed_many([audio], sr)[0]
+
+    def embed_many(self, audios: Sequence[np.ndarray], sr: int | Sequence[int]) -> np.ndarray:
+        """Embed several clips at once (neural encoders batch their windows): ``(n_clips, r, dim)`` float32.
+
+        ``sr`` is one rate for all clips or one per clip.
+        """
+        audios = list(audios)
+        rates = [sr] * len(audios) if np.ndim(sr) == 0 else list(sr)
+        if len(rates) != len(audios):
+            raise DataError(f"got {len(audios)} clips but {len(rates)} sample rates")
+        if not audios:
+            return np.zeros((0, self.n_windows, self.dim), dtype=np.float32)
+        x = np.stack([self.prepare(a, s) for a, s in zip(audios, rates)])
+        out = np.asarray(self._embed_batch(x), dtype=np.float32)
+        expected = (len(audios), self.n_windows, self.dim)
+        if out.shape != expected:  # pragma: no cover - guards subclasses
+            raise RuntimeError(f"encoder {self.name!r} returned shape {out.shape}, expected {expected}")
+        if not np.all(np.isfinite(out)):  # pragma: no cover - guards subclasses
+            raise RuntimeError(f"encoder {self.name!r} returned non-finite embeddings")
+        return out
+
+    def _embed_batch(self, audio: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def frame_window_means(frames: np.ndarray, frame_times: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Average frame features over windows.
+
+    Parameters
+    ----------
+    frames : ndarray, shape ``(..., n_frames, n_features)``
+    frame_times : ndarray, shape ``(n_frames,)``
+        Centre time of each frame (s).
+    windows : ndarray, shape ``(r, 2)``
+        ``[start, end)`` of each window (s).
+
+    Returns
+    -------
+    ndarray, shape ``(..., r, n_features)``. A frame belongs to a window when its centre lies in it; a window
+    that holds no frame centre takes the nearest frame (only possible for windows shorter than a frame).
+    """
+    inside = (frame_times[None, :] >= windows[:, :1]) & (frame_times[None, :] < windows[:, 1:])
+    empty = ~inside.any(axis=1)
+    if empty.any():
+        mids = windows[empty].mean(axis=1)
+        nearest = np.abs(frame_times[None, :] - mids[:, None]).argmin(axis=1)
+        inside[np.flatnonzero(empty), nearest] = True
+    weights = inside / inside.sum(axis=1, keepdims=True)
+    return np.einsum("rt,...tf->...rf", weights.astype(frames.dtype), frames)

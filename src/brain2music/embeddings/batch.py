@@ -1,0 +1,464 @@
+"""Batch extraction: many clips → ``(n_clips, r, dim)``, cached per clip, resumable, on Dask if asked.
+
+Cache: one ``.npy`` per clip under ``cache_dir/<encoder>/<key[:2]>/<key>.npy``, where ``key`` hashes the
+encoder name, its config, the package version and the audio samples actually embedded (so a changed file,
+excerpt or encoder setting is a miss). Each file is written atomically the moment its clip is done, so
+a run killed halfway leaves only complete entries and the rerun computes the rest. ``cache_dir`` resolves
+as: the argument, else ``$BRAIN2MUSIC_CACHE/embeddings``, else ``~/.cache/brain2music/embeddings``;
+``cache_dir=False`` turns caching off. On a cluster, the cache folder must be shared by the workers.
+
+Execution (``scheduler``): ``None`` or ``"none"`` runs in this process; ``"local"`` starts a Dask
+``LocalCluster`` with ``workers`` single-threaded worker processes (default: all cores);
+``"tcp://host:8786"`` (any Dask scheduler address) uses that cluster. Clips go out in chunks of
+``chunk_size``; the progress bar (stderr) counts clips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from brain2music._io import atomic_path, save_npz, to_json
+from brain2music.embeddings.base import Encoder
+from brain2music.embeddings.clips import AudioClip, audio_hash, clips_from_bids, clips_from_folder
+from brain2music.embeddings.registry import get_encoder
+from brain2music.errors import Brain2MusicError, ConfigError, DataError, DataFileNotFoundError
+
+__all__ = [
+    "EmbeddingSet",
+    "EmbeddingCache",
+    "default_cache_dir",
+    "embed_clips",
+    "embed_folder",
+    "load_embeddings",
+]
+
+CacheArg = str | os.PathLike | None | Literal[False]
+
+
+def _version() -> str:
+    from brain2music import __version__
+
+    return __version__
+
+
+# -- result ------------------------------------------------------------------------------------------------
+@dataclass
+class EmbeddingSet:
+    """Embeddings of many clips and what produced them.
+
+    Attributes
+    ----------
+    clip_ids : ndarray of str, shape ``(n_clips,)``
+    embeddings : ndarray, shape ``(n_clips, r, dim)``, float32
+    config : dict
+        The encoder's config (``encoder``, ``window``, ``n_windows``, ``dim``, ``sr``, model, ...) plus
+        the source of the clips.
+    version : str
+        brain2music version that computed them.
+    skipped : dict
+        ``{clip_id: error message}`` of clips left out with ``on_error="skip"``.
+    """
+
+    clip_ids: np.ndarray
+    embeddings: np.ndarray
+    config: dict[str, Any]
+    version: str = field(default_factory=_version)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def encoder(self) -> str:
+        return str(self.config.get("encoder", ""))
+
+    @property
+    def window(self) -> float:
+        return float(self.config.get("window", np.nan))
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def select(self, clip_ids: Iterable[str]) -> np.ndarray:
+        """Embeddings of ``clip_ids`` in that order: ``(n, r, dim)``; a missing id raises DataError."""
+        index = {c: i for i, c in enumerate(self.clip_ids)}
+        wanted = list(clip_ids)
+        missing = [c for c in wanted if c not in index]
+        if missing:
+            raise DataError(
+                f"{len(missing)} clip(s) have no {self.encoder!r} embedding, e.g. {missing[:5]}; "
+                f"the set holds {len(index)} clips"
+            )
+        return self.embeddings[[index[c] for c in wanted]]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``clip_ids, embeddings, config (JSON), version, skipped (JSON)`` to a ``.npz`` atomically."""
+        return save_npz(
+            path,
+            clip_ids=np.asarray(self.clip_ids, dtype=str),
+            embeddings=np.asarray(self.embeddings, dtype=np.float32),
+            config=np.array(to_json(self.config, indent=None)),
+            version=np.array(self.version),
+            skipped=np.array(to_json(self.skipped, indent=None)),
+        )
+
+
+def load_embeddings(path: str | os.PathLike) -> EmbeddingSet:
+    """Read a file written by :meth:`EmbeddingSet.save` (or ``brain2music embed``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileNotFoundError(f"embeddings file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = {"clip_ids", "embeddings", "config", "version"} - set(npz.files)
+            if missing:
+                raise DataError(f"{path}: not an embeddings file; lacks {sorted(missing)}")
+            skipped = json.loads(str(npz["skipped"])) if "skipped" in npz.files else {}
+            return EmbeddingSet(
+                clip_ids=npz["clip_ids"].astype(str),
+                embeddings=npz["embeddings"].astype(np.float32, copy=False),
+                config=json.loads(str(npz["config"])),
+                version=str(npz["version"]),
+                skipped=skipped,
+            )
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, Brain2MusicError):
+            raise
+        raise DataError(f"{path}: cannot read as an embeddings .npz ({exc})") from exc
+
+
+# -- cache -------------------------------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    """``$BRAIN2MUSIC_CACHE/embeddings`` or ``~/.cache/brain2music/embeddings``."""
+    base = os.environ.get("BRAIN2MUSIC_CACHE")
+    return Path(base) / "embeddings" if base else Path.home() / ".cache" / "brain2music" / "embeddings"
+
+
+class EmbeddingCache:
+    """Per-clip cache of one encoder's embeddings (see the module docstring)."""
+
+    def __init__(self, folder: str | os.PathLike, encoder: Encoder):
+        self.folder = Path(folder) / encoder.name
+        self._prefix = to_json(
+            {"encoder": encoder.name, "config": encoder.config, "version": _version()}, indent=None
+        )
+
+    def key(self, audio_digest: str) -> str:
+        return hashlib.sha256((self._prefix + audio_digest).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):  # a foreign or damaged file: recompute and overwrite
+            return None
+
+    def put(self, key: str, embedding: np.ndarray) -> None:
+        with atomic_path(self.path(key), suffix=".npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(embedding, dtype=np.float32))
+
+
+def _resolve_cache(cache_dir: CacheArg) -> Path | None:
+    if cache_dir is False:
+        return None
+    return Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+
+# -- the unit of work (runs in this process or on a Dask worker) -------------------------------------------
+def _embed_chunk(encoder: Encoder, clips: Sequence[AudioClip], cache_folder: str | None, on_error: str):
+    """Embed ``clips``; returns ``[(embedding | None, computed: bool, error | None)]`` in order."""
+    cache = EmbeddingCache(cache_folder, encoder) if cache_folder else None
+    results: list[Any] = [None] * len(clips)
+    todo, audios, rates, keys = [], [], [], []
+    for i, clip in enumerate(clips):
+        try:
+            audio, sr = clip.load()
+            key = cache.key(audio_hash(audio, sr)) if cache else None
+            hit = cache.get(key) if cache else None
+            if hit is not None and hit.shape == (encoder.n_windows, encoder.dim):
+                results[i] = (hit, False, None)
+                continue
+            encoder.prepare(audio, sr)  # fail here, per clip, rather than for the whole batch
+        except Brain2MusicError as exc:
+            if on_error == "raise":
+                raise type(exc)(f"clip {clip.clip_id!r}: {exc}") from exc
+            results[i] = (None, False, str(exc))
+            continue
+        todo.append(i)
+        audios.append(audio)
+        rates.append(sr)
+        keys.append(key)
+    if todo:
+        embedded = encoder.embed_many(audios, rates)
+        for i, key, emb in zip(todo, keys, embedded):
+            if cache:
+                cache.put(key, emb)
+            results[i] = (emb, True, None)
+    return results
+
+
+def _chunks(n: int, size: int) -> list[range]:
+    return [range(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler: str, workers: int | None):
+    import distributed  # a core dependency, imported only when a cluster is asked for
+
+    if scheduler == "local":
+        import logging
+
+        n = workers or os.cpu_count() or 1
+        with (
+            distributed.LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            yield client
+    else:
+        try:
+            client = distributed.Client(scheduler, timeout="20s")
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc})") from exc
+        with client:
+            yield client
+
+
+def _check_scheduler(scheduler: str | None) -> str | None:
+    if scheduler is None or scheduler == "none":
+        return None
+    if scheduler == "local" or "://" in scheduler:
+        return scheduler
+    raise ConfigError(
+        f"scheduler must be 'none', 'local' or a Dask scheduler address like 'tcp://host:8786', got {scheduler!r}"
+    )
+
+
+def embed_clips(
+    clips: Sequence[AudioClip | str | os.PathLike],
+    encoder: str | Encoder = "acoustic",
+    *,
+    cache_dir: CacheArg = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    chunk_size: int | None = None,
+    on_error: Literal["raise", "skip"] = "raise",
+    progress: bool = True,
+    out: str | os.PathLike | None = None,
+    source: dict[str, Any] | None = None,
+) -> EmbeddingSet:
+    """Embed clips with an encoder: ``(n_clips, r, dim)`` plus clip ids, config and version.
+
+    Parameters
+    ----------
+    clips
+        :class:`AudioClip` specs (see :func:`clips_from_folder`, :func:`clips_from_bids`) or audio paths
+        (embedded from 0 s for 15 s, id = file stem).
+    encoder
+        A registry name or an :class:`Encoder`.
+    cache_dir
+        Per-clip cache folder (``None``: default location, ``False``: no cache). See the module docstring.
+    scheduler, workers
+        ``None``/``"none"`` (in-process), ``"local"`` (LocalCluster of ``workers`` processes) or a Dask
+        scheduler address.
+    chunk_size
+        Clips per task (default: 16 in-process or ``ceil(n / (4 * workers))`` capped to 1..64 on Dask).
+    on_error
+        ``"raise"`` (default): an unreadable, empty or too short clip stops the run with an error naming
+        it; ``"skip"``: it is left out and listed in ``skipped``.
+    progress
+        Show a tqdm progress bar on stderr.
+    out
+        Also save the result there (``.npz``, atomically).
+    source
+        Recorded in ``config["source"]`` (where the clips came from).
+
+    Returns
+    -------
+    EmbeddingSet
+        Also sets ``n_computed_`` and ``n_cached_`` on it (clips embedded now / read from the cache).
+    """
+    if on_error not in ("raise", "skip"):
+        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    scheduler = _check_scheduler(scheduler)
+    encoder = get_encoder(encoder)
+    if encoder.modality != "audio":
+        raise ConfigError(
+            f"encoder {encoder.name!r} embeds text; use brain2music.embeddings.embed_captions for captions"
+        )
+    specs = [c if isinstance(c, AudioClip) else AudioClip(Path(c).stem, str(c)) for c in clips]
+    if not specs:
+        raise DataError("no clips to embed")
+    ids = [c.clip_id for c in specs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise DataError(f"clip ids must be unique; repeated: {dup[:5]}")
+    cache = _resolve_cache(cache_dir)
+    cache_folder = str(cache) if cache else None
+    n = len(specs)
+    if chunk_size is None:
+        if scheduler is None:
+            chunk_size = 16
+        else:
+            n_workers = workers or os.cpu_count() or 1
+            chunk_size = int(np.clip(-(-n // (4 * n_workers)), 1, 64))
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    chunks = _chunks(n, chunk_size)
+
+    from tqdm.auto import tqdm
+
+    results: list[Any] = [None] * n
+    bar = tqdm(total=n, desc=f"embed {encoder.name}", unit="clip", disable=not progress, leave=False)
+    try:
+        if scheduler is None:
+            for rng in chunks:
+                part = _embed_chunk(encoder, [specs[i] for i in rng], cache_folder, on_error)
+                for i, r in zip(rng, part):
+                    results[i] = r
+                bar.update(len(rng))
+        else:
+            with _dask_client(scheduler, workers) as client:
+                from distributed import as_completed
+
+                remote = client.scatter(encoder, broadcast=True)
+                futures = {
+                    client.submit(
+                        _embed_chunk, remote, [specs[i] for i in rng], cache_folder, on_error, pure=False
+                    ): rng
+                    for rng in chunks
+                }
+                for fut in as_completed(futures):
+                    rng = futures[fut]
+                    for i, r in zip(rng, fut.result()):
+                        results[i] = r
+                    bar.update(len(rng))
+    finally:
+        bar.close()
+
+    keep = [i for i in range(n) if results[i][0] is not None]
+    skipped = {ids[i]: results[i][2] for i in range(n) if results[i][0] is None}
+    if not keep:
+        raise DataError(f"none of the {n} clips could be embedded; e.g. {next(iter(skipped.items()))}")
+    embeddings = np.stack([results[i][0] for i in keep]).astype(np.float32, copy=False)
+    config = dict(encoder.config)
+    if source:
+        config["source"] = source
+    result = EmbeddingSet(np.asarray([ids[i] for i in keep], dtype=str), embeddings, config, skipped=skipped)
+    result.n_computed_ = int(sum(results[i][1] for i in keep))
+    result.n_cached_ = len(keep) - result.n_computed_
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def embed_folder(
+    folder: str | os.PathLike,
+    encoder: str | Encoder = "acoustic",
+    *,
+    bids: str | os.PathLike | None = None,
+    design: Any = None,
+    subjects: list[str] | None = None,
+    start: float = 0.0,
+    duration: float | None = 15.0,
+    **kwargs,
+) -> EmbeddingSet:
+    """Embed the clips of a stimulus folder (see :mod:`brain2music.embeddings.clips` for which).
+
+    Parameters
+    ----------
+    folder
+        A GTZAN-layout stimulus folder (with ``bids`` or ``design``) or any folder of audio files.
+    bids
+        BIDS root of the experiment: embed its clips (the 15-s stimuli the subjects heard).
+    design
+        Instead of ``bids``, a clip table / design (e.g. :func:`brain2music.data.packaged_design` for the
+        real ds003720 with GTZAN).
+    start, duration
+        Without ``bids``/``design``: the excerpt of every file to embed.
+    **kwargs
+        Passed to :func:`embed_clips` (``cache_dir``, ``scheduler``, ``workers``, ``out``, ...).
+    """
+    from brain2music.embeddings.clips import clips_from_design
+
+    if bids is not None and design is not None:
+        raise ConfigError("pass either bids or design, not both")
+    if bids is not None:
+        clips = clips_from_bids(bids, folder, subjects=subjects)
+        source = {"stimuli": str(folder), "bids": str(bids), "clips": "experiment stimuli (15 s, faded, RMS)"}
+    elif design is not None:
+        clips = clips_from_design(design, folder)
+        source = {"stimuli": str(folder), "clips": "design stimuli (15 s, faded, RMS)"}
+    else:
+        clips = clips_from_folder(folder, start=start, duration=duration)
+        source = {"folder": str(folder), "clips": f"every audio file from {start} s for {duration} s"}
+    return embed_clips(clips, encoder, source=source, **kwargs)
+
+
+def embed_source(
+    source: str | os.PathLike,
+    encoder: str = "acoustic",
+    *,
+    out: str | os.PathLike,
+    bids: str | os.PathLike | None = None,
+    ds003720: bool = False,
+    encoder_options: dict[str, Any] | None = None,
+    **kwargs,
+) -> EmbeddingSet:
+    """What ``brain2music embed`` does: embed a stimulus/audio folder, or a captions CSV with a text encoder.
+
+    Parameters
+    ----------
+    source
+        Folder of audio (see :func:`embed_folder`), or the captions CSV when ``encoder`` embeds text.
+    encoder, encoder_options
+        Registry name and constructor options (``model``, ``device``, ``batch_size``, ...).
+    out
+        Output ``.npz`` (written atomically).
+    bids
+        BIDS root of the experiment whose clips to embed from the GTZAN-layout ``source``.
+    ds003720
+        Use the packaged design of the real ds003720 (for the real GTZAN) instead of ``bids``.
+    **kwargs
+        Passed to :func:`embed_clips` (``cache_dir``, ``scheduler``, ``workers``, ``on_error``, ...).
+    """
+    from brain2music.embeddings.captions import embed_captions
+    from brain2music.embeddings.registry import encoder_modality
+
+    options = {k: v for k, v in (encoder_options or {}).items() if v is not None}
+    if encoder_modality(encoder) == "text":
+        clip_ids = None
+        if bids is not None or ds003720:
+            from brain2music.embeddings.clips import experiment_clips
+
+            table = experiment_clips(bids) if bids is not None else _packaged_clips()
+            clip_ids = table.clip_id.tolist()
+        return embed_captions(source, encoder, clip_ids=clip_ids, out=out, **options)
+    if bids is not None and ds003720:
+        raise ConfigError("pass either --bids or --ds003720, not both")
+    enc = get_encoder(encoder, **options)
+    design = _packaged_clips() if ds003720 else None
+    return embed_folder(source, enc, bids=bids, design=design, out=out, **kwargs)
+
+
+def _packaged_clips():
+    from brain2music.data import clip_table, packaged_design
+
+    return clip_table(packaged_design())
