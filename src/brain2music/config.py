@@ -1,0 +1,276 @@
+"""Experiment configuration files: one YAML file describes a whole run.
+
+Validation points at the line of the file: an unknown key or a missing path raises
+:class:`~brain2music.errors.ConfigError` with ``FILE:LINE`` and the dotted key. :func:`example_config`
+returns a commented example (``brain2music config --example``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from brain2music.errors import ConfigError
+
+# The schema: section -> {key: (default, kind)}. kind is one of "path", "path?", "int", "float", "bool",
+# "str", "str?", "list", "list?".
+SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
+    "experiment": {
+        "name": ("experiment", "str"),
+        "out": (None, "str"),
+        "seed": (0, "int"),
+    },
+    "simulate": {
+        "enabled": (False, "bool"),
+        "subjects": (2, "int"),
+        "voxels": (2000, "int"),
+        "clips_per_genre": (None, "int?"),
+        "library_tracks": (100, "int"),
+    },
+    "data": {
+        "bids": (None, "path?"),
+        "derivatives": (None, "path?"),
+        "stimuli": (None, "path?"),
+        "subjects": (None, "list?"),
+        "delay": (3, "int"),
+        "mask": (None, "path?"),
+    },
+    "embeddings": {
+        "encoders": (["acoustic"], "list"),
+    },
+    "decoding": {
+        "methods": (["ridge", "ensemble", "encsel", "aligned"], "list"),
+        "n_jobs": (1, "int"),
+    },
+    "library": {
+        "music": (None, "path?"),
+        "path": (None, "str?"),
+        "encoder": (None, "str?"),
+    },
+    "reconstruction": {
+        "enabled": (True, "bool"),
+        "generator": ("offline", "str?"),
+        "subjects": (None, "list?"),
+        "n_clips": (10, "int?"),
+        "top_k": (3, "int"),
+    },
+    "report": {
+        "enabled": (True, "bool"),
+        "max_clips": (12, "int"),
+    },
+}
+
+EXAMPLE = """\
+# brain2music experiment configuration.  Run with:  brain2music run experiment.yaml
+# Relative paths are relative to this file. Unknown keys are errors (they are usually typos).
+
+experiment:
+  name: my-experiment
+  out: results/my-experiment      # output folder; stages whose inputs did not change are reused from it
+  seed: 0
+
+# Either simulate a study (no downloads) ...
+simulate:
+  enabled: false
+  subjects: 2                     # simulated subjects
+  voxels: 2000                    # voxels per subject
+  clips_per_genre: null           # null = the full ds003720 design (48 train + 6 test per genre)
+  library_tracks: 100             # composed tracks for the retrieval library
+
+# ... or point at real data (ignored when simulate.enabled is true).
+data:
+  bids: /data/ds003720            # BIDS root laid out like OpenNeuro ds003720
+  derivatives: null               # folder with sub-00N_Resp_Training.npy ... to use instead of raw BOLD
+  stimuli: /data/gtzan            # GTZAN folder (genres/<genre>/<genre>.000NN.wav)
+  subjects: null                  # null = every subject; or [sub-001, sub-002]
+  delay: 3                        # hemodynamic delay in TRs
+  mask: null                      # NIfTI voxel mask; null = derivatives/brain_mask.nii.gz or computed
+
+embeddings:
+  encoders: [acoustic]            # acoustic (no weights), clap, encodec, mert, clap-text
+
+decoding:
+  methods: [ridge, ensemble, encsel, aligned]
+  n_jobs: 1
+
+library:
+  music: null                     # folder of audio to build a retrieval library from (null: skip retrieval)
+  path: null                      # or an existing library folder
+  encoder: null                   # encoder of the library; null = the first of embeddings.encoders
+
+reconstruction:
+  enabled: true
+  generator: offline              # offline (no weights), musicldm, musicgen, or null for retrieval only
+  subjects: null                  # null = every subject
+  n_clips: 10                     # test clips to reconstruct per subject (null = all)
+  top_k: 3                        # retrieved tracks per clip
+
+report:
+  enabled: true
+  max_clips: 12                   # clips shown with audio players in the report
+"""
+
+
+@dataclass
+class Config:
+    """A validated configuration: ``values[section][key]``, the file it came from, and key line numbers."""
+
+    values: dict[str, dict[str, Any]]
+    path: Path | None = None
+    lines: dict[str, int] | None = None
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.values[section]
+
+    def where(self, dotted: str) -> str:
+        line = (self.lines or {}).get(dotted)
+        if self.path is None:
+            return dotted
+        return f"{self.path}:{line}: {dotted}" if line else f"{self.path}: {dotted}"
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy(self.values)
+
+
+def example_config() -> str:
+    """A commented example configuration (YAML text)."""
+    return EXAMPLE
+
+
+def _defaults() -> dict[str, dict[str, Any]]:
+    return {s: {k: copy.deepcopy(v[0]) for k, v in keys.items()} for s, keys in SCHEMA.items()}
+
+
+def _check_kind(value: Any, kind: str, where: str) -> Any:
+    optional = kind.endswith("?")
+    base = kind.rstrip("?")
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: a value is required ({base})")
+    if base == "bool" and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, found {value!r}")
+    if base == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: expected a whole number, found {value!r}")
+    if base == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{where}: expected a number, found {value!r}")
+    if base in ("str", "path") and not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{where}: expected a string, found {value!r}")
+    if base == "list":
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, found {value!r}")
+        value = [str(v) for v in value]
+    return value
+
+
+def _line_numbers(text: str, source: str) -> dict[str, int]:
+    import yaml
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({exc})") from exc
+    lines: dict[str, int] = {}
+    if root is None or not isinstance(root, yaml.MappingNode):
+        return lines
+    for key_node, value_node in root.value:
+        section = key_node.value
+        lines[section] = key_node.start_mark.line + 1
+        if isinstance(value_node, yaml.MappingNode):
+            for k, _ in value_node.value:
+                lines[f"{section}.{k.value}"] = k.start_mark.line + 1
+    return lines
+
+
+def parse_config(
+    data: dict | str, *, path: str | os.PathLike | None = None, check_paths: bool = True
+) -> Config:
+    """Validate a configuration given as a dict or YAML text; fill in defaults; resolve relative paths.
+
+    Relative paths are resolved against the config file's folder (or the working directory).
+    """
+    import yaml
+
+    source = str(path) if path is not None else "<config>"
+    lines: dict[str, int] = {}
+    if isinstance(data, str):
+        lines = _line_numbers(data, source)
+        try:
+            data = yaml.safe_load(data) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping of sections ({', '.join(SCHEMA)}), found {type(data).__name__}"
+        )
+
+    def where(dotted: str) -> str:
+        line = lines.get(dotted)
+        return f"{source}:{line}: {dotted}" if line else f"{source}: {dotted}"
+
+    base = Path(path).resolve().parent if path is not None else Path.cwd()
+    values = _defaults()
+    for section, content in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(
+                f"{where(section)}: unknown section {section!r}; known sections: {', '.join(SCHEMA)}"
+            )
+        if content is None:
+            continue
+        if not isinstance(content, dict):
+            raise ConfigError(f"{where(section)}: expected a mapping of keys, found {content!r}")
+        for key, value in content.items():
+            dotted = f"{section}.{key}"
+            if key not in SCHEMA[section]:
+                raise ConfigError(
+                    f"{where(dotted)}: unknown key {key!r} in section {section!r}; "
+                    f"known keys: {', '.join(SCHEMA[section])}"
+                )
+            kind = SCHEMA[section][key][1]
+            value = _check_kind(value, kind, where(dotted))
+            if kind.startswith("path") and value is not None:
+                p = Path(os.path.expanduser(str(value)))
+                value = str(p if p.is_absolute() else (base / p))
+            values[section][key] = value
+    if values["experiment"]["out"] is None:
+        raise ConfigError(f"{where('experiment.out')}: experiment.out (the output folder) is required")
+    out = Path(os.path.expanduser(values["experiment"]["out"]))
+    values["experiment"]["out"] = str(out if out.is_absolute() else base / out)
+    if not values["simulate"]["enabled"]:
+        if values["data"]["bids"] is None and values["data"]["derivatives"] is None:
+            raise ConfigError(
+                f"{where('data.bids')}: set data.bids (or data.derivatives), or simulate.enabled: true"
+            )
+        if values["data"]["stimuli"] is None:
+            raise ConfigError(f"{where('data.stimuli')}: data.stimuli (the stimulus folder) is required")
+        if check_paths:
+            for key in ("bids", "derivatives", "stimuli", "mask"):
+                p = values["data"][key]
+                if p is not None and not Path(p).exists():
+                    raise ConfigError(f"{where('data.' + key)}: path does not exist: {p}")
+    if (
+        check_paths
+        and values["library"]["music"] is not None
+        and not Path(values["library"]["music"]).exists()
+    ):
+        raise ConfigError(f"{where('library.music')}: path does not exist: {values['library']['music']}")
+    if values["simulate"]["enabled"] and values["simulate"]["subjects"] < 1:
+        raise ConfigError(
+            f"{where('simulate.subjects')}: must be at least 1, found {values['simulate']['subjects']}"
+        )
+    return Config(values=values, path=Path(path) if path is not None else None, lines=lines)
+
+
+def load_config(path: str | os.PathLike, *, check_paths: bool = True) -> Config:
+    """Read and validate a YAML configuration file."""
+    path = Path(path)
+    if not path.is_file():
+        from brain2music.errors import DataFileNotFoundError
+
+        raise DataFileNotFoundError(f"configuration file not found: {path}")
+    return parse_config(path.read_text(encoding="utf-8"), path=path, check_paths=check_paths)
