@@ -158,11 +158,28 @@ class _TransformersEncoder(Encoder):
         if self._named:  # workers reload named checkpoints from their own cache
             state["model"] = None
             state["processor"] = None
+        else:
+            # Weight-normed modules (EnCodec) refuse to pickle; ship class, config and weights instead.
+            model = self.model
+            state["model"] = None
+            state["checkpoint"] = None
+            state["_model_state"] = (
+                type(model),
+                model.config,
+                {k: v.cpu() for k, v in model.state_dict().items()},
+            )
         return state
 
     def __setstate__(self, state):
+        packed = state.pop("_model_state", None)
         self.__dict__.update(state)
-        if self.model is None:
+        if packed is not None:
+            cls, config, weights = packed
+            model = cls(config)
+            model.load_state_dict(weights)
+            self.checkpoint = model
+            self.model = model.to(self.device).eval()
+        elif self.model is None:
             self._load()
 
     def _extra_config(self) -> dict[str, Any]:
