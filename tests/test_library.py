@@ -32,6 +32,9 @@ class FakeEncoder:
     n_windows = 7
 
     def embed(self, audio, sr):
+        from brain2music.stimuli import resample
+
+        audio, sr = resample(np.asarray(audio, dtype=np.float32), sr, self.sr), self.sr
         out = []
         for start, end in embedding_windows(self.window):
             seg = audio[int(start * sr) : int(end * sr)]

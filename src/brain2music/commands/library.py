@@ -84,7 +84,7 @@ def register(subparsers) -> None:
             "--index",
             choices=INDEX_KINDS,
             default=None if not encoder_required else "auto",
-            help="vector index: auto (exact below 200k tracks, IVF above), flat, ivf, hnsw",
+            help="vector index: auto (exact below 100k tracks, IVF above), flat, ivf, hnsw",
         )
         q.add_argument("--batch-size", type=int, default=64, help="tracks per committed shard (default 64)")
 

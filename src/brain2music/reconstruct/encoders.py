@@ -21,7 +21,7 @@ def resolve_encoder(encoder: Any):
     """Return an encoder object for a registry name or an encoder object (returned unchanged)."""
     if isinstance(encoder, str):
         try:
-            from brain2music.embeddings import get_encoder
+            from brain2music.embeddings.registry import get_encoder
         except ImportError as exc:  # pragma: no cover - the embeddings layer ships with the package
             raise ConfigError(
                 f"cannot resolve encoder {encoder!r}: brain2music.embeddings is not available ({exc})"

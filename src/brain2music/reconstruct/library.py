@@ -63,6 +63,7 @@ __all__ = [
     "add_to_library",
     "build_library",
     "find_audio_files",
+    "library_from_embeddings",
     "open_library",
     "read_fma_tracks",
     "search_library",
@@ -271,14 +272,32 @@ class MusicLibrary:
         return self._vectors
 
     def windows(self, items: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-        """Per-window embeddings ``(n, n_windows, dim)`` of the given item numbers (all when ``None``)."""
-        allw = self._read_column("windows", self.n_windows * self.dim).reshape(-1, self.n_windows, self.dim)
+        """Per-window embeddings ``(n, n_windows, dim)`` of the given item numbers (all when ``None``).
+
+        Only the shards holding requested items are read.
+        """
+        import pyarrow.parquet as pq
+
+        width = self.n_windows * self.dim
         if items is None:
-            return allw
-        items = np.asarray(items, dtype=np.int64)
-        if items.size and (items.min() < 0 or items.max() >= len(allw)):
-            raise DataError(f"item numbers must lie in [0, {len(allw)}); got {items.min()}..{items.max()}")
-        return allw[items]
+            return self._read_column("windows", width).reshape(-1, self.n_windows, self.dim)
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        if items.size and (items.min() < 0 or items.max() >= len(self)):
+            raise DataError(f"item numbers must lie in [0, {len(self)}); got {items.min()}..{items.max()}")
+        out = np.zeros((items.size, width), dtype=np.float32)
+        for shard in self._manifest["shards"]:
+            start, stop = shard["start"], shard["start"] + shard["n_items"]
+            hit = np.flatnonzero((items >= start) & (items < stop))
+            if hit.size == 0:
+                continue
+            col = (
+                pq.read_table(self.path / shard["file"], columns=["windows"])
+                .column("windows")
+                .combine_chunks()
+            )
+            block = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+            out[hit] = block[items[hit] - start]
+        return out.reshape(-1, self.n_windows, self.dim)
 
     @property
     def index(self):
@@ -572,7 +591,7 @@ def build_library(
         Optional table (CSV path or DataFrame) with a ``path`` or ``track_id`` column and any of
         ``title``, ``artist``, ``genre``; or an FMA ``tracks.csv``.
     index
-        ``"auto"`` (exact below 200,000 tracks, IVF above), ``"flat"``, ``"ivf"`` or ``"hnsw"``.
+        ``"auto"`` (exact below 100,000 tracks, IVF above), ``"flat"``, ``"ivf"`` or ``"hnsw"``.
     batch_size
         Tracks per committed shard.
 
@@ -627,6 +646,69 @@ def add_to_library(
     return _ingest_folder(
         lib, music_dir, enc, metadata=metadata, index=index, batch_size=batch_size, progress=progress
     )
+
+
+def library_from_embeddings(
+    out: str | os.PathLike,
+    embeddings: np.ndarray,
+    metadata: pd.DataFrame,
+    *,
+    encoder: str,
+    encoder_config: dict | None = None,
+    index: str = "auto",
+    batch_size: int = 100_000,
+    progress: bool = True,
+) -> MusicLibrary:
+    """Store precomputed per-window ``embeddings (n, n_windows, dim)`` as a new library (no audio read).
+
+    ``metadata`` has one row per track with a ``path`` column and optionally ``track_id``, ``title``,
+    ``artist``, ``genre``, ``duration``. Used for composed libraries whose embeddings already exist and
+    for benchmarks. Committed in batches like :func:`build_library`.
+    """
+    from tqdm.auto import tqdm
+
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if embeddings.ndim == 2:
+        embeddings = embeddings[:, None, :]
+    if embeddings.ndim != 3 or len(embeddings) != len(metadata) or len(metadata) == 0:
+        raise DataError(
+            f"embeddings must be (n, n_windows, dim) with n = len(metadata) = {len(metadata)} > 0; "
+            f"got shape {embeddings.shape}"
+        )
+    if "path" not in metadata.columns:
+        raise DataError(f"metadata needs a 'path' column; found {list(metadata.columns)}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out}: exists and is not empty; choose a new library folder")
+
+    class _Spec:
+        name = encoder
+        dim = embeddings.shape[2]
+        n_windows = embeddings.shape[1]
+
+        def config(self):
+            return dict(encoder_config or {})
+
+    lib = _new_library(out, _Spec())
+    meta = metadata.reset_index(drop=True)
+    for start in tqdm(range(0, len(meta), batch_size), desc="writing library", disable=not progress):
+        part = meta.iloc[start : start + batch_size]
+        rows = [
+            {
+                "path": str(r["path"]),
+                "track_id": str(r.get("track_id", Path(str(r["path"])).stem)),
+                "title": str(r.get("title", Path(str(r["path"])).stem)),
+                "artist": str(r.get("artist", "")),
+                "genre": str(r.get("genre", "")),
+                "duration": float(r.get("duration", STIMULUS_DURATION)),
+            }
+            for r in part.to_dict(orient="records")
+        ]
+        win = embeddings[start : start + batch_size]
+        _commit(lib, rows, l2_normalize(win.mean(axis=1)), win, [])
+    lib.rebuild_index(kind=index)
+    lib.last_ingest_ = {"n_added": len(meta), "n_already_present": 0, "skipped": []}
+    return lib
 
 
 def open_library(path: str | os.PathLike) -> MusicLibrary:

@@ -1,0 +1,77 @@
+"""Generators: target embedding → new audio. One protocol (:class:`Generator`), one registry.
+
+Registered names:
+
+- ``debug``: instant sine chords keyed on the target (tests, dry runs);
+- ``offline``: the simulator's composer steered towards the target by a learned map + search (no weights);
+- ``musicldm``: diffusers ``MusicLDMPipeline`` conditioned on the CLAP embedding as ``prompt_embeds``;
+- ``musicgen``: transformers MusicGen from a text prompt built from the nearest captions/tags;
+- ``best-of``: wraps another generator, keeps the best of ``n`` candidates by embedding score.
+"""
+
+from __future__ import annotations
+
+from brain2music.reconstruct.generators.base import (
+    BestOfN,
+    DebugGenerator,
+    Generator,
+    cosine_scores,
+    get_generator,
+    list_generators,
+    register_generator,
+    target_vector,
+)
+
+__all__ = [
+    "BestOfN",
+    "DebugGenerator",
+    "Generator",
+    "cosine_scores",
+    "get_generator",
+    "list_generators",
+    "register_generator",
+    "target_vector",
+]
+
+
+def _offline(**kw):
+    from brain2music.reconstruct.generators.offline import OfflineGenerator
+
+    if "encoder" not in kw:
+        from brain2music.errors import ConfigError
+
+        raise ConfigError("generator 'offline' needs encoder= (the encoder whose embeddings it targets)")
+    return OfflineGenerator(**kw)
+
+
+def _best_of(*, base="offline", encoder=None, n=8, scorer=None, **base_kw):
+    from brain2music.errors import ConfigError
+
+    if encoder is None:
+        raise ConfigError("generator 'best-of' needs encoder= (to score the candidates)")
+    if isinstance(base, str) and base == "offline":
+        base_kw.setdefault("encoder", encoder)
+    return BestOfN(get_generator(base, **base_kw), encoder, n=n, scorer=scorer)
+
+
+def _musicldm(**kw):
+    from brain2music.reconstruct.generators.neural import MusicLDMGenerator
+
+    return MusicLDMGenerator(**kw)
+
+
+def _musicgen(**kw):
+    from brain2music.reconstruct.generators.neural import MusicGenGenerator
+
+    return MusicGenGenerator(**kw)
+
+
+register_generator(
+    "debug", lambda **kw: DebugGenerator(**kw), description="sine chords keyed on the target; for tests"
+)
+register_generator("offline", _offline, description="simulator composer + learned map + search; no weights")
+register_generator(
+    "best-of", _best_of, description="best of n candidates of another generator by embedding score"
+)
+register_generator("musicldm", _musicldm, description="diffusers MusicLDM conditioned on a CLAP embedding")
+register_generator("musicgen", _musicgen, description="MusicGen from a text prompt of the nearest captions")
