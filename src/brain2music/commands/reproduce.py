@@ -1,0 +1,94 @@
+"""``brain2music reproduce BIDS_ROOT --stimuli DIR --encoders acoustic,clap --out results/``: the paper's Table 2."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def register(subparsers) -> None:
+    from brain2music.reproduce import METHODS
+
+    p = subparsers.add_parser(
+        "reproduce",
+        help="decode music embeddings from fMRI and evaluate as in Brain2Music (Table 2)",
+        description=(
+            "Fit decoders (fMRI -> music embedding) and encoding models for every subject and embedding, "
+            "evaluate them with the paper's identification accuracy, print a Table-2-like table and write "
+            "the results folder (results.json, table2.csv, predictions, decoders, encoding maps)."
+        ),
+    )
+    p.add_argument("bids_root", help="BIDS root of a ds003720-like dataset (e.g. SIM/bids)")
+    p.add_argument("--stimuli", default=None, help="GTZAN-layout stimulus folder (e.g. SIM/stimuli)")
+    p.add_argument(
+        "--encoders", type=_csv, default=["acoustic"], help="comma-separated embeddings (default: acoustic)"
+    )
+    p.add_argument("--out", required=True, help="results folder to write")
+    p.add_argument(
+        "--derivatives", default=None, help="folder of the authors' preprocessed arrays (instead of raw BOLD)"
+    )
+    p.add_argument("--subjects", nargs="+", default=None, help="only these subjects (e.g. 1 2 or sub-001)")
+    p.add_argument(
+        "--methods",
+        type=_csv,
+        default=list(METHODS),
+        help=f"comma-separated decoders (default: {','.join(METHODS)})",
+    )
+    p.add_argument(
+        "--embeddings", nargs="+", default=None, metavar="NAME=FILE",
+        help="precomputed embeddings .npz per encoder (from `brain2music embed`), e.g. acoustic=emb.npz",
+    )  # fmt: skip
+    p.add_argument(
+        "--parcels",
+        default=None,
+        help="parcel label image for the ensemble (default: BIDS_ROOT/derivatives/parcels.nii.gz)",
+    )
+    p.add_argument(
+        "--reference", default=None, help="reference subject of the aligned decoder (default: first)"
+    )
+    p.add_argument("--delay", type=int, default=3, help="hemodynamic shift in volumes (default 3)")
+    p.add_argument("--cv", type=int, default=5, help="run-grouped CV folds (default 5)")
+    p.add_argument("--n-top-parcels", type=int, default=6, help="parcels kept by the ensemble (default 6)")
+    p.add_argument(
+        "--encsel-threshold", type=float, default=0.05, help="encoding CV r threshold (default 0.05)"
+    )
+    p.add_argument(
+        "--encsel-top", type=int, default=None, help="keep at most this many encoding-selected voxels"
+    )
+    p.add_argument(
+        "--n-permutations", type=int, default=1000, help="permutations of the encoding test (default 1000)"
+    )
+    p.add_argument("--no-logo", action="store_true", help="skip leave-one-genre-out")
+    p.add_argument("--cache-dir", default=None, help="embedding cache folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars and no table")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from brain2music.reproduce import reproduce
+
+    reproduce(
+        args.bids_root,
+        stimuli=args.stimuli,
+        encoders=args.encoders,
+        out=args.out,
+        subjects=args.subjects,
+        derivatives=args.derivatives,
+        methods=args.methods,
+        embeddings=args.embeddings,
+        parcels=args.parcels,
+        reference=args.reference,
+        delay=args.delay,
+        cv=args.cv,
+        n_top_parcels=args.n_top_parcels,
+        encsel_threshold=args.encsel_threshold,
+        encsel_top=args.encsel_top,
+        n_permutations=args.n_permutations,
+        logo=not args.no_logo,
+        cache_dir=args.cache_dir,
+        verbose=not args.quiet,
+    )
+    return 0
