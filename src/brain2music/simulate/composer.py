@@ -1,0 +1,831 @@
+"""A composer of short tracks in the style of the 10 GTZAN genres, rendered with a real SoundFont.
+
+The layers are separate so that a search (the offline generator) can tweak a track:
+
+- :class:`TrackParams` — everything that defines a track (genre, tempo, key/mode, meter, swing, drum
+  pattern, bass style, chord progression and voicing, instruments as General-MIDI programs, melody
+  density/register, effect amounts, a seed for the note-level choices);
+- :func:`sample_params` — draw the parameters of a new track of a genre;
+- :func:`compose` — parameters → a :class:`pretty_midi.PrettyMIDI` score (deterministic for the params);
+- :func:`render` — parameters → audio: FluidSynth (pretty_midi's ``fluidsynth()`` with the General-MIDI
+  SoundFont pretty_midi ships, ``TimGM6mb.sf2``) per stem, then pedalboard effects: distortion on guitars
+  for metal/rock (and a little for blues), compression, reverb, a low-pass for lo-fi hip-hop;
+- :func:`params_to_vector` / :func:`params_from_vector` — a numeric encoding in ``[0, 1]^d``
+  (:data:`PARAM_NAMES` names the coordinates) so that parameters can be searched numerically.
+
+Genre styles are written from common textbook descriptions (12-bar shuffle blues, boom-chick country,
+four-on-the-floor disco, boom-bap hip-hop, swing ride + walking bass jazz, palm-muted power chords for
+metal, I–V–vi–IV pop, one-drop reggae with off-beat skank, eighth-note rock), not tuned to any decoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from brain2music.data.events import GENRES
+from brain2music.errors import ConfigError
+
+__all__ = [
+    "PARAM_NAMES",
+    "TrackParams",
+    "compose",
+    "params_from_vector",
+    "params_to_vector",
+    "render",
+    "sample_params",
+]
+
+MODES: tuple[str, ...] = ("major", "minor", "dorian", "mixolydian", "phrygian", "blues")
+_SCALES = {
+    "major": (0, 2, 4, 5, 7, 9, 11),
+    "minor": (0, 2, 3, 5, 7, 8, 10),
+    "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
+    "phrygian": (0, 1, 3, 5, 7, 8, 10),
+    "blues": (0, 3, 5, 6, 7, 10),
+}
+
+# Chord progressions as scale degrees (0 = tonic), one chord per bar; a global table so a progression is
+# one integer in the numeric encoding.
+PROGRESSIONS: tuple[tuple[int, ...], ...] = (
+    (0, 0, 0, 0, 3, 3, 0, 0, 4, 3, 0, 4),  # 0 12-bar blues
+    (0, 3, 4, 0),  # 1 I-IV-V-I
+    (0, 4, 5, 3),  # 2 I-V-vi-IV (pop)
+    (5, 3, 0, 4),  # 3 vi-IV-I-V
+    (1, 4, 0, 0),  # 4 ii-V-I
+    (0, 5, 1, 4),  # 5 I-vi-ii-V (jazz turnaround)
+    (0, 3),  # 6 i-iv vamp (disco/reggae)
+    (0, 0, 6, 5),  # 7 i-i-VII-VI (metal/rock, minor)
+    (0, 6, 5, 6),  # 8 i-VII-VI-VII
+    (0, 3, 0, 4),  # 9 I-IV-I-V (country)
+    (0, 2, 3, 4),  # 10 I-iii-IV-V
+    (0, 1),  # 11 i-ii vamp (dorian/hip-hop)
+)
+
+# Drum patterns on a 16-step grid per bar of 4 beats (12 steps for 3 beats): (kick, snare, hat, open hat,
+# ride, crash-at-bar-1) as step sets.
+DRUM_PATTERNS: tuple[dict, ...] = (
+    {"kick": (0, 8), "snare": (4, 12), "hat": (0, 2, 4, 6, 8, 10, 12, 14)},  # 0 rock/pop backbeat
+    {"kick": (0, 4, 8, 12), "snare": (4, 12), "hat": (), "open": (2, 6, 10, 14)},  # 1 four on the floor
+    {"kick": (0, 7, 10), "snare": (4, 12), "hat": (0, 2, 4, 6, 8, 10, 12, 14)},  # 2 boom-bap
+    {"kick": (8,), "snare": (8,), "hat": (2, 6, 10, 14)},  # 3 one drop
+    {"ride": (0, 4, 6, 8, 12, 14), "hat": (4, 12), "kick": (0,)},  # 4 jazz swing ride
+    {"kick": (0, 2, 4, 6, 8, 10, 12, 14), "snare": (4, 12), "crash": (0,)},  # 5 double-kick metal
+    {"kick": (0, 8), "snare": (4, 12), "hat": (0, 4, 8, 12)},  # 6 country train / shuffle
+    {"kick": (0, 3, 8, 11), "snare": (4, 12), "hat": tuple(range(16))},  # 7 16th-hat pop/hiphop
+    {"kick": (0, 6, 8), "snare": (4, 12), "hat": (0, 2, 4, 6, 8, 10, 12, 14), "crash": (0,)},  # 8 rock
+    {},  # 9 no drums (classical)
+)
+_DRUM_NOTES = {"kick": 36, "snare": 38, "hat": 42, "open": 46, "ride": 51, "crash": 49}
+
+BASS_STYLES = ("whole", "root_fifth", "walking", "octaves", "offbeat", "eighths", "sub", "alberti")
+CHORD_STYLES = ("block", "strum", "arpeggio", "skank", "stabs", "pad", "power", "comp")
+ROLES = ("bass", "chords", "melody", "pad")
+DRUM_KITS = (0, 8, 16, 24, 25, 32, 40)
+
+# Per-genre style: ranges and weighted choices that sample_params draws from.
+_STYLES: dict[str, dict] = {
+    "blues": dict(
+        tempo=(70, 110),
+        modes=("blues", "mixolydian"),
+        meter=(4,),
+        swing=(0.22, 0.33),
+        drums=(6, 0),
+        kits=(0, 8),
+        bass=("walking", "root_fifth"),
+        prog=(0,),
+        chords=("comp", "stabs"),
+        bass_prog=(33, 32),
+        chord_prog=(0, 16, 27),
+        melody_prog=(29, 22, 65, 26),
+        pad_prog=(None, 16),
+        density=(0.8, 1.8),
+        register=(62, 74),
+        distortion=(0.0, 12.0),
+        reverb=(0.2, 0.45),
+        compression=(0.2, 0.5),
+        lowpass=(0.0, 0.0),
+    ),
+    "classical": dict(
+        tempo=(60, 120),
+        modes=("major", "minor"),
+        meter=(3, 4),
+        swing=(0.0, 0.0),
+        drums=(9,),
+        kits=(0,),
+        bass=("whole", "alberti"),
+        prog=(1, 4, 5, 10, 3),
+        chords=("arpeggio", "pad", "block"),
+        bass_prog=(42, 43, 32),
+        chord_prog=(0, 48, 46, 6),
+        melody_prog=(40, 73, 71, 68, 60, 0),
+        pad_prog=(48, 49, None),
+        density=(0.8, 2.0),
+        register=(67, 79),
+        distortion=(0.0, 0.0),
+        reverb=(0.55, 0.9),
+        compression=(0.0, 0.1),
+        lowpass=(0.0, 0.0),
+    ),
+    "country": dict(
+        tempo=(90, 135),
+        modes=("major", "mixolydian"),
+        meter=(4,),
+        swing=(0.0, 0.12),
+        drums=(6, 0),
+        kits=(0, 40),
+        bass=("root_fifth",),
+        prog=(1, 9, 10),
+        chords=("strum",),
+        bass_prog=(32, 33),
+        chord_prog=(25, 24),
+        melody_prog=(40, 105, 27, 22),
+        pad_prog=(None, 21),
+        density=(1.0, 2.2),
+        register=(64, 76),
+        distortion=(0.0, 0.0),
+        reverb=(0.15, 0.35),
+        compression=(0.2, 0.5),
+        lowpass=(0.0, 0.0),
+    ),
+    "disco": dict(
+        tempo=(110, 132),
+        modes=("minor", "dorian", "major"),
+        meter=(4,),
+        swing=(0.0, 0.05),
+        drums=(1,),
+        kits=(0, 24),
+        bass=("octaves",),
+        prog=(6, 11, 4, 3),
+        chords=("stabs", "skank"),
+        bass_prog=(38, 39, 33),
+        chord_prog=(4, 5, 48, 27),
+        melody_prog=(49, 61, 81, 56),
+        pad_prog=(48, 50, None),
+        density=(1.2, 2.4),
+        register=(67, 79),
+        distortion=(0.0, 0.0),
+        reverb=(0.25, 0.45),
+        compression=(0.5, 0.8),
+        lowpass=(0.0, 0.0),
+    ),
+    "hiphop": dict(
+        tempo=(78, 98),
+        modes=("minor", "dorian"),
+        meter=(4,),
+        swing=(0.08, 0.2),
+        drums=(2, 7),
+        kits=(25, 0, 24),
+        bass=("sub",),
+        prog=(11, 6, 3),
+        chords=("pad", "comp"),
+        bass_prog=(38, 87, 33),
+        chord_prog=(4, 11, 0, 89),
+        melody_prog=(54, 85, 11, 80),
+        pad_prog=(89, 95, None),
+        density=(1.5, 3.5),
+        register=(55, 67),
+        distortion=(0.0, 3.0),
+        reverb=(0.1, 0.3),
+        compression=(0.6, 0.9),
+        lowpass=(0.4, 0.9),
+    ),
+    "jazz": dict(
+        tempo=(110, 200),
+        modes=("dorian", "major", "mixolydian"),
+        meter=(4,),
+        swing=(0.25, 0.33),
+        drums=(4,),
+        kits=(32, 40),
+        bass=("walking",),
+        prog=(4, 5),
+        chords=("comp",),
+        bass_prog=(32,),
+        chord_prog=(0, 1, 4, 26),
+        melody_prog=(65, 66, 56, 11, 71),
+        pad_prog=(None,),
+        density=(1.6, 3.2),
+        register=(62, 77),
+        distortion=(0.0, 0.0),
+        reverb=(0.25, 0.5),
+        compression=(0.1, 0.3),
+        lowpass=(0.0, 0.0),
+    ),
+    "metal": dict(
+        tempo=(100, 180),
+        modes=("phrygian", "minor"),
+        meter=(4,),
+        swing=(0.0, 0.0),
+        drums=(5, 8),
+        kits=(16, 0),
+        bass=("eighths",),
+        prog=(7, 8),
+        chords=("power",),
+        bass_prog=(34, 33),
+        chord_prog=(30, 29),
+        melody_prog=(30, 29),
+        pad_prog=(None, 48),
+        density=(2.0, 4.0),
+        register=(64, 82),
+        distortion=(25.0, 40.0),
+        reverb=(0.2, 0.45),
+        compression=(0.6, 0.9),
+        lowpass=(0.0, 0.0),
+    ),
+    "pop": dict(
+        tempo=(95, 125),
+        modes=("major",),
+        meter=(4,),
+        swing=(0.0, 0.05),
+        drums=(0, 7),
+        kits=(0, 24, 25),
+        bass=("eighths", "octaves", "root_fifth"),
+        prog=(2, 3, 10),
+        chords=("block", "stabs", "arpeggio"),
+        bass_prog=(33, 38, 34),
+        chord_prog=(0, 4, 5, 81),
+        melody_prog=(53, 80, 81, 0, 11),
+        pad_prog=(89, 88, 48),
+        density=(1.0, 2.0),
+        register=(64, 76),
+        distortion=(0.0, 0.0),
+        reverb=(0.3, 0.55),
+        compression=(0.5, 0.8),
+        lowpass=(0.0, 0.0),
+    ),
+    "reggae": dict(
+        tempo=(64, 90),
+        modes=("minor", "major", "dorian"),
+        meter=(4,),
+        swing=(0.0, 0.12),
+        drums=(3,),
+        kits=(0, 8),
+        bass=("offbeat", "sub"),
+        prog=(6, 1, 11),
+        chords=("skank",),
+        bass_prog=(33, 34, 38),
+        chord_prog=(27, 16, 17),
+        melody_prog=(16, 56, 65, 22),
+        pad_prog=(None, 16),
+        density=(0.6, 1.4),
+        register=(60, 72),
+        distortion=(0.0, 0.0),
+        reverb=(0.35, 0.6),
+        compression=(0.3, 0.6),
+        lowpass=(0.0, 0.3),
+    ),
+    "rock": dict(
+        tempo=(110, 150),
+        modes=("major", "mixolydian", "minor"),
+        meter=(4,),
+        swing=(0.0, 0.0),
+        drums=(0, 8),
+        kits=(0, 16, 8),
+        bass=("eighths", "root_fifth"),
+        prog=(1, 7, 3, 9),
+        chords=("power", "strum"),
+        bass_prog=(34, 33),
+        chord_prog=(29, 30, 27),
+        melody_prog=(29, 30, 27, 53),
+        pad_prog=(None, 16),
+        density=(1.2, 2.6),
+        register=(62, 76),
+        distortion=(10.0, 25.0),
+        reverb=(0.2, 0.45),
+        compression=(0.4, 0.7),
+        lowpass=(0.0, 0.0),
+    ),
+}
+
+
+@dataclass
+class TrackParams:
+    """Everything that defines one composed track.
+
+    ``instruments`` maps a role (``bass``, ``chords``, ``melody``, ``pad``) to a General-MIDI program
+    (0–127) or ``None`` when the role is silent. ``progression`` indexes :data:`PROGRESSIONS`,
+    ``drum_pattern`` :data:`DRUM_PATTERNS` (9 = no drums), ``drum_kit`` a GM drum-kit program.
+    Effect amounts: ``distortion`` drive in dB on guitar stems, ``reverb`` room size 0–1,
+    ``compression`` 0–1 (threshold and ratio grow with it), ``lowpass`` 0–1 (0 = off; 1 = 1.5 kHz).
+    ``seed`` drives the note-level choices (melody, fills, velocities), so two tracks with the same
+    params are identical and tracks with different seeds differ.
+    """
+
+    genre: str
+    tempo: float
+    key: int
+    mode: str
+    meter: int
+    swing: float
+    drum_pattern: int
+    drum_kit: int
+    bass_style: str
+    progression: int
+    chord_style: str
+    instruments: dict = field(default_factory=dict)
+    melody_density: float = 1.5
+    melody_register: int = 69
+    distortion: float = 0.0
+    reverb: float = 0.3
+    compression: float = 0.3
+    lowpass: float = 0.0
+    velocity: float = 0.8
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (for the metadata table)."""
+        return dataclasses.asdict(self)
+
+
+def _check_genre(genre: str) -> str:
+    if genre not in _STYLES:
+        raise ConfigError(f"genre must be one of {list(GENRES)}; got {genre!r}")
+    return genre
+
+
+def sample_params(genre: str, rng: np.random.Generator | int | None = None) -> TrackParams:
+    """Draw the parameters of a new track in the style of ``genre`` (one of the 10 GTZAN genres)."""
+    s = _STYLES[_check_genre(genre)]
+    rng = np.random.default_rng(rng)
+
+    def pick(seq):
+        return seq[int(rng.integers(len(seq)))]
+
+    def uniform(lo_hi):
+        lo, hi = lo_hi
+        return float(lo if hi <= lo else rng.uniform(lo, hi))
+
+    return TrackParams(
+        genre=genre,
+        tempo=round(uniform(s["tempo"]), 1),
+        key=int(rng.integers(12)),
+        mode=pick(s["modes"]),
+        meter=int(pick(s["meter"])),
+        swing=round(uniform(s["swing"]), 3),
+        drum_pattern=int(pick(s["drums"])),
+        drum_kit=int(pick(s["kits"])),
+        bass_style=pick(s["bass"]),
+        progression=int(pick(s["prog"])),
+        chord_style=pick(s["chords"]),
+        instruments={
+            "bass": int(pick(s["bass_prog"])),
+            "chords": int(pick(s["chord_prog"])),
+            "melody": int(pick(s["melody_prog"])),
+            "pad": pick(s["pad_prog"]),
+        },
+        melody_density=round(uniform(s["density"]), 3),
+        melody_register=int(rng.integers(s["register"][0], s["register"][1] + 1)),
+        distortion=round(uniform(s["distortion"]), 2),
+        reverb=round(uniform(s["reverb"]), 3),
+        compression=round(uniform(s["compression"]), 3),
+        lowpass=round(uniform(s["lowpass"]), 3),
+        velocity=round(float(rng.uniform(0.65, 0.95)), 3),
+        seed=int(rng.integers(2**31 - 1)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Composition
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _scale_pitch(p: TrackParams, degree: int, octave: int) -> int:
+    scale = _SCALES[p.mode]
+    n = len(scale)
+    return 12 * (octave + degree // n) + p.key + scale[degree % n]
+
+
+def _chord(p: TrackParams, degree: int, octave: int, size: int = 3) -> list[int]:
+    """Triad (or 7th chord with ``size=4``) on a scale degree; the blues mode uses dominant 7ths."""
+    if p.mode == "blues":
+        root = 12 * octave + p.key + {0: 0, 3: 5, 4: 7}.get(degree, 0)
+        return [root, root + 4, root + 7, root + 10][:size]
+    scale_len = len(_SCALES[p.mode])
+    return [_scale_pitch(p, degree + 2 * k, octave) for k in range(size)][:scale_len]
+
+
+class _Timing:
+    """Beat → seconds with swing (delays every off-beat 8th note by ``swing`` of a beat)."""
+
+    def __init__(self, p: TrackParams):
+        self.beat = 60.0 / p.tempo
+        self.swing = p.swing
+        self.meter = p.meter
+
+    def t(self, bar: int, step16: float) -> float:
+        beat, frac = divmod(step16 / 4.0, 1.0)
+        if self.swing and abs(frac - 0.5) < 1e-6:
+            frac += self.swing * 0.5
+        return (bar * self.meter + beat + frac) * self.beat
+
+
+def _add(inst, pitch: int, start: float, dur: float, vel: float, duration: float):
+    import pretty_midi
+
+    if start >= duration:
+        return
+    pitch = int(np.clip(pitch, 0, 127))
+    end = min(start + max(dur, 0.03), duration)
+    inst.notes.append(pretty_midi.Note(int(np.clip(vel, 1, 127)), pitch, float(start), float(end)))
+
+
+def compose(params: TrackParams, duration: float = 30.0):
+    """The score of a track: a :class:`pretty_midi.PrettyMIDI` with drums, bass, chords, melody (and pad).
+
+    Deterministic for ``params`` (the note-level randomness comes from ``params.seed``).
+    """
+    import pretty_midi
+
+    p = params
+    _check_genre(p.genre)
+    rng = np.random.default_rng(p.seed)
+    tm = _Timing(p)
+    steps = 4 * p.meter
+    bar_len = p.meter * tm.beat
+    n_bars = int(np.ceil(duration / bar_len)) + 1
+    prog = PROGRESSIONS[p.progression % len(PROGRESSIONS)]
+    vel = 127 * p.velocity
+    pm = pretty_midi.PrettyMIDI(initial_tempo=float(p.tempo))
+    # Arrangement: the melody enters after an intro, drums drop out for one break bar in some tracks.
+    intro = int(rng.integers(0, 3))
+    break_bar = int(rng.integers(6, 14)) if rng.random() < 0.5 else -1
+
+    pattern = DRUM_PATTERNS[p.drum_pattern % len(DRUM_PATTERNS)]
+    if pattern:
+        drums = pretty_midi.Instrument(program=p.drum_kit, is_drum=True, name="drums")
+        for bar in range(n_bars):
+            if bar == break_bar:
+                continue
+            for name, hits in pattern.items():
+                if name == "crash" and bar % 4:
+                    continue
+                for s in hits:
+                    if s >= steps:
+                        continue
+                    accent = 1.0 if s % 4 == 0 else 0.8
+                    v = vel * accent * rng.uniform(0.85, 1.05) * (0.7 if name in ("hat", "ride") else 1.0)
+                    _add(drums, _DRUM_NOTES[name], tm.t(bar, s), 0.1, v, duration)
+            if bar % 4 == 3 and rng.random() < 0.6:  # a fill of snare 16ths at the end of a phrase
+                for s in range(steps - 4, steps):
+                    _add(drums, 38, tm.t(bar, s), 0.08, vel * rng.uniform(0.6, 0.95), duration)
+        pm.instruments.append(drums)
+
+    bass = pretty_midi.Instrument(program=p.instruments["bass"], name="bass")
+    for bar in range(n_bars):
+        deg = prog[bar % len(prog)]
+        root = _chord(p, deg, 3)[0]
+        fifth = root + 7
+        style = p.bass_style
+        if style == "whole":
+            _add(bass, root, tm.t(bar, 0), bar_len * 0.95, vel * 0.9, duration)
+        elif style == "root_fifth":
+            for b in range(p.meter):
+                _add(
+                    bass,
+                    root if b % 2 == 0 else fifth - 12,
+                    tm.t(bar, 4 * b),
+                    tm.beat * 0.8,
+                    vel * 0.9,
+                    duration,
+                )
+        elif style == "walking":
+            nxt = _chord(p, prog[(bar + 1) % len(prog)], 3)[0]
+            line = [
+                root,
+                root + (4 if p.mode in ("major", "mixolydian", "blues") else 3),
+                fifth,
+                nxt + rng.choice([-1, 1]),
+            ]
+            for b in range(p.meter):
+                _add(bass, line[b % 4], tm.t(bar, 4 * b), tm.beat * 0.9, vel * 0.85, duration)
+        elif style == "octaves":
+            for s in range(0, steps, 2):
+                _add(bass, root + (12 if (s // 2) % 2 else 0), tm.t(bar, s), tm.beat * 0.4, vel, duration)
+        elif style == "offbeat":
+            for s in (0, 3, 6, 10, 12):
+                if s < steps:
+                    _add(
+                        bass,
+                        root + int(rng.choice([0, 0, 7, 12, 10])),
+                        tm.t(bar, s),
+                        tm.beat * 0.7,
+                        vel,
+                        duration,
+                    )
+        elif style == "eighths":
+            for s in range(0, steps, 2):
+                _add(bass, root, tm.t(bar, s), tm.beat * 0.45, vel * (1.0 if s % 4 == 0 else 0.85), duration)
+        elif style == "sub":
+            _add(bass, root - 12 if root > 40 else root, tm.t(bar, 0), tm.beat * 1.5, vel, duration)
+            _add(bass, root, tm.t(bar, 10), tm.beat * 1.2, vel * 0.9, duration)
+        else:  # alberti: root-fifth-third-fifth in 8ths
+            third = _chord(p, deg, 3)[1]
+            for i, s in enumerate(range(0, steps, 2)):
+                _add(
+                    bass,
+                    (root, fifth, third + 12, fifth)[i % 4],
+                    tm.t(bar, s),
+                    tm.beat * 0.45,
+                    vel * 0.7,
+                    duration,
+                )
+    pm.instruments.append(bass)
+
+    chords = pretty_midi.Instrument(program=p.instruments["chords"], name="chords")
+    for bar in range(n_bars):
+        deg = prog[bar % len(prog)]
+        size = 4 if p.chord_style == "comp" else 3
+        notes = _chord(p, deg, 4, size)
+        cs = p.chord_style
+        if cs == "block":
+            for b in range(0, p.meter, 2):
+                for n in notes:
+                    _add(chords, n, tm.t(bar, 4 * b), tm.beat * 1.9, vel * 0.7, duration)
+        elif cs == "strum":
+            for s in (0, 4, 6, 8, 12, 14):
+                if s < steps:
+                    for k, n in enumerate(notes + [notes[0] + 12]):
+                        _add(chords, n, tm.t(bar, s) + 0.012 * k, tm.beat * 0.45, vel * 0.65, duration)
+        elif cs == "arpeggio":
+            arp = notes + [notes[0] + 12] + notes[1:][::-1]
+            for i, s in enumerate(range(0, steps, 2)):
+                _add(chords, arp[i % len(arp)], tm.t(bar, s), tm.beat * 0.6, vel * 0.6, duration)
+        elif cs == "skank":
+            for b in range(p.meter):
+                for n in notes:
+                    _add(chords, n + 12, tm.t(bar, 4 * b + 2), tm.beat * 0.2, vel * 0.7, duration)
+        elif cs == "stabs":
+            for s in (2, 6, 10, 14) if rng.random() < 0.5 else (0, 3, 6, 10):
+                if s < steps:
+                    for n in notes:
+                        _add(chords, n + 12, tm.t(bar, s), tm.beat * 0.25, vel * 0.75, duration)
+        elif cs == "pad":
+            for n in notes:
+                _add(chords, n, tm.t(bar, 0), bar_len * 0.98, vel * 0.55, duration)
+        elif cs == "power":
+            root = notes[0] - 12
+            for s in range(0, steps, 2):
+                palm = 0.3 if s % 8 else 0.6
+                for n in (root, root + 7, root + 12):
+                    _add(chords, n, tm.t(bar, s), tm.beat * palm, vel * 0.8, duration)
+        else:  # comp: syncopated 7th chords
+            for s in sorted(rng.choice(steps, size=2, replace=False)):
+                for n in notes:
+                    _add(chords, n, tm.t(bar, int(s)), tm.beat * 0.6, vel * 0.6, duration)
+    pm.instruments.append(chords)
+
+    if p.instruments.get("pad") is not None:
+        pad = pretty_midi.Instrument(program=int(p.instruments["pad"]), name="pad")
+        for bar in range(0, n_bars, 2):
+            for n in _chord(p, prog[bar % len(prog)], 4):
+                _add(pad, n, tm.t(bar, 0), 2 * bar_len * 0.98, vel * 0.4, duration)
+        pm.instruments.append(pad)
+
+    # Melody: a two-bar motif (random walk on the scale), repeated with variations over the track.
+    melody = pretty_midi.Instrument(program=p.instruments["melody"], name="melody")
+    n_scale = len(_SCALES[p.mode])
+    center = (p.melody_register - 12 * 5 - p.key) * n_scale // 12
+    motif_len = 2 * steps
+    density = min(p.melody_density / 4.0, 0.95)
+    onsets = [s for s in range(motif_len) if rng.random() < density or s == 0]
+    degrees, d = [], center
+    for _ in onsets:
+        d += int(rng.choice([-2, -1, -1, 0, 1, 1, 2, 3, -3]))
+        d = int(np.clip(d, center - n_scale, center + n_scale))
+        degrees.append(d)
+    for bar in range(intro, n_bars, 2):
+        vary = rng.random() < 0.4
+        shift = int(rng.choice([-2, 0, 0, 2])) if vary else 0
+        for i, s in enumerate(onsets):
+            nxt = onsets[i + 1] if i + 1 < len(onsets) else motif_len
+            if vary and rng.random() < 0.2:
+                continue
+            pitch = _scale_pitch(p, degrees[i] + shift, 5)
+            length = (nxt - s) / 4.0 * tm.beat * 0.9
+            _add(
+                melody,
+                pitch,
+                tm.t(bar + s // steps, s % steps),
+                length,
+                vel * rng.uniform(0.75, 1.0),
+                duration,
+            )
+    pm.instruments.append(melody)
+    return pm
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------------------
+
+_GUITARS = set(range(24, 32))
+
+
+def _new_synthesizer(sr: int):
+    """A FluidSynth instance with the General-MIDI SoundFont that pretty_midi ships (``TimGM6mb.sf2``).
+
+    FluidSynth's own reverb and chorus are off: effects come from pedalboard, per genre. Every track gets
+    a fresh synthesiser: a reused one keeps voice and filter state that changes the first notes of the
+    next track, and a track must not depend on what was rendered before it.
+    """
+    import os
+    from importlib.resources import files
+
+    from pretty_midi.fluidsynth import DEFAULT_SF2
+
+    from brain2music.errors import require
+
+    fluidsynth = require("fluidsynth", "simulate", "Rendering composed tracks (pyfluidsynth + libfluidsynth)")
+    synth = fluidsynth.Synth(samplerate=float(sr), **{"synth.reverb.active": 0, "synth.chorus.active": 0})
+    sfid = synth.sfload(os.path.join(str(files("pretty_midi")), DEFAULT_SF2))
+    return synth, sfid
+
+
+def _write_float():
+    import ctypes
+
+    import fluidsynth
+
+    fn = fluidsynth._fl.fluid_synth_write_float
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    fn.argtypes += [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _synth(inst, synth, sfid: int, sr: int, n: int) -> np.ndarray:
+    """Synthesise one pretty_midi instrument to ``n`` mono samples.
+
+    The event loop is pretty_midi's ``Instrument.fluidsynth`` with two changes: FluidSynth writes floats
+    straight into the output buffer (its 16-bit path adds dither noise whose position carries over from
+    call to call, which would make a track depend on what was rendered before it), and the synthesiser
+    is shared by the stems of a track (its SoundFont loaded once).
+    """
+    write = _write_float()
+    # No sounding voices or controller state from the previous stem: reset, then let the killed voices
+    # finish (they are removed only when a block is rendered).
+    synth.system_reset()
+    scratch = np.zeros(4096, dtype=np.float32)
+    write(synth.synth, 4096, scratch.ctypes.data, 0, 1, scratch.ctypes.data, 0, 1)
+    if inst.is_drum:
+        channel = 9
+        if synth.program_select(channel, sfid, 128, inst.program) == -1:
+            synth.program_select(channel, sfid, 128, 0)
+    else:
+        channel = 0
+        synth.program_select(channel, sfid, 0, inst.program)
+    events = []
+    for note in inst.notes:
+        events.append((int(note.start * sr), 1, note.pitch, note.velocity))
+        events.append((int(note.end * sr), 0, note.pitch, 0))
+    events.sort()  # note-offs before note-ons at the same sample
+    # FluidSynth renders in blocks of 64 samples and keeps a partly used block between calls: writing a
+    # whole number of blocks per stem starts every stem at the same block phase (determinism).
+    total = n
+    n = -(-n // 64) * 64
+    left = np.zeros(n, dtype=np.float32)
+    right = np.zeros(n, dtype=np.float32)
+    pos = 0
+    for sample, kind, pitch, velocity in events:
+        sample = min(sample, n)
+        if sample > pos:
+            write(
+                synth.synth, sample - pos, left.ctypes.data + 4 * pos, 0, 1, right.ctypes.data + 4 * pos, 0, 1
+            )
+            pos = sample
+        if pos >= n:
+            break
+        if kind:
+            synth.noteon(channel, pitch, velocity)
+        else:
+            synth.noteoff(channel, pitch)
+    if pos < n:
+        write(synth.synth, n - pos, left.ctypes.data + 4 * pos, 0, 1, right.ctypes.data + 4 * pos, 0, 1)
+    return 0.5 * (left[:total] + right[:total])
+
+
+def render(params: TrackParams, sr: int = 22050, duration: float = 30.0) -> np.ndarray:
+    """Render a track to mono audio of ``round(duration * sr)`` samples (float32, peak ≤ 0.99).
+
+    Each stem is synthesised with FluidSynth (pretty_midi's ``Instrument.fluidsynth`` and its bundled
+    General-MIDI SoundFont); guitar stems get pedalboard distortion when ``params.distortion > 0``;
+    the mix gets compression, an optional low-pass and reverb, then a peak normaliser.
+    """
+    import pedalboard as pb
+
+    pm = compose(params, duration)
+    n = int(round(duration * sr))
+    mix = np.zeros(n, dtype=np.float32)
+    synth, sfid = _new_synthesizer(sr)
+    gains = {"drums": 0.9, "bass": 1.0, "chords": 0.55, "pad": 0.35, "melody": 0.75}
+    for inst in pm.instruments:
+        if not inst.notes:
+            continue
+        stem = _synth(inst, synth, sfid, sr, n)
+        peak = float(np.max(np.abs(stem))) or 1.0
+        stem /= peak
+        if params.distortion > 0 and not inst.is_drum and inst.program in _GUITARS:
+            stem = pb.Pedalboard([pb.Distortion(drive_db=float(params.distortion)), pb.Gain(-6.0)])(stem, sr)
+            stem /= float(np.max(np.abs(stem))) or 1.0
+        mix += gains.get(inst.name, 0.6) * stem
+    synth.delete()
+    board = []
+    if params.compression > 0:
+        board.append(
+            pb.Compressor(threshold_db=-6 - 24 * params.compression, ratio=1.5 + 6 * params.compression)
+        )
+    if params.lowpass > 0:
+        board.append(
+            pb.LowpassFilter(cutoff_frequency_hz=float(8000 * (1 - params.lowpass) + 1500 * params.lowpass))
+        )
+    if params.reverb > 0:
+        board.append(
+            pb.Reverb(room_size=float(params.reverb), wet_level=0.12 + 0.25 * params.reverb, dry_level=0.8)
+        )
+    peak = float(np.max(np.abs(mix))) or 1.0
+    mix /= peak
+    if board:
+        mix = pb.Pedalboard(board)(mix, sr)
+    mix = np.asarray(mix, dtype=np.float32).reshape(-1)[:n]
+    peak = float(np.max(np.abs(mix))) or 1.0
+    return (mix * (0.99 / peak)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Numeric encoding
+# ---------------------------------------------------------------------------------------------------------
+
+_CONT = {  # name: (low, high)
+    "tempo": (40.0, 220.0),
+    "swing": (0.0, 0.4),
+    "melody_density": (0.2, 4.0),
+    "melody_register": (48.0, 88.0),
+    "distortion": (0.0, 40.0),
+    "reverb": (0.0, 1.0),
+    "compression": (0.0, 1.0),
+    "lowpass": (0.0, 1.0),
+    "velocity": (0.3, 1.0),
+}
+_CAT = {  # name: choices
+    "key": tuple(range(12)),
+    "mode": MODES,
+    "meter": (3, 4),
+    "drum_pattern": tuple(range(len(DRUM_PATTERNS))),
+    "drum_kit": DRUM_KITS,
+    "bass_style": BASS_STYLES,
+    "progression": tuple(range(len(PROGRESSIONS))),
+    "chord_style": CHORD_STYLES,
+}
+PARAM_NAMES: tuple[str, ...] = (
+    tuple(f"genre={g}" for g in GENRES)
+    + tuple(_CONT)
+    + tuple(_CAT)
+    + tuple(f"program.{r}" for r in ROLES)
+    + ("pad_on",)
+)
+"""Names of the coordinates of :func:`params_to_vector` (genre one-hot, continuous, categorical, GM programs)."""
+
+
+def params_to_vector(params: TrackParams) -> np.ndarray:
+    """Encode ``params`` as a vector in ``[0, 1]^d`` (``d = len(PARAM_NAMES)``); the seed is not encoded.
+
+    Continuous fields are scaled to their range, categorical fields to ``index / (n_choices - 1)``,
+    programs to ``program / 127``, the genre as a one-hot block.
+    """
+    v = [1.0 if params.genre == g else 0.0 for g in GENRES]
+    for name, (lo, hi) in _CONT.items():
+        v.append((float(getattr(params, name)) - lo) / (hi - lo))
+    for name, choices in _CAT.items():
+        value = getattr(params, name)
+        idx = choices.index(value) if value in choices else 0
+        v.append(idx / (len(choices) - 1))
+    for role in ROLES:
+        prog = params.instruments.get(role)
+        v.append((0 if prog is None else int(prog)) / 127.0)
+    v.append(0.0 if params.instruments.get("pad") is None else 1.0)
+    return np.clip(np.asarray(v, dtype=np.float64), 0.0, 1.0)
+
+
+def params_from_vector(vector: np.ndarray, *, seed: int = 0) -> TrackParams:
+    """Decode a vector of :func:`params_to_vector` (values are clipped to ``[0, 1]`` and rounded)."""
+    v = np.clip(np.asarray(vector, dtype=np.float64).ravel(), 0.0, 1.0)
+    if v.size != len(PARAM_NAMES):
+        raise ConfigError(f"vector has {v.size} values; expected {len(PARAM_NAMES)} (see PARAM_NAMES)")
+    genre = GENRES[int(np.argmax(v[: len(GENRES)]))]
+    i = len(GENRES)
+    kw: dict = {"genre": genre, "seed": int(seed)}
+    for name, (lo, hi) in _CONT.items():
+        kw[name] = float(lo + v[i] * (hi - lo))
+        i += 1
+    kw["melody_register"] = int(round(kw["melody_register"]))
+    for name, choices in _CAT.items():
+        kw[name] = choices[int(round(v[i] * (len(choices) - 1)))]
+        i += 1
+    programs = {role: int(round(v[i + k] * 127)) for k, role in enumerate(ROLES)}
+    if v[i + len(ROLES)] < 0.5:
+        programs["pad"] = None
+    kw["instruments"] = programs
+    return TrackParams(**kw)

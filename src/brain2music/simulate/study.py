@@ -1,0 +1,534 @@
+"""Write a complete simulated study: composed stimuli + simulated brains in the ds003720 layout.
+
+Output (``OUT``)::
+
+    OUT/bids/dataset_description.json, README, task-Training_bold.json, task-Test_bold.json
+    OUT/bids/sub-00N/func/sub-00N_task-{Training,Test}_run-NN_{bold.nii.gz,bold.json,events.tsv}
+    OUT/bids/derivatives/brain_mask.nii.gz   (the loader's default mask)
+    OUT/bids/derivatives/parcels.nii.gz + parcels.tsv (index, name)
+    OUT/stimuli/genres/<genre>/<genre>.000NN.wav   (30-s tracks, 22,050 Hz, GTZAN layout)
+    OUT/stimuli/metadata.csv                       (what was composed, one row per track)
+    OUT/truth/truth.json       config, auditory parcels (core/belt), feature names, EV summaries, file list
+    OUT/truth/features.npz     feature_names, slow (bool), genre_factors (10, 4), clip_ids,
+                               clip_features (n_clips, n_bins, 49) before the HRF, bin_duration, hrf,
+                               feature_mean/feature_std (z-scoring), and per run ``train_run-01`` … /
+                               ``test_run-01`` … the run design matrix X_run (n_volumes, n_features)
+    OUT/truth/sub-00N.npz      weights (n_features, n_voxels), voxel_indices (flat C-order indices of the
+                               mask voxels = the loader's voxel order), parcel, tuned, auditory, ev (target),
+                               ev_realized (var(signal) / (var(signal) + var(noise)) over all runs),
+                               noise_sd, ar_coef, baseline, scale, psc, pref_freq, pref_rate, slow_share
+    OUT/simulation.json        config + version; written last: its presence marks a complete study
+
+The study is built in ``OUT.partial`` and renamed to ``OUT`` at the very end, so an interrupted run never
+leaves a dataset at ``OUT`` that looks complete. The noise-free BOLD of a run is
+``baseline + scale * (X_run @ weights)``; see :func:`load_truth`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brain2music._io import save_npz, write_json, write_text
+from brain2music.data.events import GENRES
+from brain2music.errors import ConfigError, DataFileNotFoundError
+
+__all__ = ["StudyTruth", "load_truth", "simulate_study"]
+
+TR = 1.5
+SR = 22050
+TRACK_DURATION = 30.0
+BIN_DURATION = 0.5
+N_GENRE_FACTORS = 4
+N_DRIFT_BASIS = 4
+COMPLETE_MARKER = "simulation.json"
+
+
+_FLAGS = {
+    "n_subjects": "--subjects",
+    "n_voxels": "--voxels",
+    "clips_per_genre": "--clips-per-genre",
+    "test_clips_per_genre": "--test-clips-per-genre",
+    "train_runs": "--train-runs",
+    "test_runs": "--test-runs",
+    "test_repeats": "--test-repeats",
+    "n_parcels": "--parcels",
+    "n_auditory_parcels": "--auditory-parcels",
+    "snr": "--snr",
+    "n_jobs": "--jobs",
+    "seed": "--seed",
+}
+
+
+def _check_options(**o) -> None:
+    def need(name, ok, expected):
+        if not ok:
+            flag = _FLAGS.get(name, name)
+            raise ConfigError(f"{name} ({flag}) must be {expected}; got {o[name]!r}")
+
+    for name in (
+        "n_subjects",
+        "n_voxels",
+        "clips_per_genre",
+        "test_clips_per_genre",
+        "train_runs",
+        "test_runs",
+        "test_repeats",
+        "n_parcels",
+        "n_auditory_parcels",
+        "n_jobs",
+    ):
+        need(name, isinstance(o[name], (int, np.integer)) and o[name] >= 1, "a whole number >= 1")
+    need(
+        "n_voxels",
+        o["n_voxels"] >= o["n_parcels"],
+        f"at least n_parcels ({o['n_parcels']}) so that every parcel has a voxel",
+    )
+    need(
+        "n_auditory_parcels",
+        o["n_auditory_parcels"] < o["n_parcels"],
+        f"smaller than n_parcels ({o['n_parcels']})",
+    )
+    need("n_subjects", o["n_subjects"] <= 999, "at most 999")
+    need(
+        "train_runs",
+        o["train_runs"] <= 10 * o["clips_per_genre"],
+        f"at most the number of training clips ({10 * o['clips_per_genre']} = 10 genres x clips_per_genre)",
+    )
+    need(
+        "test_runs",
+        o["test_runs"] <= 10 * o["test_clips_per_genre"],
+        f"at most the number of test clips ({10 * o['test_clips_per_genre']})",
+    )
+    need(
+        "clips_per_genre",
+        o["clips_per_genre"] + o["test_clips_per_genre"] <= 99_999,
+        "at most 99,999 tracks per genre",
+    )
+    need("train_runs", o["train_runs"] <= 99, "at most 99")
+    need("test_runs", o["test_runs"] <= 99, "at most 99")
+    need("snr", isinstance(o["snr"], (int, float)) and o["snr"] > 0, "a positive number")
+
+
+def _track_job(args):
+    """Compose, render and write one track (runs in a worker process when n_jobs > 1)."""
+    from brain2music.simulate.composer import render, sample_params
+    from brain2music.stimuli import write_audio
+
+    genre, track, seed, path = args
+    params = sample_params(genre, np.random.default_rng(seed))
+    audio = render(params, sr=SR, duration=TRACK_DURATION)
+    write_audio(path, audio, SR)
+    return params
+
+
+def _clip_job(args):
+    from brain2music.simulate.features import _analyse
+    from brain2music.stimuli import load_stimulus
+
+    root, genre, track, start = args
+    audio = load_stimulus(root, genre, int(track), float(start), sr=SR)
+    return _analyse(audio, SR, BIN_DURATION)
+
+
+def _map(fn, items, n_jobs, desc, progress):
+    from tqdm.auto import tqdm
+
+    bar = dict(total=len(items), desc=desc, disable=not progress, leave=False)
+    if n_jobs <= 1:
+        return [fn(it) for it in tqdm(items, **bar)]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=n_jobs) as ex:
+        return list(tqdm(ex.map(fn, items, chunksize=4), **bar))
+
+
+def _run_designs(runs, clip_index, clip_feats, n_bins_clip, hrf, bins_per_tr):
+    """Per run: place each presentation's feature bins at its onset, convolve with the HRF, average per TR."""
+    from scipy.signal import fftconvolve
+
+    out = {}
+    for (split, run), ev in runs.items():
+        rows = [clip_feats[clip_index[(g, int(t))]] for g, t in zip(ev.genre, ev.track)]
+        series = np.concatenate(rows, axis=0)  # (n_rows * n_bins_clip, n_features)
+        conv = fftconvolve(series, hrf[:, None], axes=0)[: series.shape[0]]
+        n_vol = series.shape[0] // bins_per_tr
+        out[(split, run)] = conv[: n_vol * bins_per_tr].reshape(n_vol, bins_per_tr, -1).mean(axis=1)
+    return out
+
+
+def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, *, tr: float | None = None) -> None:
+    import nibabel as nib
+
+    from brain2music._io import atomic_path
+
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm", "sec")
+    if tr is not None:
+        img.header["pixdim"][4] = tr
+    # nibabel writes .nii.gz deterministically (gzip mtime 0, no file name in the header).
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+
+
+def simulate_study(
+    out: str | os.PathLike,
+    *,
+    n_subjects: int = 2,
+    n_voxels: int = 5000,
+    seed: int = 0,
+    clips_per_genre: int = 48,
+    test_clips_per_genre: int = 6,
+    train_runs: int = 12,
+    test_runs: int = 6,
+    test_repeats: int = 4,
+    n_parcels: int = 150,
+    n_auditory_parcels: int = 10,
+    snr: float = 1.0,
+    n_jobs: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write a simulated study (composed music + simulated fMRI) in the ds003720 layout; return ``out``.
+
+    Parameters
+    ----------
+    out : folder to create (see the module docstring for its layout).
+    n_subjects, n_voxels : subjects and mask voxels per subject (full size: 5 × 60,000).
+    seed : everything is deterministic for a seed (identical files).
+    clips_per_genre, test_clips_per_genre : training / test tracks per genre (ds003720: 48 / 6).
+    train_runs, test_runs, test_repeats : runs and presentations of every test clip (ds003720: 12, 6, 4).
+    n_parcels, n_auditory_parcels : parcels of the label image, and how many carry tuned voxels.
+    snr : multiplies every tuned voxel's signal-to-noise ratio (1 = default difficulty).
+    n_jobs : processes for composing/rendering and stimulus features.
+    overwrite : replace an existing non-empty ``out`` (only once the new study is complete).
+    progress : tqdm progress bars on stderr.
+
+    Raises
+    ------
+    ConfigError
+        For an invalid option (naming it), or a non-empty ``out`` without ``overwrite``.
+    """
+    config = dict(
+        n_subjects=n_subjects,
+        n_voxels=n_voxels,
+        seed=seed,
+        clips_per_genre=clips_per_genre,
+        test_clips_per_genre=test_clips_per_genre,
+        train_runs=train_runs,
+        test_runs=test_runs,
+        test_repeats=test_repeats,
+        n_parcels=n_parcels,
+        n_auditory_parcels=n_auditory_parcels,
+        snr=snr,
+        n_jobs=n_jobs,
+    )
+    _check_options(**config)
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed (--seed) must be a whole number >= 0; got {seed!r}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise ConfigError(
+                f"{out} exists and is not empty; choose another folder or pass overwrite=True (--overwrite)"
+            )
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        _build(tmp, config, progress)
+    except BaseException:
+        # Never leave a half-written study behind (a killed process leaves only OUT.partial).
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    os.replace(tmp, out)
+    return out
+
+
+def _build(tmp: Path, config: dict, progress: bool) -> None:
+    """Write the whole study into ``tmp`` (see the module docstring)."""
+    from nilearn.glm.first_level import glover_hrf
+    from tqdm.auto import tqdm
+
+    from brain2music import __version__
+    from brain2music.simulate.brain import make_atlas, make_subject, simulate_run
+    from brain2music.simulate.design import make_design, write_events
+    from brain2music.simulate.features import FAST_FEATURES, TIMBRE_FACTORS
+
+    c = config
+    n_subjects, n_voxels, seed, snr = c["n_subjects"], c["n_voxels"], c["seed"], c["snr"]
+    clips_per_genre, test_clips_per_genre = c["clips_per_genre"], c["test_clips_per_genre"]
+    train_runs, test_runs, test_repeats = c["train_runs"], c["test_runs"], c["test_repeats"]
+    n_parcels, n_auditory_parcels, n_jobs = c["n_parcels"], c["n_auditory_parcels"], c["n_jobs"]
+    (tmp / "bids" / "derivatives").mkdir(parents=True)
+    (tmp / "truth").mkdir()
+    # Independent streams per part, so changing e.g. the number of subjects leaves the music unchanged.
+    ss = np.random.SeedSequence(seed)
+    s_design, s_music, s_genre, s_atlas, s_subjects = ss.spawn(5)
+
+    # 1. Design and music.
+    tracks, runs = make_design(
+        clips_per_genre=clips_per_genre,
+        test_clips_per_genre=test_clips_per_genre,
+        train_runs=train_runs,
+        test_runs=test_runs,
+        test_repeats=test_repeats,
+        rng=np.random.default_rng(s_design),
+    )
+    track_seeds = s_music.generate_state(len(tracks), dtype=np.uint64)
+    stim = tmp / "stimuli"
+    jobs = [
+        (r.genre, int(r.track), int(track_seeds[i]), stim / "genres" / r.genre / f"{r.clip_id}.wav")
+        for i, r in enumerate(tracks.itertuples())
+    ]
+    for g in GENRES:
+        (stim / "genres" / g).mkdir(parents=True, exist_ok=True)
+    params = _map(_track_job, jobs, n_jobs, "composing tracks", progress)
+    meta = []
+    for r, p in zip(tracks.itertuples(), params):
+        d = p.to_dict()
+        d.update({f"program_{k}": ("" if v is None else v) for k, v in d.pop("instruments").items()})
+        meta.append({"clip_id": r.clip_id, "split": r.split, "excerpt_start": r.start, **d})
+    write_text(stim / "metadata.csv", pd.DataFrame(meta).to_csv(index=False))
+
+    # 2. Stimulus features, once per unique clip, from the very excerpts the loader produces.
+    feats = _map(
+        _clip_job,
+        [(stim, r.genre, r.track, r.start) for r in tracks.itertuples()],
+        n_jobs,
+        "stimulus features",
+        progress,
+    )
+    genre_factors = np.random.default_rng(s_genre).normal(size=(len(GENRES), N_GENRE_FACTORS))
+    n_bins_clip = feats[0][0].shape[0]
+    clip_feats = np.stack(
+        [
+            np.concatenate(
+                [
+                    f,
+                    np.repeat(tf[None], n_bins_clip, 0),
+                    np.repeat(genre_factors[GENRES.index(g)][None], n_bins_clip, 0),
+                ],
+                axis=1,
+            )
+            for (f, tf), g in zip(feats, tracks.genre)
+        ]
+    ).astype(np.float32)
+    feature_names = (
+        list(FAST_FEATURES) + list(TIMBRE_FACTORS) + [f"genre_factor{k}" for k in range(N_GENRE_FACTORS)]
+    )
+    slow = np.array([not n.startswith(("rate", "scale", "level")) for n in feature_names])
+    hrf = glover_hrf(t_r=BIN_DURATION, oversampling=1, time_length=32.0)
+    clip_index = {(r.genre, int(r.track)): i for i, r in enumerate(tracks.itertuples())}
+    raw = _run_designs(runs, clip_index, clip_feats, n_bins_clip, hrf, int(round(TR / BIN_DURATION)))
+    stacked = np.concatenate(list(raw.values()), axis=0)
+    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+    std[std < 1e-8] = 1.0
+    designs = {k: ((v - mean) / std).astype(np.float32) for k, v in raw.items()}
+    cov = np.cov(np.concatenate(list(designs.values()), axis=0), rowvar=False)
+    save_npz(
+        tmp / "truth" / "features.npz",
+        feature_names=np.array(feature_names),
+        slow=slow,
+        genres=np.array(GENRES),
+        genre_factors=genre_factors,
+        clip_ids=tracks.clip_id.to_numpy(dtype=str),
+        clip_features=clip_feats,
+        bin_duration=BIN_DURATION,
+        hrf=hrf,
+        feature_mean=mean,
+        feature_std=std,
+        **{f"{split}_run-{run:02d}": x for (split, run), x in designs.items()},
+    )
+
+    # 3. Template space: mask and parcels.
+    atlas = make_atlas(n_voxels, n_parcels, n_auditory_parcels, np.random.default_rng(s_atlas))
+    der = tmp / "bids" / "derivatives"
+    _write_nifti(der / "brain_mask.nii.gz", atlas.mask.astype(np.uint8), atlas.affine)
+    _write_nifti(der / "parcels.nii.gz", atlas.parcels, atlas.affine)
+    write_text(
+        der / "parcels.tsv", "index\tname\n" + "".join(f"{i + 1}\t{n}\n" for i, n in enumerate(atlas.names))
+    )
+    write_json(
+        der / "dataset_description.json",
+        {
+            "Name": "brain2music simulated derivatives",
+            "BIDSVersion": "1.4.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "brain2music simulate", "Version": __version__}],
+        },
+    )
+
+    # 4. Subjects, one run at a time (never a whole subject in memory).
+    bids = tmp / "bids"
+    write_json(
+        bids / "dataset_description.json",
+        {
+            "Name": "brain2music simulated music-genre fMRI study",
+            "BIDSVersion": "1.4.0",
+            "License": "CC0",
+            "Authors": ["brain2music simulate"],
+            "GeneratedBy": [{"Name": "brain2music simulate", "Version": __version__}],
+        },
+    )
+    write_text(
+        bids / "README",
+        "Simulated study written by `brain2music simulate` in the layout of OpenNeuro "
+        "ds003720: composed 10-genre music and simulated BOLD responses. Ground truth in ../truth/.\n",
+    )
+    for task in ("Training", "Test"):
+        write_json(bids / f"task-{task}_bold.json", {"TaskName": task, "RepetitionTime": TR})
+    flat = np.flatnonzero(atlas.mask.ravel())
+    sub_seeds = s_subjects.spawn(n_subjects)
+    summaries = {}
+    bar = tqdm(total=n_subjects * len(runs), desc="simulating BOLD", disable=not progress, leave=False)
+    for s in range(n_subjects):
+        sub = f"sub-{s + 1:03d}"
+        rng = np.random.default_rng(sub_seeds[s])
+        model = make_subject(atlas, feature_names, slow, cov, N_DRIFT_BASIS, rng, snr=snr)
+        func = bids / sub / "func"
+        func.mkdir(parents=True)
+        sig_ss = np.zeros(n_voxels)
+        noise_ss = np.zeros(n_voxels)
+        for (split, run), ev in runs.items():
+            task = "Training" if split == "train" else "Test"
+            stem = func / f"{sub}_task-{task}_run-{run:02d}"
+            write_events(Path(f"{stem}_events.tsv"), ev)
+            write_json(Path(f"{stem}_bold.json"), {"TaskName": task, "RepetitionTime": TR})
+            bold, signal, noise = simulate_run(model, designs[(split, run)], TR, rng)
+            sig_ss += ((signal - signal.mean(0)) ** 2).sum(0)
+            noise_ss += ((noise - noise.mean(0)) ** 2).sum(0)
+            del signal, noise
+            grid = np.zeros((atlas.mask.size, bold.shape[0]), dtype=np.int16)
+            grid[flat] = np.clip(np.round(bold.T), -32768, 32767).astype(np.int16)
+            del bold
+            _write_nifti(
+                Path(f"{stem}_bold.nii.gz"), grid.reshape(atlas.mask.shape + (-1,)), atlas.affine, tr=TR
+            )
+            del grid
+            bar.update()
+        ev_realized = sig_ss / np.maximum(sig_ss + noise_ss, 1e-12)
+        auditory = np.isin(atlas.voxel_parcel, atlas.auditory)
+        save_npz(
+            tmp / "truth" / f"{sub}.npz",
+            weights=model.weights,
+            voxel_indices=flat,
+            parcel=atlas.voxel_parcel,
+            tuned=model.tuned,
+            auditory=auditory,
+            ev=model.ev,
+            ev_realized=ev_realized.astype(np.float32),
+            noise_sd=model.noise_sd,
+            ar_coef=model.ar_coef,
+            baseline=model.baseline,
+            scale=model.scale,
+            psc=model.psc,
+            pref_freq=model.pref_freq,
+            pref_rate=model.pref_rate,
+            slow_share=model.slow_share,
+        )
+        summaries[sub] = _ev_summary(ev_realized, model.tuned, auditory)
+        del model
+    bar.close()
+
+    write_json(
+        tmp / "truth" / "truth.json",
+        {
+            "version": __version__,
+            "config": config,
+            "tr": TR,
+            "sr": SR,
+            "auditory_parcels": atlas.auditory,
+            "core_parcels": atlas.core,
+            "belt_parcels": atlas.belt,
+            "feature_names": feature_names,
+            "slow_features": [n for n, s_ in zip(feature_names, slow) if s_],
+            "n_voxels": n_voxels,
+            "explainable_variance": summaries,
+            "files": {
+                "features.npz": "run design matrices X_run (z-scored, HRF-convolved features at TR) and clip features",
+                "sub-XXX.npz": "voxel tuning (weights), noise parameters and explainable variance per voxel",
+            },
+            "noise_free_bold": "baseline + scale * (X_run @ weights); in signal units X_run @ weights (unit variance)",
+        },
+    )
+    write_json(tmp / COMPLETE_MARKER, {"version": __version__, "config": config, "complete": True})
+
+
+def _ev_summary(ev: np.ndarray, tuned: np.ndarray, auditory: np.ndarray) -> dict:
+    def q(x):
+        if x.size == 0:
+            return {}
+        return {f"q{int(p)}": float(np.percentile(x, p)) for p in (5, 25, 50, 75, 95)} | {"n": int(x.size)}
+
+    return {
+        "tuned": q(ev[tuned]),
+        "auditory": q(ev[auditory]),
+        "non_auditory": q(ev[~auditory]),
+        "tuned_fraction_in_0.05_0.5": float(np.mean((ev[tuned] >= 0.05) & (ev[tuned] <= 0.5)))
+        if tuned.any()
+        else 0.0,
+    }
+
+
+@dataclass
+class StudyTruth:
+    """What the simulator knows about a study (see :func:`load_truth`)."""
+
+    root: Path
+    info: dict
+    features: dict
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.features["feature_names"])
+
+    def design(self, split: str, run: int) -> np.ndarray:
+        """The run's feature design matrix ``(n_volumes, n_features)`` (``split`` is "train" or "test")."""
+        key = f"{split}_run-{int(run):02d}"
+        if key not in self.features:
+            raise ConfigError(f"no run {key!r} in {self.root / 'truth' / 'features.npz'}")
+        return self.features[key]
+
+    def subject(self, subject: str | int) -> dict:
+        """The subject's truth arrays (weights, tuned, ev, ev_realized, noise_sd, …) as a dict."""
+        from brain2music.data import normalize_subject
+
+        path = self.root / "truth" / f"{normalize_subject(subject)}.npz"
+        if not path.is_file():
+            raise DataFileNotFoundError(f"truth file not found: {path}")
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
+    def noise_free(self, subject: str | int, split: str, run: int, *, units: str = "signal") -> np.ndarray:
+        """Noise-free response of a run ``(n_volumes, n_voxels)``: in ``"signal"`` units (``X_run @ weights``,
+        unit variance over the study for tuned voxels, 0 for others) or ``"bold"`` (scanner units)."""
+        sub = self.subject(subject)
+        signal = self.design(split, run) @ sub["weights"]
+        if units == "signal":
+            return signal
+        if units == "bold":
+            return sub["baseline"] + sub["scale"] * signal
+        raise ConfigError(f"units must be 'signal' or 'bold'; got {units!r}")
+
+
+def load_truth(out: str | os.PathLike) -> StudyTruth:
+    """Read the ground truth of a simulated study written by :func:`simulate_study`."""
+    import json
+
+    out = Path(out)
+    if not (out / COMPLETE_MARKER).is_file():
+        raise DataFileNotFoundError(
+            f"{out}: not a complete simulated study ({COMPLETE_MARKER} missing); run `brain2music simulate {out}`"
+        )
+    info = json.loads((out / "truth" / "truth.json").read_text(encoding="utf-8"))
+    with np.load(out / "truth" / "features.npz") as z:
+        features = {k: z[k] for k in z.files}
+    return StudyTruth(root=out, info=info, features=features)
