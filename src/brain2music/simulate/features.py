@@ -46,6 +46,28 @@ FAST_FEATURES: tuple[str, ...] = (
 TIMBRE_FACTORS: tuple[str, ...] = ("log_centroid", "flatness", "onset_density")
 
 
+def single_threaded_blas():
+    """Limit BLAS to one thread: the per-clip matrices are small, and BLAS threads on a busy machine
+    cost far more than they save (measured 30 ms instead of 1.5 ms for the filterbank product)."""
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _init_worker() -> None:
+    """Process-pool initializer: one BLAS thread per worker process (the workers are the parallelism)."""
+    global _WORKER_LIMITS
+    _WORKER_LIMITS = single_threaded_blas()
+    _WORKER_LIMITS.__enter__()
+
+
+_WORKER_LIMITS = None
+
+
 def _erb_rate(f):
     return 21.4 * np.log10(1.0 + 0.00437 * np.asarray(f, dtype=np.float64))
 
@@ -83,9 +105,11 @@ def _power_spectrogram(audio: np.ndarray) -> np.ndarray:
     n_frames = 1 + max(len(audio) - N_FFT, 0) // HOP
     if len(audio) < N_FFT:
         audio = np.pad(audio, (0, N_FFT - len(audio)))
-    frames = np.lib.stride_tricks.sliding_window_view(audio, N_FFT)[::HOP][:n_frames]
-    spec = np.fft.rfft(frames * np.hanning(N_FFT + 1)[:-1], axis=1)
-    return (spec.real**2 + spec.imag**2).T
+    from scipy import fft
+
+    frames = np.lib.stride_tricks.sliding_window_view(audio.astype(np.float32), N_FFT)[::HOP][:n_frames]
+    spec = fft.rfft(frames * np.hanning(N_FFT + 1)[:-1].astype(np.float32), axis=1)
+    return np.ascontiguousarray((spec.real**2 + spec.imag**2).T, dtype=np.float32)
 
 
 def auditory_features(audio: np.ndarray, sr: int, *, bin_duration: float = 0.5) -> np.ndarray:
@@ -110,7 +134,7 @@ def _analyse(audio: np.ndarray, sr: int, bin_duration: float = 0.5) -> tuple[np.
     audio = np.asarray(audio, dtype=np.float64).ravel()
     power = _power_spectrogram(audio)
     fb, _ = _filterbank(sr)
-    env = (fb @ power) ** 0.15  # (bands, frames); amplitude^0.3: cochlear compression
+    env = ((fb @ power) ** 0.15).astype(np.float64)  # (bands, frames); amplitude^0.3: cochlear compression
     n_frames = env.shape[1]
     frame_rate = sr / HOP
     # Temporal modulations: band-pass every envelope in the frequency domain of the whole clip.
@@ -148,7 +172,7 @@ def timbre_factors(audio: np.ndarray, sr: int) -> np.ndarray:
 
 def _timbre(power: np.ndarray, sr: int) -> np.ndarray:
     freqs = np.fft.rfftfreq(N_FFT, 1.0 / sr)
-    power = power + 1e-12
+    power = power.astype(np.float64) + 1e-12
     total = power.sum(axis=0)
     loud = total > 1e-3 * total.max()
     centroid = float(np.average((freqs[:, None] * power).sum(axis=0) / total, weights=total))

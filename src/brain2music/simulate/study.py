@@ -26,8 +26,10 @@ leaves a dataset at ``OUT`` that looks complete. The noise-free BOLD of a run is
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,8 @@ BIN_DURATION = 0.5
 N_GENRE_FACTORS = 4
 N_DRIFT_BASIS = 4
 COMPLETE_MARKER = "simulation.json"
+
+log = logging.getLogger(__name__)
 
 
 _FLAGS = {
@@ -139,12 +143,23 @@ def _clip_job(args):
 def _map(fn, items, n_jobs, desc, progress):
     from tqdm.auto import tqdm
 
+    from brain2music.simulate.features import single_threaded_blas
+
+    if n_jobs <= 1:
+        with single_threaded_blas():
+            return _map_inner(fn, items, n_jobs, desc, progress, tqdm)
+    return _map_inner(fn, items, n_jobs, desc, progress, tqdm)
+
+
+def _map_inner(fn, items, n_jobs, desc, progress, tqdm):
     bar = dict(total=len(items), desc=desc, disable=not progress, leave=False)
     if n_jobs <= 1:
         return [fn(it) for it in tqdm(items, **bar)]
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=n_jobs) as ex:
+    from brain2music.simulate.features import _init_worker
+
+    with ProcessPoolExecutor(max_workers=n_jobs, initializer=_init_worker) as ex:
         return list(tqdm(ex.map(fn, items, chunksize=4), **bar))
 
 
@@ -273,6 +288,14 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
     ss = np.random.SeedSequence(seed)
     s_design, s_music, s_genre, s_atlas, s_subjects = ss.spawn(5)
 
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        log.info("%s: %.1f s", stage, now - clock)
+        clock = now
+
     # 1. Design and music.
     tracks, runs = make_design(
         clips_per_genre=clips_per_genre,
@@ -297,6 +320,8 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
         d.update({f"program_{k}": ("" if v is None else v) for k, v in d.pop("instruments").items()})
         meta.append({"clip_id": r.clip_id, "split": r.split, "excerpt_start": r.start, **d})
     write_text(stim / "metadata.csv", pd.DataFrame(meta).to_csv(index=False))
+
+    lap(f"composing and rendering {len(tracks)} tracks")
 
     # 2. Stimulus features, once per unique clip, from the very excerpts the loader produces.
     feats = _map(
@@ -347,6 +372,8 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
         feature_std=std,
         **{f"{split}_run-{run:02d}": x for (split, run), x in designs.items()},
     )
+
+    lap("stimulus features and run design matrices")
 
     # 3. Template space: mask and parcels.
     atlas = make_atlas(n_voxels, n_parcels, n_auditory_parcels, np.random.default_rng(s_atlas))
@@ -436,6 +463,7 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
         )
         summaries[sub] = _ev_summary(ev_realized, model.tuned, auditory)
         del model
+        lap(f"{sub}: tuning, {len(runs)} runs of BOLD written")
     bar.close()
 
     write_json(
