@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import statistics
 import subprocess
@@ -49,20 +50,25 @@ def bench_render(repeats: int = 3) -> dict:
         for k in range(2)
     ]
     render(params[0], duration=2.0)  # warm-up (imports)
-    per_track, per_genre = [], {g: [] for g in GENRES}
+    per_track, per_genre, cpu = [], {g: [] for g in GENRES}, []
+    load_before = os.getloadavg()[0]
     for _ in range(repeats):
         for p in params:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             render(p, sr=SR, duration=30.0)
             dt = time.perf_counter() - t
+            cpu.append(time.process_time() - c)
             per_track.append(dt)
             per_genre[p.genre].append(dt)
     med = statistics.median(per_track)
     return {
         "tracks": len(params),
         "repeats": repeats,
+        "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "cpu_count": os.cpu_count(),
         "median_s_per_30s_track": round(med, 3),
         "x_realtime_median": round(30.0 / med, 1),
+        "x_realtime_per_cpu_second_median": round(30.0 / statistics.median(cpu), 1),
         "x_realtime_slowest_track": round(30.0 / max(per_track), 1),
         "x_realtime_by_genre": {g: round(30.0 / statistics.median(v), 1) for g, v in per_genre.items()},
     }
@@ -116,6 +122,7 @@ def _study(**kwargs) -> dict:
         info = json.loads((out / "truth" / "truth.json").read_text())
         result = {
             "options": kwargs,
+            "load_average_1min_at_end": round(os.getloadavg()[0], 1),
             "wall_s": round(wall, 1),
             "peak_rss_gb": round(peak_rss_gb(), 2),
             "disk_gb": round(size / 1024**3, 2),

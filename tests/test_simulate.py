@@ -304,3 +304,37 @@ def test_cli_reports_bad_options(tmp_path, capsys):
     assert "brain2music simulate: error:" in err and "--subjects" in err
     assert main(["simulate", str(tmp_path / "x"), "--voxels", "100"]) == 2
     assert "--voxels" in capsys.readouterr().err
+
+
+def test_parallel_jobs_write_the_same_study(tmp_path, monkeypatch):
+    """n_jobs only changes the speed: worker processes produce the same files as one process."""
+    import brain2music.simulate.study as study_mod
+    from brain2music.simulate import simulate_study
+
+    monkeypatch.setattr(study_mod, "_track_job", _fake_track)
+    tiny = dict(SMALL, n_subjects=1, clips_per_genre=1, train_runs=1, test_runs=1)
+    one = simulate_study(tmp_path / "one", **tiny, n_jobs=1, progress=False)
+    two = simulate_study(tmp_path / "two", **tiny, n_jobs=2, progress=False)
+    a, b = _digests(one), _digests(two)
+    a.pop("simulation.json"), b.pop("simulation.json")  # records n_jobs
+    assert a.keys() == b.keys() and [k for k in a if a[k] != b[k]] == ["truth/truth.json"]
+
+
+def test_noise_free_clips_line_up_with_the_loader(study):
+    """The truth's clip responses follow the loader's clip order; noisy test means correlate with them
+    where voxels are tuned and not elsewhere."""
+    from brain2music.simulate import load_truth
+
+    truth = load_truth(study)
+    clean = truth.noise_free_clips(1)
+    sub = load_subject(study / "bids", 1)
+    assert clean["train"].shape == sub.train.shape and clean["test"].shape == sub.test_mean.shape
+    assert list(clean["clips"].clip_id) == list(sub.clips.clip_id)
+    tuned = truth.subject(1)["tuned"]
+    noisy, ref = sub.test_mean.reshape(-1, sub.n_voxels), clean["test"].reshape(-1, sub.n_voxels)
+    corr = np.array([np.corrcoef(noisy[:, v], ref[:, v])[0, 1] for v in np.flatnonzero(tuned)])
+    assert np.median(corr) > 0.3
+    rng = np.random.default_rng(0)
+    fake = ref[:, rng.choice(np.flatnonzero(tuned), size=(~tuned).sum())]  # tuned signals, untuned data
+    null = [np.corrcoef(noisy[:, v], fake[:, k])[0, 1] for k, v in enumerate(np.flatnonzero(~tuned))]
+    assert abs(np.median(null)) < 0.1

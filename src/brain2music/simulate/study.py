@@ -546,6 +546,42 @@ class StudyTruth:
             return sub["baseline"] + sub["scale"] * signal
         raise ConfigError(f"units must be 'signal' or 'bold'; got {units!r}")
 
+    def noise_free_clips(self, subject: str | int, *, delay: int = 3) -> dict:
+        """Noise-free responses arranged like :func:`brain2music.data.load_subject`'s arrays.
+
+        Returns a dict with ``train (n_train_clips, n_trs, n_voxels)``, ``test (n_test_clips, n_trs,
+        n_voxels)`` (noise-free, so one response per test clip) and ``clips`` (the loader's clip table),
+        in signal units (not z-scored), cut with the same hemodynamic ``delay`` as the loader.
+        """
+        from brain2music.data.bids import subject_design
+        from brain2music.data.events import clip_table
+        from brain2music.data.preprocess import cut_clips
+
+        _, tr, design = subject_design(self.root / "bids", subject)
+        sub = self.subject(subject)
+        n_trs = int(round(float(design["duration"].median()) / tr))
+        per = np.empty((len(design), n_trs, sub["weights"].shape[1]), dtype=np.float32)
+        for (split, run), rows in design.groupby(["split", "run"]).groups.items():
+            signal = self.design(split, run) @ sub["weights"]
+            per[rows] = cut_clips(
+                signal, design.loc[rows, "onset"].to_numpy(), tr=tr, n_trs=n_trs, delay=delay
+            )
+        clips = clip_table(design)
+        out = {"clips": clips}
+        for split in ("train", "test"):
+            ids = clips.loc[clips.split == split, "clip_id"].tolist()
+            pos = {c: i for i, c in enumerate(ids)}
+            rows = design[design.split == split]
+            acc = np.zeros((len(ids),) + per.shape[1:], dtype=np.float64)
+            counts = np.zeros(len(ids))
+            for row, cid in zip(rows.index, rows.clip_id):
+                acc[pos[cid]] += per[row]
+                counts[pos[cid]] += 1
+            # Repeated presentations of a clip give the same noise-free response (up to the HRF
+            # overlap with the neighbouring clips), so they are averaged as the loader averages them.
+            out[split] = (acc / counts[:, None, None]).astype(np.float32)
+        return out
+
 
 def load_truth(out: str | os.PathLike) -> StudyTruth:
     """Read the ground truth of a simulated study written by :func:`simulate_study`."""
