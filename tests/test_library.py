@@ -107,6 +107,12 @@ def test_query_with_other_encoder_names_both(tmp_path):
     with pytest.raises(DataError, match="expects"):
         lib.search(np.ones((1, 5)))
 
+    class OtherWindow(FakeEncoder):
+        window = 4.0
+
+    with pytest.raises(DataError, match="window: library 5.0 vs given 4.0"):
+        add_to_library(tmp_path / "lib", tmp_path / "music", encoder=OtherWindow(), progress=False)
+
 
 def test_empty_folder_and_all_unreadable(tmp_path):
     (tmp_path / "empty").mkdir()
@@ -234,3 +240,34 @@ def test_cli_build_search(tmp_path, monkeypatch, capsys):
     assert "music folder not found" in capsys.readouterr().err
     info = pd.DataFrame(json.loads(open(tmp_path / "lib" / "manifest.json").read())["shards"])
     assert info["n_items"].sum() == 4
+
+
+def test_search_space_auto_zscore_matches_brute_force(tmp_path):
+    from brain2music.reconstruct.library import library_from_embeddings
+
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((300, 3, 12)).astype(np.float32) * rng.uniform(0.1, 2, 12).astype(np.float32)
+    meta = pd.DataFrame({"path": [f"t{i}.wav" for i in range(300)], "genre": "x"})
+    # Centred data: plain cosine.
+    lib = library_from_embeddings(tmp_path / "a", emb, meta, encoder="fake", progress=False)
+    assert lib.space == "cosine"
+    # A large shared offset makes every raw cosine ~1: auto switches to z-scored cosine.
+    shifted = emb + 20.0
+    lib = library_from_embeddings(tmp_path / "b", shifted, meta, encoder="fake", progress=False)
+    assert lib.space == "zscore"
+    q = shifted[:5].mean(axis=1) + rng.standard_normal((5, 12)).astype(np.float32)
+    unit = shifted.mean(axis=1) / np.linalg.norm(shifted.mean(axis=1), axis=1, keepdims=True)
+    mu, sd = unit.mean(0), unit.std(0)
+    z = (unit - mu) / sd
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    qz = (q / np.linalg.norm(q, axis=1, keepdims=True) - mu) / sd
+    qz /= np.linalg.norm(qz, axis=1, keepdims=True)
+    truth = np.argsort(-(qz @ z.T), axis=1)[:, :3]
+    scores, items = MusicLibrary(tmp_path / "b").search(q, 3)
+    assert np.array_equal(items, truth)
+    assert np.allclose(scores, np.take_along_axis(qz @ z.T, truth, 1), atol=1e-4)
+    # forced plain cosine on the same data
+    lib = library_from_embeddings(
+        tmp_path / "c", shifted, meta, encoder="fake", space="cosine", progress=False
+    )
+    assert lib.space == "cosine" and lib.search(q, 1)[0].min() > 0.99

@@ -12,7 +12,7 @@ def _print_ingest(lib) -> None:
     rep = lib.last_ingest_
     print(
         f"{lib.path}: {rep['n_added']} tracks added, {rep['n_already_present']} already present, "
-        f"{len(lib)} in the library (encoder {lib.encoder_name!r}, index {lib.manifest['index']['kind']})"
+        f"{len(lib)} in the library (encoder {lib.encoder_name!r}, index {lib.manifest['index']['kind']}, space {lib.space})"
     )
     if rep["skipped"]:
         print(f"skipped {len(rep['skipped'])} unreadable files:", file=sys.stderr)
@@ -29,6 +29,7 @@ def _build(args) -> int:
         encoder=args.encoder,
         metadata=args.metadata,
         index=args.index,
+        space=args.space,
         batch_size=args.batch_size,
     )
     _print_ingest(lib)
@@ -44,6 +45,7 @@ def _add(args) -> int:
         encoder=args.encoder,
         metadata=args.metadata,
         index=args.index,
+        space=args.space,
         batch_size=args.batch_size,
     )
     _print_ingest(lib)
@@ -85,6 +87,12 @@ def register(subparsers) -> None:
             choices=INDEX_KINDS,
             default=None if not encoder_required else "auto",
             help="vector index: auto (exact below 100k tracks, IVF above), flat, ivf, hnsw",
+        )
+        q.add_argument(
+            "--space",
+            choices=("auto", "cosine", "zscore"),
+            default=None if not encoder_required else "auto",
+            help="similarity: cosine, or cosine after per-dimension z-scoring (auto: z-score when all tracks look alike)",
         )
         q.add_argument("--batch-size", type=int, default=64, help="tracks per committed shard (default 64)")
 

@@ -82,14 +82,19 @@ def build_index(
     hnsw_m: int = 32,
     ef_search: int = 128,
     random_state: int = 0,
+    normalized: bool = False,
 ):
     """Build a FAISS inner-product index over L2-normalised ``vectors`` ``(n, dim)``.
 
+    ``normalized=True`` promises unit-norm float32 rows and skips the normalising copy.
     Returns the index; its kind and parameters are readable with :func:`index_params`.
     """
     import faiss
 
-    vectors = l2_normalize(vectors)
+    if normalized and isinstance(vectors, np.ndarray) and vectors.dtype == np.float32 and vectors.ndim == 2:
+        vectors = np.ascontiguousarray(vectors)
+    else:
+        vectors = l2_normalize(vectors)
     n, dim = vectors.shape
     kind = choose_index_kind(n, kind)
     if kind == "flat" or n == 0:

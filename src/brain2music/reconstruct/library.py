@@ -4,7 +4,8 @@ Layout of a library folder::
 
     lib/
       manifest.json            the only source of truth: encoder name + config, dim, n_windows,
-                               shard list, skipped files, index description, package version
+                               shard list, skipped files, index description, search space,
+                               package version
       shards/part-000000.parquet  one file per committed batch of tracks
       index.faiss              vector index over all committed tracks (see brain2music.reconstruct.index)
 
@@ -13,6 +14,12 @@ Each shard is a Parquet table with one row per track: ``item`` (global row numbe
 (``dim`` float32: the window-average of the track's ``(n_windows, dim)`` embedding, L2-normalised, so
 the inner product of two vectors is their cosine similarity) and ``windows`` (``n_windows * dim``
 float32: the raw per-window embedding, used to score reconstructions the way the decoders are scored).
+
+Search space: by default cosine similarity of the ``vector`` column (the paper's retrieval). For
+descriptors with a large shared offset (``acoustic``), where every raw cosine is ≈ 1, the index is built
+on vectors standardised with the library's per-dimension mean and sd (``space="zscore"``, chosen
+automatically when the mean cosine between tracks exceeds 0.5; recorded in the manifest with its
+statistics and applied to queries too).
 
 Crash safety: tracks are embedded in batches; each batch is written to a new shard (temp file + rename)
 and only then listed in the manifest, which is itself replaced atomically. A crash loses at most the
@@ -72,6 +79,11 @@ __all__ = [
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 INDEX_FILE = "index.faiss"
+#: Similarity spaces: ``cosine`` of the window-averaged vectors (the paper's retrieval), or ``zscore``:
+#: cosine after standardising each dimension with the library's mean and sd, for descriptors with a large
+#: shared offset (e.g. ``acoustic``) where every raw cosine is ≈ 1. ``auto`` picks ``zscore`` when the
+#: mean cosine between library tracks exceeds 0.5.
+SPACES = ("auto", "cosine", "zscore")
 SHARD_DIR = "shards"
 META_COLUMNS = ("item", "path", "track_id", "title", "artist", "genre", "duration")
 
@@ -245,13 +257,17 @@ class MusicLibrary:
     def _read_column(self, column: str, width: int) -> np.ndarray:
         import pyarrow.parquet as pq
 
-        parts = []
-        for p in self._shard_paths():
-            col = pq.read_table(p, columns=[column]).column(column).combine_chunks()
-            parts.append(col.flatten().to_numpy(zero_copy_only=False).reshape(-1, width))
-        if not parts:
-            return np.zeros((0, width), dtype=np.float32)
-        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+        # Filled in place: concatenating per-shard arrays would hold the column twice (2 GB per copy
+        # for a million 512-d vectors).
+        out = np.empty((len(self), width), dtype=np.float32)
+        for shard in self._manifest["shards"]:
+            col = pq.read_table(self.path / shard["file"], columns=[column]).column(column).combine_chunks()
+            start = shard["start"]
+            out[start : start + shard["n_items"]] = (
+                col.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+            )
+            del col
+        return out
 
     @property
     def metadata(self) -> pd.DataFrame:
@@ -317,14 +333,54 @@ class MusicLibrary:
             self._index = index
         return self._index
 
-    def rebuild_index(self, *, kind: str = "auto", **params):
-        """Rebuild and save the index over all committed tracks (``kind`` in ``INDEX_KINDS``)."""
-        index = build_index(self.vectors, kind=kind, **params)
+    def rebuild_index(self, *, kind: str = "auto", space: str | None = None, **params):
+        """Rebuild and save the index over all committed tracks.
+
+        ``kind`` is one of ``INDEX_KINDS``; ``space`` one of ``SPACES`` (default: as requested before,
+        else ``"auto"``). The space's statistics are recomputed from all tracks.
+        """
+        if space is None:
+            space = (self._manifest.get("space") or {}).get("requested", "auto")
+        if space not in SPACES:
+            raise ConfigError(f"space must be one of {', '.join(SPACES)}; got {space!r}")
+        vectors = self.vectors
+        self._vectors = None
+        mean = vectors.mean(axis=0, dtype=np.float64)
+        resolved = space
+        if space == "auto":
+            # For unit vectors E[cos(v_i, v_j)] = ||mean||^2: above 0.5 every pair looks alike.
+            resolved = "zscore" if float(mean @ mean) > 0.5 else "cosine"
+        info = {"requested": space, "kind": resolved}
+        if resolved == "zscore":
+            sd = vectors.std(axis=0, dtype=np.float64)
+            sd = np.where(sd > 1e-6 * max(float(sd.max()), 1e-12), sd, 1.0)
+            info.update(mean=mean.tolist(), scale=sd.tolist())
+        self._manifest["space"] = info
+        vectors = self._to_space(vectors)
+        index = build_index(vectors, kind=kind, normalized=True, **params)
+        del vectors  # the index holds its own copy (2 GB per million 512-d vectors)
         save_index(index, self.path / INDEX_FILE)
         self._manifest["index"] = {"file": INDEX_FILE, "requested": kind, **index_params(index)}
         self._write_manifest()
         self._index = index
         return index
+
+    def _to_space(self, unit_vectors: np.ndarray) -> np.ndarray:
+        """Map L2-normalised window averages ``(n, dim)`` into the search space (see ``SPACES``)."""
+        info = self._manifest.get("space") or {"kind": "cosine"}
+        if info["kind"] != "zscore":
+            return unit_vectors
+        mean = np.asarray(info["mean"], dtype=np.float32)
+        scale = np.asarray(info["scale"], dtype=np.float32)
+        out = np.empty_like(unit_vectors, dtype=np.float32)
+        for s in range(0, len(unit_vectors), 100_000):  # in blocks: no second full-size temporary
+            out[s : s + 100_000] = l2_normalize((unit_vectors[s : s + 100_000] - mean) / scale)
+        return out
+
+    @property
+    def space(self) -> str:
+        """The search space actually used: ``"cosine"`` or ``"zscore"``."""
+        return (self._manifest.get("space") or {"kind": "cosine"})["kind"]
 
     def _write_manifest(self) -> None:
         self._manifest["version"] = __version__
@@ -340,6 +396,21 @@ class MusicLibrary:
                 f"with {self.encoder_name!r} embeddings"
             )
 
+    def check_encoder_config(self, encoder: Any) -> None:
+        """Raise :class:`DataError` if ``encoder``'s config differs from the one the library was built with.
+
+        Same name but another checkpoint or window would give incompatible vectors.
+        """
+        mine = self.encoder_config
+        theirs = json.loads(json.dumps(encoder_config(encoder), default=str))
+        diff = {k: (mine[k], theirs[k]) for k in set(mine) & set(theirs) if mine[k] != theirs[k]}
+        if diff:
+            detail = ", ".join(f"{k}: library {a!r} vs given {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise DataError(
+                f"encoder {self.encoder_name!r} is configured differently from the one that built the "
+                f"library {self.path} ({detail})"
+            )
+
     def query_vectors(self, embeddings: np.ndarray, *, encoder: str | None = None) -> np.ndarray:
         """``(n, dim)`` or ``(n, n_windows, dim)`` embeddings → window-averaged, L2-normalised ``(n, dim)``."""
         self.check_encoder(encoder)
@@ -353,7 +424,7 @@ class MusicLibrary:
                 f"query embeddings have shape {np.shape(embeddings)}; the library (encoder "
                 f"{self.encoder_name!r}) expects (n, {self.dim}) or (n, n_windows, {self.dim})"
             )
-        return l2_normalize(emb, name="query embeddings")
+        return self._to_space(l2_normalize(emb, name="query embeddings"))
 
     def search(
         self,
@@ -435,6 +506,7 @@ def _new_library(path: Path, enc) -> MusicLibrary:
         "shards": [],
         "skipped": [],
         "index": None,
+        "space": None,
     }
     path.mkdir(parents=True, exist_ok=True)
     write_json(path / MANIFEST, manifest)
@@ -529,7 +601,12 @@ def _ingest(
 def _commit(lib: MusicLibrary, rows, vecs, wins, new_skips: list[dict]) -> None:
     """Write one shard (if any rows) and then the manifest that lists it: the commit point."""
     if rows:
-        shard = _write_shard(lib, rows, np.stack(vecs), np.stack(wins))
+        shard = _write_shard(
+            lib,
+            rows,
+            np.asarray(np.stack(vecs) if isinstance(vecs, list) else vecs),
+            np.asarray(np.stack(wins) if isinstance(wins, list) else wins),
+        )
         lib._manifest["shards"].append(shard)
         lib._manifest["n_items"] = len(lib) + len(rows)
     lib._manifest["skipped"] = lib._manifest.get("skipped", []) + list(new_skips)
@@ -549,7 +626,7 @@ def _load_metadata_arg(metadata, music_dir: Path) -> pd.DataFrame | None:
     return _read_metadata_table(path)
 
 
-def _ingest_folder(lib, music_dir, enc, *, metadata, index, batch_size, progress) -> MusicLibrary:
+def _ingest_folder(lib, music_dir, enc, *, metadata, index, space, batch_size, progress) -> MusicLibrary:
     music_dir = Path(music_dir)
     files = find_audio_files(music_dir)
     meta = _load_metadata_arg(metadata, music_dir)
@@ -559,7 +636,7 @@ def _ingest_folder(lib, music_dir, enc, *, metadata, index, batch_size, progress
     if len(lib) == 0:
         listed = "; ".join(f"{s['path']}: {s['error']}" for s in report["skipped"][:5])
         raise DataError(f"{music_dir}: none of the {len(files)} audio files could be read ({listed})")
-    lib.rebuild_index(kind=index)
+    lib.rebuild_index(kind=index, space=space)
     lib.last_ingest_ = report
     return lib
 
@@ -571,6 +648,7 @@ def build_library(
     encoder: Any,
     metadata: str | os.PathLike | pd.DataFrame | None = None,
     index: str = "auto",
+    space: str = "auto",
     batch_size: int = 64,
     progress: bool = True,
 ) -> MusicLibrary:
@@ -592,6 +670,8 @@ def build_library(
         ``title``, ``artist``, ``genre``; or an FMA ``tracks.csv``.
     index
         ``"auto"`` (exact below 100,000 tracks, IVF above), ``"flat"``, ``"ivf"`` or ``"hnsw"``.
+    space
+        Similarity space (``SPACES``): ``"auto"``, ``"cosine"`` or ``"zscore"``.
     batch_size
         Tracks per committed shard.
 
@@ -608,6 +688,7 @@ def build_library(
     if (out / MANIFEST).is_file():
         lib = MusicLibrary(out)
         lib.check_encoder(encoder_name(enc), source=f"encoder {encoder_name(enc)!r} for build:")
+        lib.check_encoder_config(enc)
     else:
         if out.exists() and any(out.iterdir()):
             raise DataError(
@@ -619,7 +700,14 @@ def build_library(
     if lib is None:
         lib = _new_library(out, enc)
     return _ingest_folder(
-        lib, music_dir, enc, metadata=metadata, index=index, batch_size=batch_size, progress=progress
+        lib,
+        music_dir,
+        enc,
+        metadata=metadata,
+        index=index,
+        space=space,
+        batch_size=batch_size,
+        progress=progress,
     )
 
 
@@ -630,21 +718,30 @@ def add_to_library(
     encoder: Any = None,
     metadata: str | os.PathLike | pd.DataFrame | None = None,
     index: str | None = None,
+    space: str | None = None,
     batch_size: int = 64,
     progress: bool = True,
 ) -> MusicLibrary:
     """Append the audio files under ``music_dir`` to an existing library (already-present files skipped).
 
     ``encoder`` defaults to the library's; another encoder raises :class:`DataError` naming both.
-    ``index`` defaults to the kind requested when the library was built.
+    ``index`` and ``space`` default to what was requested when the library was built.
     """
     lib = MusicLibrary(library)
     enc = resolve_encoder(encoder if encoder is not None else lib.encoder_name)
     lib.check_encoder(encoder_name(enc), source=f"encoder {encoder_name(enc)!r} for add:")
+    lib.check_encoder_config(enc)
     if index is None:
         index = (lib._manifest.get("index") or {}).get("requested", "auto")
     return _ingest_folder(
-        lib, music_dir, enc, metadata=metadata, index=index, batch_size=batch_size, progress=progress
+        lib,
+        music_dir,
+        enc,
+        metadata=metadata,
+        index=index,
+        space=space,
+        batch_size=batch_size,
+        progress=progress,
     )
 
 
@@ -656,6 +753,7 @@ def library_from_embeddings(
     encoder: str,
     encoder_config: dict | None = None,
     index: str = "auto",
+    space: str = "auto",
     batch_size: int = 100_000,
     progress: bool = True,
 ) -> MusicLibrary:
@@ -706,7 +804,7 @@ def library_from_embeddings(
         ]
         win = embeddings[start : start + batch_size]
         _commit(lib, rows, l2_normalize(win.mean(axis=1)), win, [])
-    lib.rebuild_index(kind=index)
+    lib.rebuild_index(kind=index, space=space)
     lib.last_ingest_ = {"n_added": len(meta), "n_already_present": 0, "skipped": []}
     return lib
 
