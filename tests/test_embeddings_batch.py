@@ -221,6 +221,28 @@ def test_dask_local_cluster_matches_in_process(folder, tmp_path):
     assert again.n_computed_ == 0
 
 
+def test_dask_client_reused_across_calls(folder):
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    clips = clips_from_folder(folder)
+    ref = embed_clips(clips, "debug", cache_dir=False, progress=False)
+    with (
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=False,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        # Regression: a second call scattering the same encoder must not lose it when the first is released.
+        for _ in range(3):
+            res = embed_clips(clips, "debug", cache_dir=False, scheduler=client, chunk_size=2, progress=False)
+            np.testing.assert_array_equal(res.embeddings, ref.embeddings)
+
+
 # -- captions -------------------------------------------------------------------------------------------
 CAPTIONS = (
     "ID,DescEN\n"

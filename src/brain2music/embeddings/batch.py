@@ -214,10 +214,12 @@ def _chunks(n: int, size: int) -> list[range]:
 
 
 @contextlib.contextmanager
-def _dask_client(scheduler: str, workers: int | None):
+def _dask_client(scheduler: Any, workers: int | None):
     import distributed  # a core dependency, imported only when a cluster is asked for
 
-    if scheduler == "local":
+    if not isinstance(scheduler, str):  # the caller's client: use it, leave it running
+        yield scheduler
+    elif scheduler == "local":
         import logging
 
         n = workers or os.cpu_count() or 1
@@ -241,9 +243,15 @@ def _dask_client(scheduler: str, workers: int | None):
             yield client
 
 
-def _check_scheduler(scheduler: str | None) -> str | None:
+def _check_scheduler(scheduler: Any) -> Any:
     if scheduler is None or scheduler == "none":
         return None
+    if not isinstance(scheduler, str):
+        if hasattr(scheduler, "submit") and hasattr(scheduler, "scatter"):
+            return scheduler  # a running distributed.Client
+        raise ConfigError(
+            f"scheduler must be a string or a distributed.Client, got {type(scheduler).__name__}"
+        )
     if scheduler == "local" or "://" in scheduler:
         return scheduler
     raise ConfigError(
@@ -256,7 +264,7 @@ def embed_clips(
     encoder: str | Encoder = "acoustic",
     *,
     cache_dir: CacheArg = None,
-    scheduler: str | None = None,
+    scheduler: Any = None,
     workers: int | None = None,
     chunk_size: int | None = None,
     on_error: Literal["raise", "skip"] = "raise",
@@ -276,8 +284,8 @@ def embed_clips(
     cache_dir
         Per-clip cache folder (``None``: default location, ``False``: no cache). See the module docstring.
     scheduler, workers
-        ``None``/``"none"`` (in-process), ``"local"`` (LocalCluster of ``workers`` processes) or a Dask
-        scheduler address.
+        ``None``/``"none"`` (in-process), ``"local"`` (LocalCluster of ``workers`` processes), a Dask
+        scheduler address, or a running ``distributed.Client`` (reused, not closed).
     chunk_size
         Clips per task (default: 16 in-process or ``ceil(n / (4 * workers))`` capped to 1..64 on Dask).
     on_error
@@ -317,7 +325,10 @@ def embed_clips(
         if scheduler is None:
             chunk_size = 16
         else:
-            n_workers = workers or os.cpu_count() or 1
+            if isinstance(scheduler, str):
+                n_workers = workers or os.cpu_count() or 1
+            else:
+                n_workers = max(1, len(scheduler.scheduler_info().get("workers", {})))
             chunk_size = int(np.clip(-(-n // (4 * n_workers)), 1, 64))
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
@@ -338,7 +349,9 @@ def embed_clips(
             with _dask_client(scheduler, workers) as client:
                 from distributed import as_completed
 
-                remote = client.scatter(encoder, broadcast=True)
+                remote = client.scatter(
+                    encoder, broadcast=True, hash=False
+                )  # unique key: never shares a release
                 futures = {
                     client.submit(
                         _embed_chunk, remote, [specs[i] for i in rng], cache_folder, on_error, pure=False
