@@ -78,12 +78,6 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(approx, exact, strict=True)]))
 
 
-OFFLINE_SETTINGS = {
-    "demo": dict(n_bank=30, n_candidates=2, n_rounds=1, n_neighbors=1, sr=16000),
-    "default": dict(),
-}
-
-
 def bench_offline(n_targets: int) -> None:
     from brain2music.embeddings.registry import get_encoder
     from brain2music.reconstruct.encoders import prepare_clip
@@ -97,8 +91,8 @@ def bench_offline(n_targets: int) -> None:
     for i in range(n_targets):
         audio = render(sample_params(genres[i % len(genres)], rng), 22050, 15.0)
         targets.append(enc.embed(prepare_clip(audio, 22050), 22050))
-    for name, opts in OFFLINE_SETTINGS.items():
-        gen = get_generator("offline", encoder=enc, progress=False, random_state=0, **opts)
+    for name in ("demo", "default"):
+        gen = get_generator("offline", encoder=enc, progress=False, random_state=0, preset=name)
         t0 = time.perf_counter()
         gen.fit()
         t_fit = time.perf_counter() - t0

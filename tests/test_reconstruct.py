@@ -205,6 +205,7 @@ def test_reconstruct_retrieval_and_generation(tmp_path):
     assert [r["rank"] for r in clip["retrieved"]] == [1, 2, 3]
     assert clip["retrieved"][0]["score"] >= clip["retrieved"][1]["score"]
     assert (tmp_path / "recon" / clip["generated"]["path"]).is_file()
+    assert clip["generated"]["nearest_library"]["path"].endswith(".wav")
     assert set(clip["tags"]) == {"original", "retrieved", "generated", "oracle"}
     s = rep["evaluation"]["per_subject"][0]
     # near-perfect predictions: retrieval finds what the oracle finds
@@ -280,3 +281,10 @@ def test_cli_reconstruct(tmp_path, capsys):
         == 2
     )
     assert "not a music library" in capsys.readouterr().err
+
+
+def test_offline_presets():
+    gen = get_generator("offline", encoder=ENC, preset="demo", n_candidates=5)
+    assert (gen.n_bank, gen.n_candidates, gen.n_rounds, gen.sr) == (30, 5, 1, 16000)
+    with pytest.raises(ConfigError, match="preset"):
+        get_generator("offline", encoder=ENC, preset="fastest")

@@ -39,10 +39,11 @@ Output folder::
          "retrieved": [{"rank", "path", "title", "artist", "genre", "score"}],   score = cosine, best first
          "oracle": {"path", "title", "genre", "score"},                      retrieval with the true embedding
          "generated": {"path" (relative to recon/), "score" (cosine to the predicted embedding),
-                       "score_true" (cosine to the original's embedding)} or null,
+                       "score_true" (cosine to the original's embedding),
+                       "nearest_library": {"path", "score"} (closest library track: not a copy)} or null,
          "tags": {"original", "retrieved", "generated", "oracle"}}           tagger genres (null if no tagger)
       ],
-      "evaluation": {
+      "evaluation": {                              all cosine scores are in the library's search space
         "per_subject": [{"subject", "n_clips", "retrieval_id_acc", "generation_id_acc", "chance_id_acc",
                          "oracle_id_acc", "retrieval_genre_agreement", "generation_genre_agreement",
                          "chance_genre_agreement", "oracle_genre_agreement", "tagger_accuracy",
@@ -389,8 +390,13 @@ def reconstruct(
             if tagger is not None:
                 tags["generated"] = tagger.predict(generated)
 
-        gen_score = cosine_pairs(generated, P) if generated is not None else None
-        gen_score_true = cosine_pairs(generated, T) if generated is not None else None
+        gen_score = gen_score_true = near_s = near_i = None
+        if generated is not None:
+            # Scores in the library's search space, so they compare with the retrieval scores.
+            g = lib.query_vectors(generated)
+            gen_score = np.sum(g * lib.query_vectors(P), axis=1)
+            gen_score_true = np.sum(g * lib.query_vectors(T), axis=1)
+            near_s, near_i = lib.search(generated, 1)
         for i, clip in enumerate(ids):
             clips_out.append(
                 {
@@ -422,6 +428,10 @@ def reconstruct(
                         "path": gen_paths[i],
                         "score": float(gen_score[i]),
                         "score_true": float(gen_score_true[i]),
+                        "nearest_library": {
+                            "path": str(meta.at[int(near_i[i, 0]), "path"]),
+                            "score": float(near_s[i, 0]),
+                        },
                     },
                     "tags": {key: str(v[i]) for key, v in tags.items() if key != "chance"} or None,
                 }

@@ -33,7 +33,14 @@ from brain2music.errors import ConfigError
 from brain2music.reconstruct.encoders import clip_embedding, encoder_config, encoder_name, prepare_clip
 from brain2music.reconstruct.generators.base import Generator, cosine_scores, target_vector
 
-__all__ = ["OfflineGenerator"]
+__all__ = ["OFFLINE_PRESETS", "OfflineGenerator"]
+
+#: Named settings: ``demo`` is cheap enough for ``brain2music demo`` (about 4 renders per clip, a 30-track
+#: bank at 16 kHz); ``default`` is the class defaults. See benchmarks/library.md for measured costs.
+OFFLINE_PRESETS: dict[str, dict] = {
+    "demo": dict(n_bank=30, n_candidates=2, n_rounds=1, n_neighbors=1, sr=16000),
+    "default": {},
+}
 
 # Coordinates of composer.params_to_vector that are continuous knobs (the rest are choices).
 _CONTINUOUS = frozenset(
@@ -74,6 +81,8 @@ class OfflineGenerator(Generator):
         ``.npz`` file keeping the fitted bank (reused when the encoder and settings match).
     random_state : int
     progress : bool
+    preset : {"demo", "default"}, optional
+        Named settings from :data:`OFFLINE_PRESETS`; explicit arguments still win.
 
     Attributes
     ----------
@@ -100,6 +109,7 @@ class OfflineGenerator(Generator):
         cache: str | os.PathLike | None = None,
         random_state: int = 0,
         progress: bool = True,
+        preset: str | None = None,
     ):
         self.encoder = encoder
         self.n_bank = n_bank
@@ -112,6 +122,19 @@ class OfflineGenerator(Generator):
         self.cache = cache
         self.random_state = random_state
         self.progress = progress
+        self.preset = preset
+        if preset is not None:
+            if preset not in OFFLINE_PRESETS:
+                raise ConfigError(
+                    f"OfflineGenerator: preset must be one of {sorted(OFFLINE_PRESETS)}; got {preset!r}"
+                )
+            # A preset replaces the defaults only: compare with the signature's defaults.
+            import inspect
+
+            defaults = {k: v.default for k, v in inspect.signature(type(self).__init__).parameters.items()}
+            for key, value in OFFLINE_PRESETS[preset].items():
+                if getattr(self, key) == defaults[key]:
+                    setattr(self, key, value)
 
     # -- helpers
     @property
