@@ -271,3 +271,20 @@ def test_search_space_auto_zscore_matches_brute_force(tmp_path):
         tmp_path / "c", shifted, meta, encoder="fake", space="cosine", progress=False
     )
     assert lib.space == "cosine" and lib.search(q, 1)[0].min() > 0.99
+
+
+def test_batched_encoders_give_the_same_library(tmp_path):
+    class BatchEncoder(FakeEncoder):
+        calls = 0
+
+        def embed_many(self, audios, sr):
+            BatchEncoder.calls += 1
+            return np.stack([self.embed(a, sr) for a in audios])
+
+    make_music(tmp_path / "music")
+    (tmp_path / "music" / "zz_broken.flac").write_bytes(b"fLaC but not really")
+    one = build_library(tmp_path / "music", tmp_path / "a", encoder=FakeEncoder(), progress=False)
+    many = build_library(tmp_path / "music", tmp_path / "b", encoder=BatchEncoder(), progress=False)
+    # groups of 8: [track00..07] batched; [track08, zz_broken]: one readable track, embedded alone
+    assert BatchEncoder.calls == 1
+    assert np.allclose(one.vectors, many.vectors) and len(many.skipped) == 1

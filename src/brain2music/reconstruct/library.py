@@ -85,6 +85,7 @@ INDEX_FILE = "index.faiss"
 #: mean cosine between library tracks exceeds 0.5.
 SPACES = ("auto", "cosine", "zscore")
 SHARD_DIR = "shards"
+EMBED_GROUP = 8  # tracks read and embedded together (encoders with embed_many batch them)
 META_COLUMNS = ("item", "path", "track_id", "title", "artist", "genre", "duration")
 
 
@@ -569,33 +570,72 @@ def _ingest(
     rows, vecs, wins = [], [], []
     sr = int(enc.sr)
     n_win = lib.n_windows
-    for path in tqdm(todo, desc="embedding library", unit="track", disable=not progress):
-        try:
-            audio, _ = read_audio(path, sr=sr, duration=STIMULUS_DURATION)
-            emb = clip_embedding(enc, prepare_clip(audio, sr), sr, source=str(path))
-        except (DataError, DataFileNotFoundError) as exc:
-            skipped.append({"path": str(path), "error": str(exc)})
-            continue
-        if n_win == 0:  # encoder did not declare n_windows: learn it from the first track
-            n_win = lib._manifest["n_windows"] = emb.shape[0]
-        if emb.shape != (n_win, lib.dim):
-            skipped.append(
-                {"path": str(path), "error": f"embedding shape {emb.shape}, expected {(n_win, lib.dim)}"}
-            )
-            continue
-        info = _describe_file(path, music_dir, metadata)
-        info["duration"] = min(len(audio) / sr, STIMULUS_DURATION)
-        rows.append(info)
-        vecs.append(l2_normalize(emb.mean(axis=0))[0])
-        wins.append(emb)
-        if len(rows) >= batch_size:
-            _commit(lib, rows, vecs, wins, skipped[committed_skips:])
-            committed_skips = len(skipped)
-            n_added += len(rows)
-            rows, vecs, wins = [], [], []
+    bar = tqdm(total=len(todo), desc="embedding library", unit="track", disable=not progress)
+    for start in range(0, len(todo), EMBED_GROUP):
+        group = todo[start : start + EMBED_GROUP]
+        for path, audio, emb, error in _embed_group(enc, group, sr):
+            bar.update()
+            if error is not None:
+                skipped.append({"path": str(path), "error": error})
+                continue
+            if n_win == 0:  # encoder did not declare n_windows: learn it from the first track
+                n_win = lib._manifest["n_windows"] = emb.shape[0]
+            if emb.shape != (n_win, lib.dim):
+                skipped.append(
+                    {"path": str(path), "error": f"embedding shape {emb.shape}, expected {(n_win, lib.dim)}"}
+                )
+                continue
+            info = _describe_file(path, music_dir, metadata)
+            info["duration"] = min(len(audio) / sr, STIMULUS_DURATION)
+            rows.append(info)
+            vecs.append(l2_normalize(emb.mean(axis=0))[0])
+            wins.append(emb)
+            if len(rows) >= batch_size:
+                _commit(lib, rows, vecs, wins, skipped[committed_skips:])
+                committed_skips = len(skipped)
+                n_added += len(rows)
+                rows, vecs, wins = [], [], []
+    bar.close()
     _commit(lib, rows, vecs, wins, skipped[committed_skips:])
     n_added += len(rows)
     return {"n_added": n_added, "n_already_present": len(files) - len(todo), "skipped": skipped}
+
+
+def _embed_group(enc, paths: list[Path], sr: int):
+    """Read and embed a few tracks; yields ``(path, audio, embedding, error)`` (error: str or None).
+
+    Encoders with ``embed_many`` (the embeddings layer's neural encoders batch their windows) embed the
+    group at once; if that fails, each track is embedded alone so one bad file cannot sink the rest.
+    """
+    clips: list[tuple[Path, np.ndarray | None, str | None]] = []
+    for path in paths:
+        try:
+            audio, _ = read_audio(path, sr=sr, duration=STIMULUS_DURATION)
+            clips.append((path, audio, None))
+        except (DataError, DataFileNotFoundError) as exc:
+            clips.append((path, None, str(exc)))
+    ok = [c for c in clips if c[2] is None]
+    batch = None
+    if len(ok) > 1 and hasattr(enc, "embed_many"):
+        try:
+            batch = np.asarray(enc.embed_many([prepare_clip(a, sr) for _, a, _ in ok], sr), dtype=np.float32)
+            if batch.ndim != 3 or len(batch) != len(ok) or not np.all(np.isfinite(batch)):
+                batch = None
+        except (DataError, ValueError, RuntimeError):
+            batch = None
+    k = 0
+    for path, audio, error in clips:
+        if error is not None:
+            yield path, None, None, error
+            continue
+        if batch is not None:
+            yield path, audio, batch[k], None
+        else:
+            try:
+                yield path, audio, clip_embedding(enc, prepare_clip(audio, sr), sr, source=str(path)), None
+            except DataError as exc:
+                yield path, audio, None, str(exc)
+        k += 1
 
 
 def _commit(lib: MusicLibrary, rows, vecs, wins, new_skips: list[dict]) -> None:
@@ -609,7 +649,9 @@ def _commit(lib: MusicLibrary, rows, vecs, wins, new_skips: list[dict]) -> None:
         )
         lib._manifest["shards"].append(shard)
         lib._manifest["n_items"] = len(lib) + len(rows)
-    lib._manifest["skipped"] = lib._manifest.get("skipped", []) + list(new_skips)
+    # A resumed build retries files that failed before: keep one (the latest) entry per path.
+    merged = {d["path"]: d for d in [*lib._manifest.get("skipped", []), *new_skips]}
+    lib._manifest["skipped"] = list(merged.values())
     lib._write_manifest()
     lib._metadata = lib._vectors = lib._index = None
 
