@@ -223,3 +223,15 @@ def test_subset_decoder_and_save_load_roundtrip(tmp_path):
     joblib.dump({"x": 1}, tmp_path / "other.joblib")
     with pytest.raises(DataError, match="not a brain2music decoder"):
         load_decoder(tmp_path / "other.joblib")
+
+
+def test_rbf_nystroem_approximates_exact_kernel_ridge():
+    X, Y, groups = _data(300, 10, noise=0.1)
+    exact = RidgeDecoder(alphas=[1.0], kernel="rbf", max_exact_samples=None).fit(X, Y, groups)
+    approx = RidgeDecoder(alphas=[1.0], kernel="rbf", max_exact_samples=100, n_components=300).fit(
+        X, Y, groups
+    )
+    assert exact.form_ == "rbf" and approx.form_ == "rbf-nystroem"
+    Xn = _data(50, 10, seed=2)[0]
+    a, b = exact.predict(Xn), approx.predict(Xn)
+    assert min(np.corrcoef(a[:, k], b[:, k])[0, 1] for k in range(a.shape[1])) > 0.99

@@ -51,6 +51,7 @@ from brain2music.evaluate import (
     split_half_oracle,
 )
 from brain2music.models import (
+    ALIGNMENT_ALPHAS,
     DEFAULT_ALPHAS,
     EncodingModel,
     EnsembleDecoder,
@@ -233,7 +234,7 @@ def reproduce(
     n_permutations: int = 1000,
     fdr_alpha: float = 0.05,
     logo: bool = True,
-    logo_method: str = "ridge",
+    logo_method: str = "encsel",
     random_state: int = 0,
     cache_dir: str | os.PathLike | None = None,
     verbose: bool = True,
@@ -259,7 +260,8 @@ def reproduce(
     encsel_threshold, encsel_top : encoding-model CV r threshold / maximum number of voxels for ``encsel``.
     reference : reference subject of ``aligned`` (default: the first subject).
     n_permutations, fdr_alpha : permutation test and FDR level of the encoding maps.
-    logo, logo_method : run leave-one-genre-out with this method (``ridge`` or ``encsel``).
+    logo, logo_method : run leave-one-genre-out with this method (``encsel``, the default, or ``ridge``;
+        ``ridge`` refits the all-voxel decoder 10 times, which at full size takes long).
     random_state : seed of the permutations (chance, permutation test).
     cache_dir : per-clip embedding cache (default: ``$BRAIN2MUSIC_CACHE`` or ``~/.cache/brain2music``).
     verbose : progress bars (stderr) and the printed table (stdout).
@@ -648,9 +650,7 @@ def _fit_aligned(out, results, kept, subjects, enc, reference, alphas, cv) -> No
         else:
             src = k["x_train"][si].reshape(-1, k["x_train"].shape[-1])
             dst = ref["x_train"][ri].reshape(-1, ref["x_train"].shape[-1])
-            maps[s] = FunctionalAlignment(alphas=[a for a in alphas if a >= 0.1] or alphas, cv=cv).fit(
-                src, dst, g
-            )
+            maps[s] = FunctionalAlignment(alphas=ALIGNMENT_ALPHAS, cv=cv).fit(src, dst, g)
             xs = maps[s].transform(src).reshape(len(shared), r, -1)
         parts_x.append(xs.reshape(-1, xs.shape[-1]))
         parts_y.append(k["y_train"][si].reshape(-1, k["y_train"].shape[-1]))

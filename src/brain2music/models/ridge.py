@@ -66,6 +66,12 @@ class RidgeDecoder(BaseEstimator):
         For the linear kernel: ``"auto"`` picks the dual (kernel) form when n_samples < n_features.
     n_targets_batch : int or None
         Targets solved at once (bounds memory with many targets, e.g. encoding models).
+    max_exact_samples : int or None
+        RBF only: above this many samples the exact kernel (an eigendecomposition of an
+        ``n_samples × n_samples`` matrix per fold, O(n³)) is replaced by a Nyström approximation with
+        ``n_components`` landmarks followed by primal ridge. ``None`` always solves exactly.
+    n_components : int
+        Nyström landmarks (RBF only).
     check_constant : bool
         Raise :class:`DataError` when a feature or target column is constant.
 
@@ -75,7 +81,7 @@ class RidgeDecoder(BaseEstimator):
     intercept_ : ndarray (n_targets,)
     best_alphas_ : ndarray (n_targets,)
     cv_scores_ : ndarray (n_targets,)  mean CV Pearson r at the chosen penalty
-    form_ : "primal" | "dual" | "rbf"
+    form_ : "primal" | "dual" | "rbf" | "rbf-nystroem"
     n_features_in_ : int
     """
 
@@ -88,6 +94,8 @@ class RidgeDecoder(BaseEstimator):
         gamma: float | None = None,
         solver: str = "auto",
         n_targets_batch: int | None = None,
+        max_exact_samples: int | None = 2000,
+        n_components: int = 1000,
         check_constant: bool = True,
     ):
         self.alphas = alphas
@@ -96,6 +104,8 @@ class RidgeDecoder(BaseEstimator):
         self.gamma = gamma
         self.solver = solver
         self.n_targets_batch = n_targets_batch
+        self.max_exact_samples = max_exact_samples
+        self.n_components = n_components
         self.check_constant = check_constant
 
     def _validate_params(self):
@@ -132,7 +142,24 @@ class RidgeDecoder(BaseEstimator):
         Yc = Y - self.y_mean_
         splits = grouped_splits(groups, int(self.cv))
         params = {"score_func": correlation_score, "n_targets_batch": self.n_targets_batch}
-        if self.kernel == "rbf":
+        self.nystroem_ = None
+        if self.kernel == "rbf" and self.max_exact_samples is not None and n_samples > self.max_exact_samples:
+            from sklearn.kernel_approximation import Nystroem
+
+            gamma = 1.0 / n_features if self.gamma is None else float(self.gamma)
+            self.nystroem_ = Nystroem(
+                kernel="rbf", gamma=gamma, n_components=min(int(self.n_components), n_samples), random_state=0
+            ).fit(X)
+            Z = self.nystroem_.transform(X).astype(np.float32)
+            self.z_mean_ = Z.mean(axis=0)
+            model = RidgeCV(alphas=alphas, cv=splits, solver_params=params)
+            model.fit(Z - self.z_mean_, Yc)
+            self.form_ = "rbf-nystroem"
+            self.gamma_ = gamma
+            self.model_ = None
+            self.coef_ = None
+            self.z_coef_ = np.asarray(model.coef_, dtype=np.float32)
+        elif self.kernel == "rbf":
             gamma = 1.0 / n_features if self.gamma is None else float(self.gamma)
             model = KernelRidgeCV(
                 alphas=alphas, kernel="rbf", kernel_params={"gamma": gamma}, cv=splits, solver_params=params
@@ -177,6 +204,9 @@ class RidgeDecoder(BaseEstimator):
             raise DataError(f"X has {X.shape[1]} features; the decoder was fitted on {self.n_features_in_}")
         if self.coef_ is not None:
             return (X @ self.coef_ + self.intercept_).astype(np.float32)
+        if self.nystroem_ is not None:
+            Z = self.nystroem_.transform(X).astype(np.float32) - self.z_mean_
+            return (Z @ self.z_coef_ + self.intercept_).astype(np.float32)
         pred = np.asarray(self.model_.predict(X - self.x_mean_), dtype=np.float32)
         return pred + self.intercept_
 
