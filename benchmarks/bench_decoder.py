@@ -7,8 +7,8 @@
 - ``sklearn``   scikit-learn RidgeCV(alpha_per_target=True) (its per-target choice exists only for
                 efficient leave-one-out GCV, so the CV scheme differs);
 
-each in a fresh process (peak RSS = that method alone + the data). A reference expected to exceed
-``--max-seconds`` is measured on a fraction of the voxels (``--fraction``) and extrapolated linearly in
+each in a fresh process (peak RSS = that method alone + the data). The references named in ``--slow``
+are measured on a fraction of the voxels (``--fraction``) and extrapolated linearly in
 the number of voxels (the cost of both primal solvers is dominated by terms linear in n_features when
 n_features >> n_samples); the output says so.
 
@@ -96,6 +96,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--methods", default="ours,himalaya,sklearn")
     ap.add_argument("--fraction", type=float, default=0.1, help="voxel fraction for slow references")
+    ap.add_argument("--slow", default="himalaya", help="comma-separated references measured on --fraction")
     ap.add_argument("--worker", default=None)
     a = ap.parse_args()
     if a.worker:
@@ -106,7 +107,8 @@ def main():
     )
     results = {}
     for method in a.methods.split(","):
-        n_vox = a.n_voxels if method == "ours" else max(1, int(round(a.n_voxels * a.fraction)))
+        slow = method in a.slow.split(",")
+        n_vox = max(1, int(round(a.n_voxels * a.fraction))) if slow else a.n_voxels
         reps = [run(method, a.n_samples, n_vox, a.dim, a.n_alphas) for _ in range(a.repeats)]
         sec = float(np.median([r["seconds"] for r in reps]))
         peak = float(np.median([r["peak_rss_mb"] for r in reps]))

@@ -62,6 +62,9 @@ def register(subparsers) -> None:
         "--n-permutations", type=int, default=1000, help="permutations of the encoding test (default 1000)"
     )
     p.add_argument("--no-logo", action="store_true", help="skip leave-one-genre-out")
+    p.add_argument(
+        "--logo-method", choices=["encsel", "ridge"], default="encsel", help="decoder of leave-one-genre-out"
+    )
     p.add_argument("--cache-dir", default=None, help="embedding cache folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars and no table")
     p.set_defaults(func=_run)
@@ -88,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         encsel_top=args.encsel_top,
         n_permutations=args.n_permutations,
         logo=not args.no_logo,
+        logo_method=args.logo_method,
         cache_dir=args.cache_dir,
         verbose=not args.quiet,
     )
