@@ -7,7 +7,8 @@ Usage::
 Every figure is the median of ``--repeats`` runs on the same synthetic 15-s clips (22,050 Hz WAV files:
 tones, chords, noise bursts, click tracks), cache off, after a warm-up (librosa's numba JIT). BLAS/OpenMP
 threads are pinned to 1 so "per core" means one core. The Dask timings exclude cluster start-up (each
-cluster is started once, warmed up, then timed), and include reading the files on the workers.
+cluster is started once, warmed up, then timed), and include reading the files on the workers; the
+clusters are :func:`brain2music.embeddings.batch.local_cluster` (what ``--scheduler local`` starts).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import logging  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
@@ -50,6 +50,11 @@ def make_clips(folder: Path, n: int, seed: int = 0) -> list[Path]:
             y = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 1000) * t) * np.exp(-(t % 0.5) * 4)
         paths.append(write_audio(folder / f"clip{i:03d}.wav", y.astype(np.float32), SR))
     return paths
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -114,20 +119,13 @@ def main() -> None:
         if args.skip_dask:
             return
         # 4. Dask LocalCluster: 1 vs 2 single-threaded worker processes
-        from distributed import Client, LocalCluster
+        from distributed import Client
+
+        from brain2music.embeddings.batch import local_cluster
 
         per = {}
         for n_workers in (1, 2):
-            with (
-                LocalCluster(
-                    n_workers=n_workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                ) as cluster,
-                Client(cluster) as client,
-            ):
+            with local_cluster(n_workers) as cluster, Client(cluster) as client:
                 embed_clips(
                     clips[: 2 * n_workers],
                     enc,
@@ -137,14 +135,19 @@ def main() -> None:
                     progress=False,
                 )  # warm-up on every worker
                 times = []
+                cpu0 = sum(client.run(_cpu_seconds).values())
                 for _ in range(args.repeats):
                     t0 = time.perf_counter()
                     embed_clips(clips, enc, cache_dir=False, scheduler=client, chunk_size=4, progress=False)
                     times.append(time.perf_counter() - t0)
+                cpu = sum(client.run(_cpu_seconds).values()) - cpu0
                 per[n_workers] = statistics.median(times)
+                # CPU seconds the workers got per wall second: n_workers on an idle machine, less when
+                # other processes compete for the cores.
                 print(
                     f"dask LocalCluster {n_workers} worker(s): {args.clips / per[n_workers]:.1f} clips/s "
-                    f"(runs {', '.join(f'{x:.2f}' for x in times)})"
+                    f"(runs {', '.join(f'{x:.2f}' for x in times)}); workers got {cpu / sum(times):.2f} "
+                    f"cores on average"
                 )
         print(f"dask speed-up 2 workers vs 1: {per[1] / per[2]:.2f}x")
         print(f"load average at end: {os.getloadavg()}")

@@ -22,6 +22,7 @@ from brain2music.embeddings.batch import (
     embed_folder,
     embed_source,
     load_embeddings,
+    local_cluster,
 )
 from brain2music.embeddings.captions import embed_captions, read_captions
 from brain2music.embeddings.clips import (
@@ -51,6 +52,7 @@ __all__ = [
     "get_encoder",
     "list_encoders",
     "load_embeddings",
+    "local_cluster",
     "read_captions",
     "register_encoder",
 ]
