@@ -214,3 +214,16 @@ def test_acoustic_separates_genre_like_signals(acoustic):
     # Shuffled labels: chance level (1/3), far below.
     shuffled = np.random.default_rng(1).permutation(labels)
     assert cross_val_score(clf, X, shuffled, cv=3).mean() < 0.7
+
+
+def test_windows_are_aligned_in_time(acoustic):
+    # A tone only during 4.5-6.0 s (window 3 of the 1.5-s windows): only row 3 is loud; rows not next to
+    # it stay at the silence floor, the neighbours get at most the STFT frames that straddle the edges.
+    y = np.zeros(15 * SR, dtype=np.float32)
+    y[int(4.5 * SR) : int(6.0 * SR)] = tone(440, 1.5)
+    out = acoustic.embed(y, SR)
+    rms = out[:, acoustic.feature_names.index("rms_db_mean")]
+    assert rms.argmax() == 3 and rms[3] > -2.0
+    far = np.r_[0, 1, 5:10]
+    np.testing.assert_allclose(rms[far], -10.0, atol=1e-3)
+    assert np.all(rms[[2, 4]] < rms[3] - 2.0)

@@ -1,13 +1,13 @@
 """Neural encoders on transformers models: open stand-ins for the paper's closed embeddings.
 
-==============  ===================================  ======  =====  ==============================
-registry name   model (default checkpoint)           window  r      stands in for
-==============  ===================================  ======  =====  ==============================
-``clap``        ClapModel (laion/larger_clap_music)  10 s    4      MuLan-music
-``clap-text``   ClapModel text tower                 15 s    1      MuLan-text (captions)
-``encodec``     EncodecModel (facebook/encodec_24khz) 1.5 s  10     SoundStream-avg
-``mert``        MERT-v1 layer 7 (m-a-p/MERT-v1-95M)  5 s     7      w2v-BERT-avg (layer 7)
-==============  ===================================  ======  =====  ==============================
+==============  ======================================  ======  ==  ===========================
+registry name   model (default checkpoint)              window  r   stands in for
+==============  ======================================  ======  ==  ===========================
+``clap``        ClapModel (laion/larger_clap_music)     10 s    4   MuLan-music (512-d)
+``clap-text``   ClapModel text tower (same checkpoint)  15 s    1   MuLan-text, for captions
+``encodec``     EncodecModel (facebook/encodec_24khz)   1.5 s   10  SoundStream-avg (128-d)
+``mert``        MERT-v1 layer 7 (m-a-p/MERT-v1-95M)     5 s     7   w2v-BERT-avg, layer 7
+==============  ======================================  ======  ==  ===========================
 
 Every encoder takes either a loaded model (and processor) object — how tests inject tiny random-weight
 models — or a checkpoint name / local folder, loaded with ``local_files_only=True``: nothing is downloaded.
