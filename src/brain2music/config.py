@@ -27,7 +27,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "enabled": (False, "bool"),
         "subjects": (2, "int"),
         "voxels": (2000, "int"),
-        "clips_per_genre": (None, "int?"),
+        "clips_per_genre": (48, "int"),
+        "test_clips_per_genre": (6, "int"),
+        "train_runs": (12, "int"),
+        "test_runs": (6, "int"),
         "library_tracks": (100, "int"),
     },
     "data": {
@@ -77,7 +80,10 @@ simulate:
   enabled: false
   subjects: 2                     # simulated subjects
   voxels: 2000                    # voxels per subject
-  clips_per_genre: null           # null = the full ds003720 design (48 train + 6 test per genre)
+  clips_per_genre: 48             # training clips per genre (ds003720: 48)
+  test_clips_per_genre: 6         # test clips per genre, each heard 4 times (ds003720: 6)
+  train_runs: 12                  # training runs (ds003720: 12)
+  test_runs: 6                    # test runs (ds003720: 6)
   library_tracks: 100             # composed tracks for the retrieval library
 
 # ... or point at real data (ignored when simulate.enabled is true).

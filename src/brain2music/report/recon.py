@@ -1,0 +1,169 @@
+"""The listening section of the report: originals, retrieved and generated music, with spectrograms.
+
+Reads ``reconstruction.json`` written by :func:`brain2music.reconstruct.pipeline.reconstruct` and copies
+15-s excerpts of every audio item into the report's asset folder, so the page works on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from brain2music.errors import DataError, DataFileNotFoundError
+
+EXCERPT = 15.0
+SR = 22050
+
+METRICS = (
+    ("retrieval", "retrieval (top-1 track for the predicted embedding)"),
+    ("generation", "generation (new audio conditioned on the predicted embedding)"),
+    ("chance", "Chance (a random library track)"),
+    ("oracle", "Oracle (retrieval with the true embedding)"),
+)
+
+
+def _fmt(stat) -> str:
+    if not stat or stat.get("mean") is None:
+        return "–"
+    return f"{stat['mean']:.3f} ± {stat.get('sd') or 0.0:.3f}"
+
+
+def _summary_table(evaluation: dict) -> str:
+    summary = evaluation.get("summary", {})
+    rows = [
+        "<table>",
+        "<tr><th>reconstruction</th><th>id acc (embedding of reconstruction vs originals)</th>"
+        "<th>genre agreement with the original (tagger)</th></tr>",
+    ]
+    for key, label in METRICS:
+        id_acc = summary.get(f"{key}_id_acc")
+        agree = summary.get(f"{key}_genre_agreement")
+        if id_acc is None and agree is None:
+            continue
+        rows.append(f"<tr><td>{label}</td><td>{_fmt(id_acc)}</td><td>{_fmt(agree)}</td></tr>")
+    rows.append("</table>")
+    return "\n".join(rows)
+
+
+def _clip_starts(config: dict) -> dict[str, float]:
+    """Excerpt start of every experiment clip, from the BIDS events the results were computed on."""
+    bids = (config or {}).get("bids_root") or (config or {}).get("bids")
+    if not bids or not Path(bids).is_dir():
+        return {}
+    from brain2music.data import clip_table, list_subjects, subject_design
+
+    try:
+        _, _, design = subject_design(bids, list_subjects(bids)[0])
+    except (DataError, DataFileNotFoundError):
+        return {}
+    table = clip_table(design)
+    return dict(zip(table.clip_id, table.start.astype(float)))
+
+
+def _excerpt(path: str | Path, start: float = 0.0) -> np.ndarray:
+    from brain2music.stimuli import apply_fades, read_audio, rms_normalize
+
+    audio, _ = read_audio(path, sr=SR, offset=start, duration=EXCERPT)
+    return rms_normalize(apply_fades(audio, SR, 0.05))
+
+
+def load_reconstruction(
+    recon_dir: Path,
+    assets: Path,
+    max_clips: int,
+    *,
+    write_audio: Callable,
+    spectrogram: Callable,
+    asset_prefix: str,
+    results_config: dict | None = None,
+):
+    """Return ``(clips, note, summary_table_html)`` for the template; writes audio and PNGs into ``assets``."""
+    path = recon_dir / "reconstruction.json"
+    if not path.is_file():
+        raise DataFileNotFoundError(
+            f"{path} not found: run `brain2music reconstruct` first (or omit --recon)"
+        )
+    try:
+        recon = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    starts = _clip_starts(results_config or {})
+    first_subject = (recon.get("subjects") or [None])[0]
+    entries = [c for c in recon.get("clips", []) if c.get("subject") == first_subject][:max_clips]
+    counter = iter(range(10**6))
+
+    def item(label: str, source: Path | str | None, start: float, score, detail: str):
+        if source is None or not Path(source).is_file():
+            return None
+        k = next(counter)
+        audio = _excerpt(source, start)
+        write_audio(audio, SR, assets / f"audio_{k:04d}.wav")
+        spectrogram(audio, SR, assets / f"spec_{k:04d}.png")
+        return {
+            "label": label,
+            "audio": f"{asset_prefix}/audio_{k:04d}.wav",
+            "spectrogram": f"{asset_prefix}/spec_{k:04d}.png",
+            "score": None if score is None else float(score),
+            "detail": detail,
+        }
+
+    clips = []
+    for c in entries:
+        tags = c.get("tags") or {}
+        items = [
+            item(
+                "original stimulus",
+                (c.get("original") or {}).get("path"),
+                starts.get(c["clip_id"], 0.0),
+                None,
+                f"{c['clip_id']} · tagger: {tags.get('original') or '–'}",
+            )
+        ]
+        for r in c.get("retrieved", [])[:3]:
+            items.append(
+                item(
+                    f"retrieved #{r.get('rank', '?')}",
+                    r.get("path"),
+                    0.0,
+                    r.get("score"),
+                    f"{r.get('title') or Path(str(r.get('path'))).name} · {r.get('genre') or ''}",
+                )
+            )
+        gen = c.get("generated")
+        if gen and gen.get("path"):
+            items.append(
+                item(
+                    "generated",
+                    recon_dir / gen["path"],
+                    0.0,
+                    gen.get("score"),
+                    f"new music · cos to true {gen.get('score_true', float('nan')):.3f} · tagger: {tags.get('generated') or '–'}",
+                )
+            )
+        oracle = c.get("oracle")
+        if oracle:
+            items.append(
+                item(
+                    "oracle retrieval",
+                    oracle.get("path"),
+                    0.0,
+                    oracle.get("score"),
+                    f"{oracle.get('title') or ''} · {oracle.get('genre') or ''}",
+                )
+            )
+        clips.append(
+            {
+                "title": f"{c['subject']} · {c['clip_id']} ({c.get('genre', '')})",
+                "items": [i for i in items if i],
+            }
+        )
+    note = (
+        f"{len(clips)} test clip(s) of {first_subject}, decoder '{recon.get('method')}', encoder "
+        f"'{recon.get('encoder')}', library of {recon.get('library', {}).get('n_items', '?')} tracks. "
+        "Scores are cosine similarities to the predicted embedding. The evaluation covers every "
+        "reconstructed clip and subject."
+    )
+    return clips, note, _summary_table(recon.get("evaluation", {}))

@@ -1,0 +1,71 @@
+"""The HTML report: built from a results folder, checked in a real headless browser."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from brain2music.cli import main
+from brain2music.errors import DataFileNotFoundError
+from brain2music.report import build_report
+from browser import browser_available, check_page, serve
+from report_fakes import write_fake_reconstruction, write_fake_results
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = write_fake_results(tmp_path_factory.mktemp("run") / "results")
+    write_fake_reconstruction(root)
+    return build_report(root, max_clips=2)
+
+
+def test_report_content(report):
+    html = report.read_text()
+    assert "0.700 ± 0.010" in html  # the Table-2 cell of ridge
+    assert "Chance" in html and "Oracle" in html
+    assert html.count("<audio") == 2 * 6  # 2 clips × (original, 3 retrieved, generated, oracle)
+    # Offline page: no external resources, no scripts.
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "<script" not in html
+    assets = report.parent / "report_assets"
+    for ref in re.findall(r'src="([^"]+)"', html):
+        assert (report.parent / ref).is_file(), ref
+    assert not any(
+        p.name.startswith(".")
+        for p in report.parent.iterdir()
+        if p.name != "report_assets" and "partial" in p.name
+    )
+    assert len(list(assets.glob("*.png"))) >= 5
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not browser_available(), reason="needs chromium, chromedriver and selenium")
+def test_report_loads_in_a_real_browser(report):
+    with serve(report.parent) as base:
+        state = check_page(f"{base}/report.html")
+    assert state["images"] and state["audio"]
+    broken_imgs = [i["src"] for i in state["images"] if not i["ok"]]
+    broken_audio = [a for a in state["audio"] if not a["ok"]]
+    assert not broken_imgs, broken_imgs
+    assert not broken_audio, broken_audio
+    assert all(a["duration"] > 1.0 for a in state["audio"])
+    assert not state["severe_logs"], state["severe_logs"]
+
+
+def test_browser_check_catches_a_broken_page(tmp_path):
+    if not browser_available():
+        pytest.skip("needs chromium, chromedriver and selenium")
+    (tmp_path / "index.html").write_text(
+        '<img src="missing.png"><audio src="missing.wav" preload="metadata"></audio>'
+    )
+    with serve(tmp_path) as base:
+        state = check_page(f"{base}/index.html", timeout=10)
+    assert not state["images"][0]["ok"] and not state["audio"][0]["ok"]
+
+
+def test_report_needs_results(tmp_path, capsys):
+    with pytest.raises(DataFileNotFoundError, match="results.json"):
+        build_report(tmp_path)
+    assert main(["report", str(tmp_path)]) == 2
+    assert "results.json" in capsys.readouterr().err
