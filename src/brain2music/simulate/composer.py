@@ -7,8 +7,8 @@ The layers are separate so that a search (the offline generator) can tweak a tra
   density/register, effect amounts, a seed for the note-level choices);
 - :func:`sample_params` — draw the parameters of a new track of a genre;
 - :func:`compose` — parameters → a :class:`pretty_midi.PrettyMIDI` score (deterministic for the params);
-- :func:`render` — parameters → audio: FluidSynth (pretty_midi's ``fluidsynth()`` with the General-MIDI
-  SoundFont pretty_midi ships, ``TimGM6mb.sf2``) per stem, then pedalboard effects: distortion on guitars
+- :func:`render` — parameters → audio: FluidSynth (pretty_midi's ``fluidsynth()`` event loop with the
+  General-MIDI SoundFont pretty_midi ships, ``TimGM6mb.sf2``, a fresh synthesiser per track) per stem, then pedalboard effects: distortion on guitars
   for metal/rock (and a little for blues), compression, reverb, a low-pass for lo-fi hip-hop;
 - :func:`params_to_vector` / :func:`params_from_vector` — a numeric encoding in ``[0, 1]^d``
   (:data:`PARAM_NAMES` names the coordinates) so that parameters can be searched numerically.
@@ -710,8 +710,8 @@ def _synth(inst, synth, sfid: int, sr: int, n: int) -> np.ndarray:
 def render(params: TrackParams, sr: int = 22050, duration: float = 30.0) -> np.ndarray:
     """Render a track to mono audio of ``round(duration * sr)`` samples (float32, peak ≤ 0.99).
 
-    Each stem is synthesised with FluidSynth (pretty_midi's ``Instrument.fluidsynth`` and its bundled
-    General-MIDI SoundFont); guitar stems get pedalboard distortion when ``params.distortion > 0``;
+    Each stem is synthesised with FluidSynth and the General-MIDI SoundFont pretty_midi ships (the event
+    loop of pretty_midi's ``Instrument.fluidsynth``, made deterministic, see ``_synth``); guitar stems get pedalboard distortion when ``params.distortion > 0``;
     the mix gets compression, an optional low-pass and reverb, then a peak normaliser.
     """
     import pedalboard as pb

@@ -413,6 +413,8 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
     for task in ("Training", "Test"):
         write_json(bids / f"task-{task}_bold.json", {"TaskName": task, "RepetitionTime": TR})
     flat = np.flatnonzero(atlas.mask.ravel())
+    # NIfTI stores Fortran order: filling a Fortran-ordered grid saves a full copy per run on writing.
+    flat_f = np.ravel_multi_index(np.unravel_index(flat, atlas.mask.shape), atlas.mask.shape, order="F")
     sub_seeds = s_subjects.spawn(n_subjects)
     summaries = {}
     bar = tqdm(total=n_subjects * len(runs), desc="simulating BOLD", disable=not progress, leave=False)
@@ -433,12 +435,10 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
             sig_ss += ((signal - signal.mean(0)) ** 2).sum(0)
             noise_ss += ((noise - noise.mean(0)) ** 2).sum(0)
             del signal, noise
-            grid = np.zeros((atlas.mask.size, bold.shape[0]), dtype=np.int16)
-            grid[flat] = np.clip(np.round(bold.T), -32768, 32767).astype(np.int16)
+            grid = np.zeros(atlas.mask.shape + (bold.shape[0],), dtype=np.int16, order="F")
+            grid.reshape(atlas.mask.size, -1, order="F")[flat_f] = np.clip(np.round(bold.T), -32768, 32767)
             del bold
-            _write_nifti(
-                Path(f"{stem}_bold.nii.gz"), grid.reshape(atlas.mask.shape + (-1,)), atlas.affine, tr=TR
-            )
+            _write_nifti(Path(f"{stem}_bold.nii.gz"), grid, atlas.affine, tr=TR)
             del grid
             bar.update()
         ev_realized = sig_ss / np.maximum(sig_ss + noise_ss, 1e-12)
