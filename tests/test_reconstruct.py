@@ -285,6 +285,6 @@ def test_cli_reconstruct(tmp_path, capsys):
 
 def test_offline_presets():
     gen = get_generator("offline", encoder=ENC, preset="demo", n_candidates=5)
-    assert (gen.n_bank, gen.n_candidates, gen.n_rounds, gen.sr) == (30, 5, 1, 16000)
+    assert (gen.n_bank, gen.n_candidates, gen.n_rounds, gen.sr) == (60, 5, 1, 22050)
     with pytest.raises(ConfigError, match="preset"):
         get_generator("offline", encoder=ENC, preset="fastest")

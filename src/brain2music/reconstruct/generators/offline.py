@@ -35,10 +35,10 @@ from brain2music.reconstruct.generators.base import Generator, cosine_scores, ta
 
 __all__ = ["OFFLINE_PRESETS", "OfflineGenerator"]
 
-#: Named settings: ``demo`` is cheap enough for ``brain2music demo`` (about 4 renders per clip, a 30-track
+#: Named settings: ``demo`` is cheap enough for ``brain2music demo`` (6 renders per clip, a 60-track
 #: bank at 16 kHz); ``default`` is the class defaults. See benchmarks/library.md for measured costs.
 OFFLINE_PRESETS: dict[str, dict] = {
-    "demo": dict(n_bank=30, n_candidates=2, n_rounds=1, n_neighbors=1, sr=16000),
+    "demo": dict(n_bank=60, n_candidates=3, n_rounds=1, n_neighbors=2),
     "default": {},
 }
 
@@ -74,7 +74,9 @@ class OfflineGenerator(Generator):
     step : float
         Initial sd of the Gaussian steps in the ``[0, 1]`` parameter encoding (halved each round).
     sr : int
-        Rendering sample rate (16000 is about 3× cheaper than 22050 with ``acoustic``).
+        Rendering sample rate. Keep the stimuli's 22050 Hz: a lower rate is cheaper to render but
+        leaves the top band empty, a systematic difference from the targets that dominated the
+        standardised score and brought generation down to chance in our test (benchmarks/library.md).
     genres : sequence of str, optional
         Genres the bank draws from (default: the 10 GTZAN genres).
     cache : path, optional
