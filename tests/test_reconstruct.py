@@ -288,3 +288,21 @@ def test_offline_presets():
     assert (gen.n_bank, gen.n_candidates, gen.n_rounds, gen.sr) == (60, 5, 1, 22050)
     with pytest.raises(ConfigError, match="preset"):
         get_generator("offline", encoder=ENC, preset="fastest")
+
+
+def test_reconstruct_best_of_n(tmp_path):
+    res, lib = make_study(tmp_path)
+    rep = reconstruct(
+        res,
+        lib,
+        tmp_path / "recon",
+        generator="debug",
+        generator_options={"sr": 8000},
+        best_of=3,
+        encoder=ENC,
+        subjects=["sub-001"],
+        n_clips=3,
+        progress=False,
+    )
+    assert rep["generator"]["generator"] == "best-of" and rep["generator"]["n"] == 3
+    assert len(rep["clips"]) == 3 and all(c["generated"] for c in rep["clips"])
