@@ -288,3 +288,27 @@ def test_batched_encoders_give_the_same_library(tmp_path):
     # groups of 8: [track00..07] batched; [track08, zz_broken]: one readable track, embedded alone
     assert BatchEncoder.calls == 1
     assert np.allclose(one.vectors, many.vectors) and len(many.skipped) == 1
+
+
+def test_plain_metadata_csv_with_relative_paths(tmp_path):
+    paths = make_music(tmp_path / "music" / "jazz", FREQS[:2])
+    pd.DataFrame(
+        {"path": [f"jazz/{p.name}" for p in paths], "title": ["One", "Two"], "artist": "me", "genre": "jazz"}
+    ).to_csv(tmp_path / "music" / "metadata.csv", index=False)
+    lib = build_library(
+        tmp_path / "music",
+        tmp_path / "lib",
+        encoder=FakeEncoder(),
+        metadata=tmp_path / "music" / "metadata.csv",
+        progress=False,
+    )
+    assert list(lib.metadata["title"]) == ["One", "Two"] and set(lib.metadata["genre"]) == {"jazz"}
+    with pytest.raises(DataError, match="'path' or 'track_id'"):
+        (tmp_path / "bad.csv").write_text("clip,title\nx,y\n")
+        build_library(
+            tmp_path / "music",
+            tmp_path / "lib2",
+            encoder=FakeEncoder(),
+            metadata=tmp_path / "bad.csv",
+            progress=False,
+        )

@@ -737,8 +737,9 @@ def build_library(
                 f"{out}: exists and is not a music library (no {MANIFEST}); choose an empty folder"
             )
         lib = None
-    files_check = find_audio_files(music_dir)  # fail on an empty folder before creating anything
-    del files_check
+    # Fail on an empty folder or a bad metadata table before creating anything.
+    find_audio_files(music_dir)
+    metadata = _load_metadata_arg(metadata, Path(music_dir))
     if lib is None:
         lib = _new_library(out, enc)
     return _ingest_folder(
