@@ -487,7 +487,29 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
             "noise_free_bold": "baseline + scale * (X_run @ weights); in signal units X_run @ weights (unit variance)",
         },
     )
+    write_text(tmp / "truth" / "README.md", _TRUTH_README)
     write_json(tmp / COMPLETE_MARKER, {"version": __version__, "config": config, "complete": True})
+
+
+_TRUTH_README = """# Ground truth of a simulated study (brain2music simulate)
+
+What the simulator knows and a decoder must not see. Read it with `brain2music.simulate.load_truth(OUT)`.
+
+- `truth.json`: the options, the auditory parcel ids (`core_parcels`, `belt_parcels`; ids of
+  `../bids/derivatives/parcels.nii.gz`), the feature names, and per subject the distribution of the
+  realized explainable variance.
+- `features.npz`: `feature_names`, `slow` (clip-constant timbre/genre factors), `genre_factors` (10 x 4),
+  `clip_ids`, `clip_features` (n_clips, n_bins, n_features) before the HRF in 0.5-s bins, `hrf`,
+  `feature_mean`/`feature_std`, and for every run `train_run-NN` / `test_run-NN`: the design matrix
+  X_run (n_volumes, n_features): z-scored, HRF-convolved features at TR 1.5 s.
+- `sub-00N.npz`: `weights` (n_features, n_voxels), `voxel_indices` (C-order flat indices of the mask
+  voxels: the loader's voxel order), `parcel`, `tuned`, `auditory`, `ev` (target), `ev_realized`
+  (var(signal) / (var(signal) + var(noise)) over all runs), `noise_sd`, `ar_coef`, `baseline`, `scale`,
+  `psc`, `pref_freq`, `pref_rate`, `slow_share`.
+
+Noise-free response of a run: `X_run @ weights` (unit variance for tuned voxels, 0 elsewhere), in scanner
+units `baseline + scale * (X_run @ weights)`. The model is documented in `brain2music.simulate.brain`.
+"""
 
 
 def _ev_summary(ev: np.ndarray, tuned: np.ndarray, auditory: np.ndarray) -> dict:
