@@ -196,6 +196,7 @@ def test_reconstruct_retrieval_and_generation(tmp_path):
         k=3,
         progress=False,
         generator_options={"sr": 8000},
+        oracle_generation=True,
     )
     on_disk = json.loads((tmp_path / "recon" / "reconstruction.json").read_text())
     assert on_disk["evaluation"] == json.loads(json.dumps(rep["evaluation"]))
@@ -206,6 +207,10 @@ def test_reconstruct_retrieval_and_generation(tmp_path):
     assert clip["retrieved"][0]["score"] >= clip["retrieved"][1]["score"]
     assert (tmp_path / "recon" / clip["generated"]["path"]).is_file()
     assert clip["generated"]["nearest_library"]["path"].endswith(".wav")
+    # generation from the true embedding: one file per clip, shared by the subjects
+    assert len(list((tmp_path / "recon" / "audio" / "oracle").glob("*.wav"))) == 6
+    assert rep["clips"][6]["oracle_generated"] == clip["oracle_generated"]
+    assert "oracle_generation_id_acc" in rep["evaluation"]["summary"]
     assert set(clip["tags"]) == {"original", "retrieved", "generated", "oracle"}
     s = rep["evaluation"]["per_subject"][0]
     # near-perfect predictions: retrieval finds what the oracle finds

@@ -24,6 +24,7 @@ def _run(args) -> int:
         duration=args.duration,
         exclude_stimuli=not args.keep_stimuli,
         random_state=args.seed,
+        oracle_generation=args.oracle_generation,
         progress=not args.quiet,
     )
     summary = report["evaluation"]["summary"]
@@ -87,6 +88,11 @@ def register(subparsers) -> None:
         help="allow retrieving library tracks whose id is a test clip id",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "--oracle-generation",
+        action="store_true",
+        help="also generate from the true embeddings (the generator's ceiling)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_run)

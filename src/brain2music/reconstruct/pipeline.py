@@ -41,12 +41,14 @@ Output folder::
          "generated": {"path" (relative to recon/), "score" (cosine to the predicted embedding),
                        "score_true" (cosine to the original's embedding),
                        "nearest_library": {"path", "score"} (closest library track: not a copy)} or null,
-         "tags": {"original", "retrieved", "generated", "oracle"}}           tagger genres (null if no tagger)
+         "oracle_generated": {"path"} or null,              generation from the true embedding (optional)
+         "tags": {"original", "retrieved", "generated", "oracle", ["oracle_generated"]}}   tagger genres
       ],
       "evaluation": {                              all cosine scores are in the library's search space
         "per_subject": [{"subject", "n_clips", "retrieval_id_acc", "generation_id_acc", "chance_id_acc",
                          "oracle_id_acc", "retrieval_genre_agreement", "generation_genre_agreement",
-                         "chance_genre_agreement", "oracle_genre_agreement", "tagger_accuracy",
+                         "chance_genre_agreement", "oracle_genre_agreement", "oracle_generation_id_acc",
+                         "oracle_generation_genre_agreement", "tagger_accuracy",
                          "retrieval_score_mean", "generation_score_mean"}],
         "summary": {metric: {"mean", "sd", "n_subjects"}}
       }
@@ -234,6 +236,7 @@ def reconstruct(
     duration: float = 15.0,
     exclude_stimuli: bool = True,
     n_chance: int = 20,
+    oracle_generation: bool = False,
     random_state: int = 0,
     progress: bool = True,
 ) -> dict:
@@ -271,6 +274,9 @@ def reconstruct(
         Never retrieve a library track whose id is a test clip id (a GTZAN stimulus in the library).
     n_chance
         Random-track draws averaged for the Chance row.
+    oracle_generation
+        Also generate from the true embedding of each clip (the generator's ceiling), written to
+        ``audio/oracle/`` and scored as ``oracle_generation_*``.
 
     Returns
     -------
@@ -335,6 +341,7 @@ def reconstruct(
             gen.fit()
 
     rng = np.random.default_rng(random_state)
+    oracle_cache: dict[str, tuple[str, np.ndarray]] = {}
     clips_out: list[dict] = []
     per_subject: list[dict] = []
     meta = lib.metadata
@@ -374,21 +381,31 @@ def reconstruct(
                 "chance": tagger.predict(chance_w[0]),
             }
 
-        generated = None
+        def run_generator(target, rel):
+            audio, sr = gen.generate(target, n_samples=1, duration=duration, random_state=rng.integers(2**31))
+            write_audio(out / rel, audio[0], sr)
+            return clip_embedding(enc, prepare_clip(audio[0], sr, duration=min(duration, 15.0)), sr)
+
+        generated = oracle_generated = None
         gen_paths: list[str | None] = [None] * len(ids)
         if gen is not None:
             embs = []
             for i in tqdm(range(len(ids)), desc=f"generating for {subject}", disable=not progress):
-                audio, sr = gen.generate(
-                    P[i], n_samples=1, duration=duration, random_state=rng.integers(2**31)
-                )
                 rel = Path("audio") / subject / f"{ids[i]}.generated.wav"
-                write_audio(out / rel, audio[0], sr)
+                embs.append(run_generator(P[i], rel))
                 gen_paths[i] = str(rel)
-                embs.append(clip_embedding(enc, prepare_clip(audio[0], sr, duration=min(duration, 15.0)), sr))
             generated = np.stack(embs)
             if tagger is not None:
                 tags["generated"] = tagger.predict(generated)
+            if oracle_generation:
+                # Generation from the true embedding: the same for every subject, so made once per clip.
+                todo = [i for i, c in enumerate(ids) if c not in oracle_cache]
+                for i in tqdm(todo, desc="generating from true embeddings", disable=not progress):
+                    rel = Path("audio") / "oracle" / f"{ids[i]}.generated.wav"
+                    oracle_cache[ids[i]] = (str(rel), run_generator(T[i], rel))
+                oracle_generated = np.stack([oracle_cache[c][1] for c in ids])
+                if tagger is not None:
+                    tags["oracle_generated"] = tagger.predict(oracle_generated)
 
         gen_score = gen_score_true = near_s = near_i = None
         if generated is not None:
@@ -433,6 +450,9 @@ def reconstruct(
                             "score": float(near_s[i, 0]),
                         },
                     },
+                    "oracle_generated": {"path": oracle_cache[clip][0]}
+                    if oracle_generated is not None
+                    else None,
                     "tags": {key: str(v[i]) for key, v in tags.items() if key != "chance"} or None,
                 }
             )
@@ -448,6 +468,12 @@ def reconstruct(
                 "generation_genre_agreement": _agreement(tags.get("generated"), tags.get("original")),
                 "chance_genre_agreement": _agreement(tags.get("chance"), tags.get("original")),
                 "oracle_genre_agreement": _agreement(tags.get("oracle"), tags.get("original")),
+                "oracle_generation_id_acc": identification_accuracy(oracle_generated, T)
+                if oracle_generated is not None
+                else None,
+                "oracle_generation_genre_agreement": _agreement(
+                    tags.get("oracle_generated"), tags.get("original")
+                ),
                 "tagger_accuracy": _agreement(tags.get("original"), genres),
                 "retrieval_score_mean": float(r_scores[:, 0].mean()),
                 "generation_score_mean": float(np.mean(gen_score)) if gen_score is not None else None,
@@ -470,6 +496,7 @@ def reconstruct(
             "duration": float(duration),
             "exclude_stimuli": bool(exclude_stimuli),
             "n_chance": int(n_chance),
+            "oracle_generation": bool(oracle_generation),
             "random_state": random_state,
         },
         "encoder": enc_name,
