@@ -211,7 +211,7 @@ def test_reconstruct_retrieval_and_generation(tmp_path):
     assert len(list((tmp_path / "recon" / "audio" / "oracle").glob("*.wav"))) == 6
     assert rep["clips"][6]["oracle_generated"] == clip["oracle_generated"]
     assert "oracle_generation_id_acc" in rep["evaluation"]["summary"]
-    assert set(clip["tags"]) == {"original", "retrieved", "generated", "oracle"}
+    assert set(clip["tags"]) == {"original", "retrieved", "generated", "oracle", "oracle_generated"}
     s = rep["evaluation"]["per_subject"][0]
     # near-perfect predictions: retrieval finds what the oracle finds
     assert s["retrieval_id_acc"] == pytest.approx(s["oracle_id_acc"])
