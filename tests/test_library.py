@@ -162,8 +162,9 @@ def test_add_appends_and_reindexes(tmp_path):
     assert len(lib) == len(FREQS) and lib.index.ntotal == len(FREQS)
     lib = add_to_library(tmp_path / "lib", tmp_path / "b", encoder=FakeEncoder(), progress=False)
     assert len(lib) == len(FREQS) and lib.last_ingest_["n_added"] == 0
+    assert len(list((tmp_path / "lib").glob("index*.faiss"))) == 1  # older index files are removed
     # stale index (e.g. deleted) is rebuilt on open
-    (tmp_path / "lib" / "index.faiss").unlink()
+    (tmp_path / "lib" / lib.manifest["index"]["file"]).unlink()
     with pytest.warns(UserWarning, match="rebuilding"):
         assert MusicLibrary(tmp_path / "lib").index.ntotal == len(FREQS)
 

@@ -7,7 +7,8 @@ Layout of a library folder::
                                shard list, skipped files, index description, search space,
                                package version
       shards/part-000000.parquet  one file per committed batch of tracks
-      index.faiss              vector index over all committed tracks (see brain2music.reconstruct.index)
+      index-<id>.faiss         vector index over all committed tracks (see brain2music.reconstruct.index);
+                               a new name per build, the manifest names the current one
 
 Each shard is a Parquet table with one row per track: ``item`` (global row number), ``path``,
 ``track_id``, ``title``, ``artist``, ``genre``, ``duration`` (seconds embedded), ``vector``
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,7 +80,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-INDEX_FILE = "index.faiss"
+INDEX_FILE = "index.faiss"  # legacy name; each build now writes index-<random>.faiss
 #: Similarity spaces: ``cosine`` of the window-averaged vectors (the paper's retrieval), or ``zscore``:
 #: cosine after standardising each dimension with the library's mean and sd, for descriptors with a large
 #: shared offset (e.g. ``acoustic``) where every raw cosine is ≈ 1. ``auto`` picks ``zscore`` when the
@@ -320,8 +322,8 @@ class MusicLibrary:
     def index(self):
         """The FAISS index, rebuilt from the shards when missing or stale."""
         if self._index is None:
-            path = self.path / INDEX_FILE
             info = self._manifest.get("index") or {}
+            path = self.path / info.get("file", INDEX_FILE)
             index = None
             if path.is_file() and info.get("n_items") == len(self):
                 try:
@@ -360,9 +362,15 @@ class MusicLibrary:
         vectors = self._to_space(vectors)
         index = build_index(vectors, kind=kind, normalized=True, **params)
         del vectors  # the index holds its own copy (2 GB per million 512-d vectors)
-        save_index(index, self.path / INDEX_FILE)
-        self._manifest["index"] = {"file": INDEX_FILE, "requested": kind, **index_params(index)}
+        # A new file name per build, listed by the manifest only once complete: a crash between the two
+        # writes leaves the old index and its matching manifest (space statistics included) in force.
+        name = f"index-{uuid.uuid4().hex[:12]}.faiss"
+        save_index(index, self.path / name)
+        self._manifest["index"] = {"file": name, "requested": kind, **index_params(index)}
         self._write_manifest()
+        for old in self.path.glob("index*.faiss"):
+            if old.name != name:
+                old.unlink()
         self._index = index
         return index
 
