@@ -24,6 +24,8 @@ Output folder::
     recon/
       reconstruction.json
       audio/<subject>/<clip_id>.generated.wav
+      audio/oracle/<clip_id>.generated.wav     with oracle_generation=True
+      offline_bank.npz                          the offline generator's fitted bank (reused on reruns)
 
 ``reconstruction.json`` layout (read by the HTML report)::
 
@@ -36,7 +38,7 @@ Output folder::
       "clips": [                                   one entry per (subject, clip)
         {"subject", "clip_id", "genre",
          "original": {"clip_id", "path" (GTZAN file of the stimulus, or null)},
-         "retrieved": [{"rank", "path", "title", "artist", "genre", "score"}],   score = cosine, best first
+         "retrieved": [{"rank", "path", "title", "artist", "genre", "score"}],   best first
          "oracle": {"path", "title", "genre", "score"},                      retrieval with the true embedding
          "generated": {"path" (relative to recon/), "score" (cosine to the predicted embedding),
                        "score_true" (cosine to the original's embedding),
@@ -44,7 +46,8 @@ Output folder::
          "oracle_generated": {"path"} or null,              generation from the true embedding (optional)
          "tags": {"original", "retrieved", "generated", "oracle", ["oracle_generated"]}}   tagger genres
       ],
-      "evaluation": {                              all cosine scores are in the library's search space
+      "evaluation": {
+        (every "score" above is a cosine in the library's search space, see MusicLibrary.space)
         "per_subject": [{"subject", "n_clips", "retrieval_id_acc", "generation_id_acc", "chance_id_acc",
                          "oracle_id_acc", "retrieval_genre_agreement", "generation_genre_agreement",
                          "chance_genre_agreement", "oracle_genre_agreement", "oracle_generation_id_acc",
