@@ -37,6 +37,7 @@ def _run(args) -> int:
         "generation_id_acc",
         "chance_id_acc",
         "oracle_id_acc",
+        "oracle_generation_id_acc",
         "retrieval_genre_agreement",
         "generation_genre_agreement",
     ):
