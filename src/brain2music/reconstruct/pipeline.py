@@ -345,6 +345,7 @@ def reconstruct(
 
     rng = np.random.default_rng(random_state)
     oracle_cache: dict[str, tuple[str, np.ndarray]] = {}
+    taggers: dict[frozenset, GenreTagger | None] = {}
     clips_out: list[dict] = []
     per_subject: list[dict] = []
     meta = lib.metadata
@@ -374,7 +375,10 @@ def reconstruct(
         retrieved, oracle = wins[:n], wins[n : 2 * n]
         chance_w = wins[2 * n :].reshape(len(chance_draws), n, lib.n_windows, lib.dim)
         chance_acc = float(np.mean([identification_accuracy(w, T) for w in chance_w]))
-        tagger = _fit_tagger(results, info, enc_name, set(pred["clip_ids"]))
+        key = frozenset(pred["clip_ids"])
+        if key not in taggers:  # subjects share their test set: fit once
+            taggers[key] = _fit_tagger(results, info, enc_name, set(key))
+        tagger = taggers[key]
         tags = {}
         if tagger is not None:
             tags = {
