@@ -155,11 +155,15 @@ def _map_inner(fn, items, n_jobs, desc, progress, tqdm):
     bar = dict(total=len(items), desc=desc, disable=not progress, leave=False)
     if n_jobs <= 1:
         return [fn(it) for it in tqdm(items, **bar)]
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from brain2music.simulate.features import _init_worker
 
-    with ProcessPoolExecutor(max_workers=n_jobs, initializer=_init_worker) as ex:
+    # "spawn", not fork: a child forked after the parent has used FluidSynth (glib threads and locks)
+    # can deadlock in its first FluidSynth call.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context, initializer=_init_worker) as ex:
         return list(tqdm(ex.map(fn, items, chunksize=4), **bar))
 
 
