@@ -170,6 +170,15 @@ SCENARIOS = {
     "demo": lambda: _study(
         n_subjects=2, n_voxels=3000, clips_per_genre=8, test_clips_per_genre=2, train_runs=4, test_runs=2
     ),
+    "demo-jobs2": lambda: _study(
+        n_subjects=2,
+        n_voxels=3000,
+        clips_per_genre=8,
+        test_clips_per_genre=2,
+        train_runs=4,
+        test_runs=2,
+        n_jobs=2,
+    ),
     "default": lambda: _study(n_subjects=2, n_voxels=5000),
     "full": lambda: _study(n_subjects=1, n_voxels=60_000),
 }
