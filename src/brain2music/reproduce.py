@@ -235,6 +235,7 @@ def reproduce(
     fdr_alpha: float = 0.05,
     logo: bool = True,
     logo_method: str = "encsel",
+    standardize: bool = True,
     random_state: int = 0,
     cache_dir: str | os.PathLike | None = None,
     verbose: bool = True,
@@ -262,6 +263,9 @@ def reproduce(
     n_permutations, fdr_alpha : permutation test and FDR level of the encoding maps.
     logo, logo_method : run leave-one-genre-out with this method (``encsel``, the default, or ``ridge``;
         ``ridge`` refits the all-voxel decoder 10 times, which at full size takes long).
+    standardize : z-score every embedding dimension with the training clips' mean and sd before the
+        metrics (identification, r, chance, oracle, leave-one-genre-out); decoders and saved
+        predictions stay in the encoder's units.
     random_state : seed of the permutations (chance, permutation test).
     cache_dir : per-clip embedding cache (default: ``$BRAIN2MUSIC_CACHE`` or ``~/.cache/brain2music``).
     verbose : progress bars (stderr) and the printed table (stdout).
@@ -337,9 +341,17 @@ def reproduce(
         "fdr_alpha": float(fdr_alpha),
         "logo": bool(logo),
         "logo_method": logo_method,
+        "standardize": bool(standardize),
         "random_state": int(random_state),
         "cache_dir": str(cache_dir) if cache_dir is not None else None,
-        "evaluation": "window-averaged clip vectors; test responses averaged over repeats",
+        "evaluation": (
+            "window-averaged clip vectors; test responses averaged over repeats; "
+            + (
+                "embedding dimensions z-scored with training statistics"
+                if standardize
+                else "raw embedding units"
+            )
+        ),
         "out": str(out.resolve()),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -393,7 +405,9 @@ def reproduce(
                 "subject": subject, "encoder": enc, "window": window, "r": r,
                 "train_genres": train_clips.genre.to_numpy(), "test_genres": test_clips.genre.to_numpy(),
                 "test_ids": test_clips.clip_id.to_numpy(), "train_ids": train_clips.clip_id.to_numpy(),
+                "scale": _embedding_scale(y_train) if standardize else None,
             }  # fmt: skip
+            z = functools.partial(_standardize, ctx["scale"])
 
             # Encoding model: maps + the voxel selection for encsel / aligned / krr-rbf.
             enc_model = EncodingModel(
@@ -438,11 +452,11 @@ def reproduce(
             # Chance and Oracle use the paper's decoder (ridge on all voxels), whatever the methods asked for.
             first_decoder = fitted.get("ridge") or make("ridge").fit(_flat(x_train), _flat(y_train), groups)
             pred_test = first_decoder.predict(_flat(x_test)).reshape(y_test.shape)
-            ch_acc, ch_r = chance_identification(pred_test, y_test, random_state=random_state)
+            ch_acc, ch_r = chance_identification(z(pred_test), z(y_test), random_state=random_state)
             results["chance"].append(
                 {"subject": subject, "encoder": enc, "id_acc": ch_acc, "pearson_r": ch_r}
             )
-            oracle_predict = functools.partial(_decode_windows, first_decoder)
+            oracle_predict = functools.partial(_decode_windows, first_decoder, ctx["scale"])
             or_acc, or_r = split_half_oracle(oracle_predict, test_reps)
             results["oracle"].append(
                 {"subject": subject, "encoder": enc, "id_acc": or_acc, "pearson_r": or_r}
@@ -451,8 +465,8 @@ def reproduce(
                 cols = selected if logo_method == "encsel" else slice(None)
                 logo_acc = leave_one_genre_out(
                     lambda: RidgeDecoder(alphas=alphas, cv=cv),
-                    x_train[..., cols], y_train, ctx["train_genres"], sub.train_runs,
-                    x_test[..., cols], y_test, ctx["test_genres"],
+                    x_train[..., cols], z(y_train), ctx["train_genres"], sub.train_runs,
+                    x_test[..., cols], z(y_test), ctx["test_genres"],
                 )  # fmt: skip
                 for g, acc in logo_acc.items():
                     results["leave_one_genre_out"].append(
@@ -504,9 +518,30 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-1])
 
 
-def _decode_windows(decoder, responses: np.ndarray) -> np.ndarray:
-    """Decode window responses ``(n_clips, r, n_voxels)`` → ``(n_clips, r, dim)``."""
-    return decoder.predict(_flat(responses)).reshape(responses.shape[0], responses.shape[1], -1)
+def _decode_windows(decoder, scale, responses: np.ndarray) -> np.ndarray:
+    """Decode window responses ``(n_clips, r, n_voxels)`` → standardised ``(n_clips, r, dim)``."""
+    pred = decoder.predict(_flat(responses)).reshape(responses.shape[0], responses.shape[1], -1)
+    return _standardize(scale, pred)
+
+
+def _embedding_scale(y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd of every embedding dimension over the training window samples."""
+    flat = _flat(np.asarray(y_train, dtype=np.float64))
+    sd = flat.std(axis=0)
+    return flat.mean(axis=0), np.where(sd > 0, sd, 1.0)
+
+
+def _standardize(scale, a: np.ndarray) -> np.ndarray:
+    """z-score embedding dimensions with the training statistics (identity when ``scale`` is None).
+
+    Embeddings in fixed units (the ``acoustic`` descriptors: dB, kHz, ...) have dimensions whose means
+    differ by orders of magnitude; a correlation across dimensions would then compare every clip with the
+    same mean profile. The metrics therefore see every dimension in training-sd units; ridge is equivariant
+    to this per-dimension affine map, so the decoders and saved predictions stay in the encoder's units.
+    """
+    if scale is None:
+        return a
+    return (np.asarray(a, dtype=np.float64) - scale[0]) / scale[1]
 
 
 def _get_embeddings(enc, embeddings, stimuli, bids_root, subjects, cache_dir, verbose) -> dict:
@@ -543,9 +578,10 @@ def _evaluate_method(
     flat = x_test.reshape(-1, x_test.shape[-1])
     pred_test = dec.predict(flat).reshape(y_test.shape)
     pred_train = dec.predict(x_train.reshape(-1, x_train.shape[-1])).reshape(y_train.shape)
-    test = _score(pred_test, y_test, ctx["test_genres"])
-    train_acc = identification_accuracy(pred_train, y_train)
-    train_r = mean_pearson_r(pred_train, y_train)
+    z = functools.partial(_standardize, ctx["scale"])
+    test = _score(z(pred_test), z(y_test), ctx["test_genres"])
+    train_acc = identification_accuracy(z(pred_train), z(y_train))
+    train_r = mean_pearson_r(z(pred_train), z(y_train))
     n_vox = _n_inputs(dec)
     for split, acc, rr in (("test", test["id_acc"], test["pearson_r"]), ("train", train_acc, train_r)):
         results["rows"].append(

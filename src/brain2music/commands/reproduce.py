@@ -65,6 +65,11 @@ def register(subparsers) -> None:
     p.add_argument(
         "--logo-method", choices=["encsel", "ridge"], default="encsel", help="decoder of leave-one-genre-out"
     )
+    p.add_argument(
+        "--no-standardize",
+        action="store_true",
+        help="compare embeddings in raw units (no z-scoring of dimensions)",
+    )
     p.add_argument("--cache-dir", default=None, help="embedding cache folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars and no table")
     p.set_defaults(func=_run)
@@ -92,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
         n_permutations=args.n_permutations,
         logo=not args.no_logo,
         logo_method=args.logo_method,
+        standardize=not args.no_standardize,
         cache_dir=args.cache_dir,
         verbose=not args.quiet,
     )
