@@ -56,6 +56,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     "reconstruction": {
         "enabled": (True, "bool"),
         "generator": ("offline", "str?"),
+        "preset": ("default", "str"),
         "subjects": (None, "list?"),
         "n_clips": (10, "int?"),
         "top_k": (3, "int"),
@@ -110,6 +111,7 @@ library:
 reconstruction:
   enabled: true
   generator: offline              # offline (no weights), musicldm, musicgen, or null for retrieval only
+  preset: default                 # offline generator effort: demo (fast) or default
   subjects: null                  # null = every subject
   n_clips: 10                     # test clips to reconstruct per subject (null = all)
   top_k: 3                        # retrieved tracks per clip

@@ -252,11 +252,13 @@ def run_experiment(config: Config | str | os.PathLike | dict, *, verbose: bool =
         def do_reconstruct():
             from brain2music.reconstruct.pipeline import reconstruct
 
+            options = {"preset": recon_cfg["preset"]} if recon_cfg["generator"] == "offline" else None
             reconstruct(
                 out,
                 lib_path,
                 recon_out,
                 generator=recon_cfg["generator"],
+                generator_options=options,
                 subjects=recon_cfg["subjects"],
                 n_clips=recon_cfg["n_clips"],
                 k=recon_cfg["top_k"],
@@ -328,7 +330,7 @@ def demo_config(out: str | os.PathLike = DEMO_OUT, *, seed: int = 0) -> dict:
         },
         "embeddings": {"encoders": ["acoustic"]},
         "decoding": {"methods": ["ridge", "ensemble", "encsel", "aligned", "krr-rbf"]},
-        "reconstruction": {"enabled": True, "generator": "offline", "n_clips": 10, "top_k": 3},
+        "reconstruction": {"enabled": True, "generator": "offline", "preset": "demo", "n_clips": 10, "top_k": 3},
         "report": {"enabled": True, "max_clips": 6},
     }
 
