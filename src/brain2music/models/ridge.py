@@ -3,7 +3,9 @@
 himalaya does not switch between the primal and the kernel (dual) form by itself, so :class:`RidgeDecoder`
 does: with fewer samples than features (e.g. 4,800 window samples × 60,000 voxels) it solves the dual
 problem with ``KernelRidgeCV`` (an ``n_samples × n_samples`` kernel) and converts the dual coefficients back to
-primal weights, otherwise it solves the primal problem with ``RidgeCV``. Both give the same predictions as
+primal weights, otherwise it solves the primal problem with thin SVDs per fold (:mod:`brain2music.models._primal`; same
+selection rule as himalaya's ``RidgeCV``, which forms ``n_test × n_train`` hat matrices and is far slower
+when samples outnumber features). Both give the same predictions as
 scikit-learn's ``Ridge(alpha, fit_intercept=True)`` at the selected penalty: X and Y are centred here and the
 intercept is ``mean(Y) - mean(X) @ W``.
 """
@@ -16,6 +18,7 @@ from sklearn.model_selection import GroupKFold
 
 from brain2music.errors import ConfigError, DataError
 from brain2music.models._checks import check_2d, check_groups, check_not_constant, check_same_samples
+from brain2music.models._primal import ridge_cv_primal
 
 __all__ = ["DEFAULT_ALPHAS", "RidgeDecoder", "grouped_splits", "correlation_per_target"]
 
@@ -31,6 +34,14 @@ def grouped_splits(groups: np.ndarray, n_splits: int = 5) -> list[tuple[np.ndarr
     groups = np.asarray(groups)
     dummy = np.zeros((groups.size, 1))
     return list(GroupKFold(n_splits=n_splits).split(dummy, groups=groups))
+
+
+class _Selection:
+    """The penalty choice of a CV fit (the attributes RidgeDecoder copies from himalaya's models)."""
+
+    def __init__(self, best_alphas, cv_scores):
+        self.best_alphas_ = best_alphas
+        self.cv_scores_ = cv_scores
 
 
 def correlation_per_target(Y_true: np.ndarray, Y_pred: np.ndarray) -> np.ndarray:
@@ -123,7 +134,6 @@ class RidgeDecoder(BaseEstimator):
     def fit(self, X, Y, groups=None) -> RidgeDecoder:
         """Fit on ``X (n_samples, n_features)`` → ``Y (n_samples, n_targets)``; ``groups`` = run per sample."""
         from himalaya.kernel_ridge import KernelRidgeCV
-        from himalaya.ridge import RidgeCV
         from himalaya.scoring import correlation_score
 
         alphas = self._validate_params()
@@ -152,13 +162,15 @@ class RidgeDecoder(BaseEstimator):
             ).fit(X)
             Z = self.nystroem_.transform(X).astype(np.float32)
             self.z_mean_ = Z.mean(axis=0)
-            model = RidgeCV(alphas=alphas, cv=splits, solver_params=params)
-            model.fit(Z - self.z_mean_, Yc)
+            z_coef, best_alphas, cv_scores = ridge_cv_primal(
+                Z - self.z_mean_, Yc, alphas, splits, n_targets_batch=self.n_targets_batch
+            )
+            model = _Selection(best_alphas, cv_scores)
             self.form_ = "rbf-nystroem"
             self.gamma_ = gamma
             self.model_ = None
             self.coef_ = None
-            self.z_coef_ = np.asarray(model.coef_, dtype=np.float32)
+            self.z_coef_ = z_coef
         elif self.kernel == "rbf":
             gamma = 1.0 / n_features if self.gamma is None else float(self.gamma)
             model = KernelRidgeCV(
@@ -181,9 +193,12 @@ class RidgeDecoder(BaseEstimator):
                 # Primal weights W = X^T A make the saved model independent of the training data.
                 self.coef_ = (Xc.T @ np.asarray(model.dual_coef_, dtype=np.float32)).astype(np.float32)
             else:
-                model = RidgeCV(alphas=alphas, cv=splits, solver_params=params)
-                model.fit(Xc, Yc)
-                self.coef_ = np.asarray(model.coef_, dtype=np.float32)
+                # himalaya's RidgeCV builds n_test × n_train hat matrices per fold and penalty, which
+                # dominates when samples outnumber features; the thin-SVD solver selects identically.
+                self.coef_, best_alphas, cv_scores = ridge_cv_primal(
+                    Xc, Yc, alphas, splits, n_targets_batch=self.n_targets_batch
+                )
+                model = _Selection(best_alphas, cv_scores)
             self.form_ = form
             self.model_ = None
         self.best_alphas_ = np.asarray(model.best_alphas_, dtype=np.float64)
