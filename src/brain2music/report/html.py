@@ -238,11 +238,13 @@ def _context(results, results_dir: Path, recon_dir, assets: Path, max_clips, con
         path = results_dir / entry["map"]
         if not path.is_file():
             continue
-        fig = plot_encoding_map(str(path), title=f"{entry['subject']} · {entry['encoder']}")
+        fig = plot_encoding_map(str(path), title=f"{entry['subject']} · {entry['encoder']}", threshold=0.1)
         name = f"encoding_{entry['encoder']}_{entry['subject']}.png"
         _savefig(fig, assets / name)
         n_sig = entry.get("n_significant")
-        caption = f"{entry['subject']}, {entry['encoder']}: encoding-model test r per voxel"
+        caption = (
+            f"{entry['subject']}, {entry['encoder']}: encoding-model test r per voxel (shown where r > 0.1)"
+        )
         if n_sig is not None:
             caption += f" ({n_sig} voxels significant after FDR correction)"
         brain_figures.append({"src": f"{ASSETS}/{name}", "caption": caption})
