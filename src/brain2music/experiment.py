@@ -330,7 +330,13 @@ def demo_config(out: str | os.PathLike = DEMO_OUT, *, seed: int = 0) -> dict:
         },
         "embeddings": {"encoders": ["acoustic"]},
         "decoding": {"methods": ["ridge", "ensemble", "encsel", "aligned", "krr-rbf"]},
-        "reconstruction": {"enabled": True, "generator": "offline", "preset": "demo", "n_clips": 10, "top_k": 3},
+        "reconstruction": {
+            "enabled": True,
+            "generator": "offline",
+            "preset": "demo",
+            "n_clips": 10,
+            "top_k": 3,
+        },
         "report": {"enabled": True, "max_clips": 6},
     }
 
