@@ -60,7 +60,6 @@ Output folder::
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -73,21 +72,14 @@ from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.reconstruct.encoders import clip_embedding, encoder_name, prepare_clip, resolve_encoder
 from brain2music.reconstruct.generators import Generator, cosine_scores, get_generator
 from brain2music.reconstruct.library import MusicLibrary
+from brain2music.results import read_results
 
 __all__ = ["GenreTagger", "reconstruct", "read_predictions"]
 
 
 # ----------------------------------------------------------------------------------------------- inputs
 def _read_results(results: Path) -> dict:
-    path = results / "results.json"
-    if not path.is_file():
-        raise DataFileNotFoundError(
-            f"{results}: not a results folder (no results.json); write one with `brain2music reproduce`"
-        )
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    return read_results(results)
 
 
 def _pick_method(results: Path, info: dict, encoder: str, method: str | None) -> str:

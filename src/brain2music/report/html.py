@@ -12,7 +12,6 @@ Inputs are the results folder of ``brain2music reproduce`` (``results.json``, ``
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import shutil
 from pathlib import Path
@@ -22,7 +21,6 @@ import numpy as np
 
 from brain2music import __version__
 from brain2music._io import to_json, write_text
-from brain2music.errors import DataError, DataFileNotFoundError
 from brain2music.report.figures import (
     PUBLISHED,
     plot_encoding_map,
@@ -31,6 +29,7 @@ from brain2music.report.figures import (
     plot_per_genre,
     plot_spectrogram,
 )
+from brain2music.results import read_results
 
 ASSETS = "report_assets"
 
@@ -84,18 +83,6 @@ def _parcels_html(entries: list[dict]) -> str:
     return "\n".join(out)
 
 
-def _load_results(results_dir: Path) -> dict:
-    path = results_dir / "results.json"
-    if not path.is_file():
-        raise DataFileNotFoundError(
-            f"{path} not found: point `brain2music report` at a folder written by `brain2music reproduce` or `run`"
-        )
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
-
-
 def _write_audio_asset(audio: np.ndarray, sr: int, path: Path) -> None:
     from brain2music.stimuli import write_audio
 
@@ -134,7 +121,7 @@ def build_report(
 
     matplotlib.use("Agg")
     results_dir = Path(results_dir)
-    results = _load_results(results_dir)
+    results = read_results(results_dir)
     out = Path(out) if out is not None else results_dir
     out.mkdir(parents=True, exist_ok=True)
     if recon_dir is None and (results_dir / "reconstruction" / "reconstruction.json").is_file():
