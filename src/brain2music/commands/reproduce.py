@@ -10,8 +10,6 @@ def _csv(text: str) -> list[str]:
 
 
 def register(subparsers) -> None:
-    from brain2music.reproduce import METHODS
-
     p = subparsers.add_parser(
         "reproduce",
         help="decode music embeddings from fMRI and evaluate as in Brain2Music (Table 2)",
@@ -34,8 +32,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--methods",
         type=_csv,
-        default=list(METHODS),
-        help=f"comma-separated decoders (default: {','.join(METHODS)})",
+        default=None,
+        help="comma-separated decoders among ridge, ensemble, encsel, aligned, krr-rbf (default: all)",
     )
     p.add_argument(
         "--embeddings", nargs="+", default=None, metavar="NAME=FILE",
@@ -85,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         out=args.out,
         subjects=args.subjects,
         derivatives=args.derivatives,
-        methods=args.methods,
+        **({"methods": args.methods} if args.methods else {}),
         embeddings=args.embeddings,
         parcels=args.parcels,
         reference=args.reference,

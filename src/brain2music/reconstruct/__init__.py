@@ -6,16 +6,29 @@
 - :mod:`~brain2music.reconstruct.pipeline`: ``brain2music reconstruct`` over a results folder.
 """
 
-from brain2music.reconstruct.generators import get_generator, list_generators
-from brain2music.reconstruct.library import (
-    MusicLibrary,
-    add_to_library,
-    build_library,
-    library_from_embeddings,
-    open_library,
-    search_library,
-)
-from brain2music.reconstruct.pipeline import reconstruct
+import importlib
+
+# Resolved on first use (PEP 562) so that importing a light submodule such as
+# ``brain2music.reconstruct.index`` (the CLI does, for its option choices) does not pull in pandas, pyarrow
+# and faiss through the library store.
+_EXPORTS = {
+    "MusicLibrary": "library",
+    "add_to_library": "library",
+    "build_library": "library",
+    "library_from_embeddings": "library",
+    "open_library": "library",
+    "search_library": "library",
+    "get_generator": "generators",
+    "list_generators": "generators",
+    "reconstruct": "pipeline",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"brain2music.reconstruct.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'brain2music.reconstruct' has no attribute {name!r}")
+
 
 __all__ = [
     "MusicLibrary",
