@@ -92,16 +92,22 @@ def main(argv=None) -> int:
     for i, path in enumerate(args.audio):
         batch, spectrogram = ext.batch_data(path, n_frames, n_frames)
         arrays[f"{i}/logmel"] = spectrogram.astype(np.float32)
-        per_patch = [sess.run(read, feed_dict={x: batch[j : j + 1], is_training: False}) for j in range(len(batch))]
+        per_patch = [
+            sess.run(read, feed_dict={x: batch[j : j + 1], is_training: False}) for j in range(len(batch))
+        ]
         for name in read:
             value = np.concatenate([np.reshape(r[name], (1, -1)) for r in per_patch]).astype(np.float32)
             arrays[f"{i}/{name}"] = value
         # The package's own entry point, for its taggram: must equal the per-patch run above.
-        taggram, _ = ext.extractor(path, model=args.model, input_length=3, input_overlap=False, extract_features=False)
+        taggram, _ = ext.extractor(
+            path, model=args.model, input_length=3, input_overlap=False, extract_features=False
+        )
         arrays[f"{i}/extractor_taggram"] = np.atleast_2d(taggram).astype(np.float32)
     sess.close()
     np.savez(args.out, **arrays)
-    print(f"wrote {args.out}: {len(args.audio)} files, model {args.model}, TF {tf.__version__}", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(args.audio)} files, model {args.model}, TF {tf.__version__}", file=sys.stderr
+    )
     return 0
 
 

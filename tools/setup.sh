@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install brain2music into ./.venv on Debian/Ubuntu with Python 3.11.
-#   bash tools/setup.sh          core package (runs the demo; no torch)
+#   bash tools/setup.sh          core package + musicnn weights (runs the demo; no torch, no TensorFlow)
 #   bash tools/setup.sh --dev    + neural extra (CPU torch, transformers, diffusers) + test tools + browser
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,4 +29,7 @@ if [ "$dev" = 1 ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# Pretrained musicnn weights (TF checkpoints read by brain2music itself, no TensorFlow). Its metadata pins
+# numpy<1.17 and tensorflow, neither of which brain2music uses: install it without its dependencies.
+.venv/bin/python -m pip install -q --no-deps musicnn==0.1.0
 echo "brain2music installed in $(pwd)/.venv"

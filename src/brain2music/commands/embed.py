@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-_ENCODERS = "acoustic (default, no weights), clap, encodec, mert, clap-text (captions), debug"
+_ENCODERS = (
+    "acoustic (default, no weights), musicnn-msd, musicnn-mtt, musicnn-vgg-msd, musicnn-vgg-mtt (pretrained, "
+    "no torch), clap, encodec, mert, clap-text (captions), debug"
+)
 
 
 def register(subparsers) -> None:
@@ -40,7 +43,7 @@ def register(subparsers) -> None:
         help="without --bids: seconds of each file to embed, from --start (default 15)",
     )
     p.add_argument("--start", type=float, default=0.0, help="without --bids: offset in each file (s)")
-    g = p.add_argument_group("neural encoders")
+    g = p.add_argument_group("pretrained encoders")
     g.add_argument(
         "--checkpoint",
         metavar="NAME_OR_PATH",
@@ -48,7 +51,14 @@ def register(subparsers) -> None:
     )
     g.add_argument("--device", help="torch device, e.g. cpu (default) or cuda")
     g.add_argument("--batch-size", type=int, help="windows per forward pass")
-    g.add_argument("--layer", type=int, help="mert: hidden layer (default 7)")
+    g.add_argument(
+        "--layer",
+        help="mert: hidden layer (default 7); musicnn-*: penultimate (default), taggram, mean_pool, max_pool; "
+        "musicnn-vgg-*: pool5 (default), taggram",
+    )
+    g.add_argument(
+        "--weights", metavar="DIR", help="musicnn-*: checkpoint folder (default: the musicnn package)"
+    )
     g.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -87,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
         "device": args.device,
         "batch_size": args.batch_size,
         "layer": args.layer,
+        "weights": args.weights,
     }
     if args.trust_remote_code:
         options["trust_remote_code"] = True

@@ -380,7 +380,10 @@ class MertEncoder(_TransformersEncoder):
         window: float = 5.0,
         clip_duration: float = 15.0,
     ):
-        self.layer = int(layer)
+        try:
+            self.layer = int(layer)  # the CLI's --layer arrives as a string
+        except (TypeError, ValueError):
+            raise ConfigError(f"mert: layer must be an integer hidden-layer index, got {layer!r}") from None
         self.window = float(window)
         self.clip_duration = float(clip_duration)
         self._check_window()

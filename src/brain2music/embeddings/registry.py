@@ -100,6 +100,15 @@ def _mert(**kw):
     return MertEncoder(**kw)
 
 
+def _musicnn(model: str) -> Callable[..., Encoder]:
+    def factory(**kw):
+        from brain2music.embeddings.musicnn import MusicnnEncoder
+
+        return MusicnnEncoder(model, **kw)
+
+    return factory
+
+
 def _register_builtins() -> None:
     from brain2music.embeddings.acoustic import AcousticEncoder, DebugEncoder
 
@@ -125,6 +134,16 @@ def _register_builtins() -> None:
         _encodec,
         description="EnCodec latent (facebook/encodec_24khz), 128-d, 1.5-s windows (r=10)",
     )
+    for name, what in (
+        (
+            "musicnn-msd",
+            "musicnn MSD tagger (pretrained, weights from the musicnn package), penultimate 200-d",
+        ),
+        ("musicnn-mtt", "musicnn MagnaTagATune tagger (pretrained), penultimate 200-d"),
+        ("musicnn-vgg-msd", "VGG MSD tagger of the musicnn package (pretrained), pool5 256-d"),
+        ("musicnn-vgg-mtt", "VGG MagnaTagATune tagger of the musicnn package (pretrained), pool5 256-d"),
+    ):
+        register_encoder(name, _musicnn(name), description=f"{what}, 3-s windows (r=9); layer=...; no torch")
     register_encoder(
         "mert", _mert, description="MERT-v1 layer 7 (m-a-p/MERT-v1-95M, trust_remote_code), 5-s windows (r=7)"
     )

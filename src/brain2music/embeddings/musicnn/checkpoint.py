@@ -212,7 +212,9 @@ def _block(data: bytes, offset: int, size: int, path: Path) -> bytes:
     contents = data[offset : offset + size]
     kind, masked = struct.unpack_from("<BI", data, offset + size)
     if crc32c(data[offset : offset + size + 1]) != _unmask(masked):
-        raise DataError(f"checkpoint index {path} is corrupt: checksum mismatch in the block at byte {offset}")
+        raise DataError(
+            f"checkpoint index {path} is corrupt: checksum mismatch in the block at byte {offset}"
+        )
     if kind != 0:
         raise DataError(
             f"checkpoint index {path} uses block compression {kind}; only uncompressed tables "
@@ -291,7 +293,9 @@ class CheckpointReader:
                     header = dict(_fields(value))
                     n_shards = int(header.get(1, 1))
                     if int(header.get(2, 0)) != 0:
-                        raise DataError(f"checkpoint {self.index_path} is big-endian; only little-endian is supported")
+                        raise DataError(
+                            f"checkpoint {self.index_path} is big-endian; only little-endian is supported"
+                        )
                     continue
                 name = key.decode("utf-8")
                 self.entries[name] = _entry(name, value)
@@ -318,7 +322,9 @@ class CheckpointReader:
         if shard not in self._shards:
             path = self.shard_path(shard)
             if not path.is_file():
-                raise DataFileNotFoundError(f"checkpoint data file {path} is missing (named by {self.index_path})")
+                raise DataFileNotFoundError(
+                    f"checkpoint data file {path} is missing (named by {self.index_path})"
+                )
             self._shards[shard] = path.read_bytes()
         return self._shards[shard]
 

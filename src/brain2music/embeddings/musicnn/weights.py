@@ -95,8 +95,28 @@ def model_dir(model: str, weights: str | os.PathLike | None = None) -> Path:
     return found
 
 
+def _check_dataset(folder: Path, model: str) -> None:
+    """MSD and MTT checkpoints have the same tensors; the package's ``config.json`` says which is which."""
+    import json
+
+    path = folder / "config.json"
+    if not path.is_file():
+        return
+    try:
+        ident = str(json.loads(path.read_text())["audio_rep"]["identifier"]).lower()
+    except (ValueError, KeyError, TypeError):
+        return  # not musicnn's training config: nothing to check against
+    want = model.split("_")[0].lower()
+    if not ident.startswith(want):
+        raise DataError(
+            f"the checkpoint in {folder} was trained on {ident.split('_')[0].upper()} ({path}), not "
+            f"{want.upper()} as {model} needs; pass the {model} folder as --weights"
+        )
+
+
 @lru_cache(maxsize=8)
 def _load(folder: str, model: str) -> dict[str, np.ndarray]:
+    _check_dataset(Path(folder), model)
     reader = CheckpointReader(folder)
     weights: dict[str, np.ndarray] = {}
     for name, shape in expected_shapes(model).items():
