@@ -138,8 +138,20 @@ class Network:
             )
         self.w = w
         if arch == "musicnn":
+            # Channels whose batch-norm scale is >= 0 need the max over frequency, the others the min:
+            # order the filters so each group is one contiguous slice (one reduction per element).
+            self._order: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+            for conv, bn in _TIMBRAL + _TEMPORAL:
+                positive = self.bn[bn][0] >= 0
+                perm = np.concatenate([np.flatnonzero(positive), np.flatnonzero(~positive)])
+                self._order[conv] = (perm, np.argsort(perm), int(positive.sum()))
+            self._kernels = {
+                conv: np.ascontiguousarray(w[f"{conv}/kernel"][..., self._order[conv][0]])
+                for conv, _ in _TIMBRAL
+            }
             self._banded = {
-                conv: _banded(w[f"{conv}/kernel"][:, 0, 0, :], _TEMPORAL_CHUNK) for conv, _ in _TEMPORAL
+                conv: _banded(w[f"{conv}/kernel"][:, 0, 0, self._order[conv][0]], _TEMPORAL_CHUNK)
+                for conv, _ in _TEMPORAL
             }
 
     # -- shared pieces -------------------------------------------------------------------------------
@@ -147,30 +159,30 @@ class Network:
         scale, shift = self.bn[index]
         return x * scale + shift
 
-    def _pool_freq(self, hi: np.ndarray, lo: np.ndarray, conv: str, bn: int) -> np.ndarray:
-        """batch_norm(relu(y + bias)) max-pooled over frequency, from the max and min of ``y`` over it."""
+    def _pool_freq(self, extreme: np.ndarray, conv: str, bn: int) -> np.ndarray:
+        """batch_norm(relu(y + bias)) max-pooled over frequency, from ``extreme``: the max of ``y`` over
+        frequency for the filters (in ``self._order`` order) whose scale is >= 0, the min for the others."""
         scale, shift = self.bn[bn]
-        bias = self.w[f"{conv}/bias"]
-        top = np.where(scale >= 0, hi, lo) + bias
+        top = extreme[..., self._order[conv][1]] + self.w[f"{conv}/bias"]
         return np.maximum(top, 0.0) * scale + shift
 
     def _timbral(self, x: np.ndarray, conv: str, bn: int) -> np.ndarray:
         """'valid' over time: ``(N, L, 96)`` -> ``(N, L - 6, 204)`` (conv, ReLU, batch norm, max over bands)."""
-        kernel = self.w[f"{conv}/kernel"]
+        kernel = self._kernels[conv]
         kt, kf, _, n = kernel.shape
         k2 = kernel.reshape(kt * kf, n)
+        p = self._order[conv][2]
         n_items, length, n_bands = x.shape
         t_out, f_out = length - kt + 1, n_bands - kf + 1
-        hi = np.empty((n_items, t_out, n), dtype=np.float32)
-        lo = np.empty_like(hi)
+        extreme = np.empty((n_items, t_out, n), dtype=np.float32)
         windows = sliding_window_view(x, (kt, kf), axis=(1, 2))  # (N, t_out, f_out, kt, kf)
         for i in range(n_items):
             for t0 in range(0, t_out, _TIME_CHUNK):
                 cols = windows[i, t0 : t0 + _TIME_CHUNK].reshape(-1, kt * kf)
                 y = (cols @ k2).reshape(-1, f_out, n)
-                hi[i, t0 : t0 + _TIME_CHUNK] = y.max(axis=1)
-                lo[i, t0 : t0 + _TIME_CHUNK] = y.min(axis=1)
-        return self._pool_freq(hi, lo, conv, bn)
+                extreme[i, t0 : t0 + _TIME_CHUNK, :p] = y[:, :, :p].max(axis=1)
+                extreme[i, t0 : t0 + _TIME_CHUNK, p:] = y[:, :, p:].min(axis=1)
+        return self._pool_freq(extreme, conv, bn)
 
     def _temporal(self, patches: np.ndarray, conv: str, bn: int) -> np.ndarray:
         """TF 'same' over time: ``(B, 187, 96)`` -> ``(B, 187, 51)``."""
@@ -183,15 +195,14 @@ class Network:
         before = (k - 1) // 2  # TF "same" puts the odd extra frame of padding after
         xp = np.pad(patches, ((0, 0), (before, k - 1 - before + n_chunks * step - t), (0, 0)))
         xt = np.ascontiguousarray(xp.transpose(0, 2, 1))  # (B, F, frames): one row per band
-        hi = np.empty((b, n_chunks * step, n), dtype=np.float32)
-        lo = np.empty_like(hi)
+        p = self._order[conv][2]
+        extreme = np.empty((b, n_chunks * step, n), dtype=np.float32)
         for c in range(n_chunks):
-            y = (xt[:, :, c * step : c * step + step + k - 1].reshape(b * f, -1) @ band).reshape(
-                b, f, step, n
-            )
-            hi[:, c * step : (c + 1) * step] = y.max(axis=1)
-            lo[:, c * step : (c + 1) * step] = y.min(axis=1)
-        return self._pool_freq(hi[:, :t], lo[:, :t], conv, bn)
+            rows = xt[:, :, c * step : c * step + step + k - 1].reshape(b * f, -1)
+            y = (rows @ band).reshape(b, f, step, n)
+            extreme[:, c * step : (c + 1) * step, :p] = y[..., :p].max(axis=1)
+            extreme[:, c * step : (c + 1) * step, p:] = y[..., p:].min(axis=1)
+        return self._pool_freq(extreme[:, :t], conv, bn)
 
     def _conv_time(self, x: np.ndarray, conv: str) -> np.ndarray:
         """Convolution over 7 frames x all channels, time zero-padded by 3: ``(B, T, C)`` -> ``(B, T, 64)``."""
