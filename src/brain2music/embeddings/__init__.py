@@ -3,14 +3,16 @@
 Typical use::
 
     from brain2music.embeddings import get_encoder, embed_folder
-    enc = get_encoder("acoustic")            # or "clap", "encodec", "mert", "clap-text", "debug"
+    enc = get_encoder("acoustic")            # or "musicnn-msd", "clap", "encodec", "mert", "clap-text", "debug"
     enc.sr, enc.dim, enc.window, enc.n_windows
     emb = enc.embed(audio, sr)               # (r, dim) float32
     result = embed_folder("stimuli", "acoustic", bids="bids_root", out="acoustic.npz")
     result.embeddings.shape                  # (n_clips, r, dim)
 
 See :mod:`brain2music.embeddings.acoustic` for the weight-free descriptor vector and
-:mod:`brain2music.embeddings.neural` for the transformers stand-ins of the paper's embeddings.
+:mod:`brain2music.embeddings.neural` for the transformers stand-ins of the paper's embeddings and
+:mod:`brain2music.embeddings.musicnn` for the pretrained musicnn taggers (numpy, weights from the
+``musicnn`` package).
 """
 
 from brain2music.embeddings.base import Encoder
