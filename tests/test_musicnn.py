@@ -279,3 +279,14 @@ def test_embed_command_with_a_layer(tmp_path, sigs):
     assert main(args + ["--scheduler", "none", "--no-cache", "--no-progress"]) == 0
     emb = load_embeddings(out)
     assert emb.embeddings.shape == (2, 9, 753) and emb.config["layer"] == "mean_pool"
+
+
+def test_window_geometry_follows_the_clip(sigs):
+    """Windows come from clip_duration and tr only (what embedding longer audio relies on)."""
+    clip = sigs["clip15"]
+    long = MusicnnEncoder(
+        "musicnn-msd", clip_duration=16.0
+    )  # 16 s is no multiple of 1.5 s: last window ends at 16.5
+    assert long.n_windows == 10 and long.windows[-1, 1] == 16.5
+    emb = long.embed(np.concatenate([clip, np.zeros(SR, np.float32)]), SR)
+    np.testing.assert_allclose(emb[:9], MusicnnEncoder("musicnn-msd").embed(clip, SR), rtol=1e-5, atol=1e-5)

@@ -106,6 +106,10 @@ class MusicnnEncoder(Encoder):
     def _embed_batch(self, audio: np.ndarray) -> np.ndarray:
         net = self.pretrained.network
         offsets = self.patch_offsets()
+        # Windows may end a little past the audio when clip_duration is not a multiple of tr: silence there.
+        needed = int(np.ceil(self.windows[:, 1].max() * self.sr))
+        if audio.shape[1] < needed:
+            audio = np.pad(audio, ((0, 0), (0, needed - audio.shape[1])))
         out = np.empty((len(audio), len(offsets), self.dim), dtype=np.float32)
         for i, clip in enumerate(audio):
             frames = spec.log_mel(clip)
