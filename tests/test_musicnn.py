@@ -290,3 +290,24 @@ def test_window_geometry_follows_the_clip(sigs):
     assert long.n_windows == 10 and long.windows[-1, 1] == 16.5
     emb = long.embed(np.concatenate([clip, np.zeros(SR, np.float32)]), SR)
     np.testing.assert_allclose(emb[:9], MusicnnEncoder("musicnn-msd").embed(clip, SR), rtol=1e-5, atol=1e-5)
+
+
+def test_tag_agreement_known_answers():
+    from brain2music.evaluate.tags import chance_top_k_agreement, group_agreement, top_k_agreement
+
+    a = np.array([[0.9, 0.8, 0.1, 0.0], [0.1, 0.2, 0.3, 0.4]])
+    b = np.array([[0.7, 0.1, 0.9, 0.0], [0.1, 0.2, 0.3, 0.4]])
+    assert top_k_agreement(a, b, 2).tolist() == [0.5, 1.0]  # {0,1} vs {2,0}; identical rows
+    assert top_k_agreement(a, b, 1).tolist() == [0.0, 1.0]
+    assert top_k_agreement(np.zeros((1, 4)), np.zeros((1, 4)), 2).tolist() == [1.0]  # ties: stable order
+    rng = np.random.default_rng(0)
+    orig, lib = rng.random((5, 10)), rng.random((40, 10))
+    brute = np.array(
+        [[top_k_agreement(orig[[i]], lib[[j]], 2)[0] for j in range(40)] for i in range(5)]
+    ).mean(1)
+    np.testing.assert_allclose(chance_top_k_agreement(orig, lib, 2), brute)
+    p = rng.random((3, 50))
+    same = group_agreement(p, p, MSD_TAGS, TAG_GROUPS["MSD"], {"genre": 2, "instrument": 2, "mood": 1})
+    assert all(np.all(v == 1.0) for v in same.values())
+    with pytest.raises(DataError, match="names tags the tagger does not have"):
+        group_agreement(p, p, MSD_TAGS, TAG_GROUPS["MTT"], {"genre": 2, "instrument": 2, "mood": 1})

@@ -1,4 +1,4 @@
-"""Evaluation: identification accuracy (paper Eq. 2–3), Pearson r, chance, per genre, noise ceilings.
+"""Evaluation: identification accuracy (paper Eq. 2–3), Pearson r, chance, per genre, noise ceilings, tag agreement.
 
 See :mod:`brain2music.evaluate.identification` for how embedding windows are handled.
 """
@@ -19,9 +19,13 @@ from brain2music.evaluate.noise import (
     response_noise_ceiling,
     split_half_oracle,
 )
+from brain2music.evaluate.tags import chance_top_k_agreement, group_agreement, top_k_agreement
 
 __all__ = [
     "chance_identification",
+    "chance_top_k_agreement",
+    "group_agreement",
+    "top_k_agreement",
     "clip_vectors",
     "explainable_variance",
     "half_splits",
