@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     labels = np.array([tracks[i].collection for i, _ in items])
     held_track = split(tracks)
     print(f"load average at start: {os.getloadavg()}")
-    counts = {c: int((labels == c).sum()) for c in dict.fromkeys(labels)}
+    counts = {str(c): int((labels == c).sum()) for c in dict.fromkeys(labels)}
     print(f"{len(tracks)} tracks ({held_track.sum()} held out), {len(items)} excerpts of 15 s: {counts}")
     rows = []
     for name in args.encoders.split(","):

@@ -56,8 +56,13 @@ class MusicnnTagger:
             raise DataError(
                 f"{what}: expected a non-empty (n_samples,) or (n_samples, n_channels) array, got {x.shape}"
             )
-        if not isinstance(sr, (int, np.integer)) or sr <= 0:
+        try:
+            rate = int(sr)
+        except (TypeError, ValueError):
+            rate = 0
+        if rate <= 0 or rate != sr:
             raise DataError(f"{what}: sr must be a positive integer sample rate in Hz, got {sr!r}")
+        sr = rate
         x = x.astype(np.float32, copy=False)
         if x.ndim == 2:
             if x.shape[0] <= 8 < x.shape[1]:
