@@ -27,6 +27,14 @@ class ConfigError(Brain2MusicError, ValueError):
     """An experiment configuration or command-line option is invalid."""
 
 
+class LockTimeout(DataError):
+    """A lock on a shared file or folder could not be taken in time; the message names it and its holder."""
+
+
+class ConcurrentWriterError(LockTimeout):
+    """Another process is already writing a folder that allows one writer at a time."""
+
+
 class MissingDependencyError(Brain2MusicError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
