@@ -11,7 +11,6 @@ import soundfile as sf
 
 from brain2music.embeddings.base import Encoder
 from brain2music.errors import DataError, DataFileNotFoundError
-from brain2music.reconstruct import library as libmod
 from brain2music.reconstruct import library_build as buildmod
 from brain2music.reconstruct.index import build_index, search_index
 from brain2music.reconstruct.library import (
@@ -21,7 +20,6 @@ from brain2music.reconstruct.library import (
     read_fma_tracks,
     search_library,
 )
-from brain2music.windows import embedding_windows
 
 
 class FakeEncoder(Encoder):
