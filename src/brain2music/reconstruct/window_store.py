@@ -264,35 +264,45 @@ def _score_items(store: WindowStore, q: np.ndarray, items: np.ndarray):
     """Best shift of ``q (n_q, dim)`` against each of ``items``: ``scores, shifts, n_pairs`` per item.
 
     A shift ``s >= 0`` aligns query window 0 with the item's window ``s``; ``s < 0`` (items with fewer
-    windows than the query) aligns the item's window 0 with query window ``-s``.
+    windows than the query) aligns the item's window 0 with query window ``-s``. One matrix product of the
+    items' windows with the query, then the sums along its diagonals: ``O(n_windows * n_q)``.
     """
     n_q = len(q)
-    a, b = store.bounds[items], store.bounds[items + 1]
-    lengths = (b - a).astype(np.int64)
-    scores = np.full(len(items), -np.inf, dtype=np.float64)
-    offsets = np.zeros(len(items), dtype=np.float64)
-    pairs = np.minimum(lengths, n_q)
-    q_starts = np.arange(n_q)  # indices into the query's windows
-    for m in np.unique(lengths):
-        if m == 0:
-            continue
+    a = store.bounds[items]
+    lengths = (store.bounds[items + 1] - a).astype(np.int64)
+    first = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # each item's first row in the gathered block
+    total = int(lengths.sum())
+    rows = np.repeat(a - first, lengths) + np.arange(total)
+    if total == len(store) and a[0] == 0:
+        sims = np.asarray(store.vectors, dtype=np.float32) @ q.T  # all windows, in order: no gather
+    else:
+        sims = np.asarray(store.vectors[rows], dtype=np.float32) @ q.T  # (total, n_q)
+    local = np.repeat(np.arange(len(items)), lengths)
+    scores = np.full(len(items), -np.inf)
+    shifts = np.zeros(len(items), dtype=np.int64)
+    if np.any(lengths >= n_q):
+        m = total - n_q + 1
+        diag = np.zeros(total)
+        for j in range(n_q):  # diag[g] = mean_j sims[g + j, j]: query window 0 on row g
+            diag[:m] += sims[j : j + m, j]
+        diag /= n_q
+        ok = np.zeros(total, dtype=bool)
+        ok[:m] = local[:m] == local[n_q - 1 :]  # the whole query inside one item
+        diag[~ok] = -np.inf
+        best = np.maximum.reduceat(diag, first)
+        hit = np.flatnonzero(diag == best[local])  # first row reaching each item's best
+        owner, where = np.unique(local[hit], return_index=True)
+        long = lengths[owner] >= n_q
+        scores[owner[long]] = best[owner[long]]
+        shifts[owner[long]] = hit[where[long]] - first[owner[long]]
+    for m in np.unique(lengths[lengths < n_q]):  # items shorter than the query slide along it
         sel = np.flatnonzero(lengths == m)
-        rows = a[sel][:, None] + np.arange(m)[None, :]  # (n_sel, m)
-        block = np.asarray(store.vectors[rows.ravel()], dtype=np.float32).reshape(len(sel), m, -1)
-        sims = np.einsum("imd,jd->imj", block, q)  # (n_sel, m, n_q)
-        best = np.full(len(sel), -np.inf)
-        best_shift = np.zeros(len(sel), dtype=np.int64)
-        for shift in range(abs(int(m) - n_q) + 1):
-            if m >= n_q:  # the query slides along the track
-                s = sims[:, shift + q_starts, q_starts].mean(axis=1)
-            else:  # the track slides along the query
-                s = sims[:, np.arange(m), shift + np.arange(m)].mean(axis=1)
-            better = s > best
-            best[better], best_shift[better] = s[better], shift
-        scores[sel] = best
-        offsets[sel] = best_shift if m >= n_q else -best_shift  # in windows; match() converts to s
-        del sims, block
-    return scores, offsets.astype(np.int64), pairs
+        idx = first[sel][:, None] + np.arange(m)[None, :]  # (n_sel, m) rows of these items
+        for shift in range(n_q - int(m) + 1):
+            s = sims[idx, shift + np.arange(m)].mean(axis=1)
+            better = s > scores[sel]
+            scores[sel[better]], shifts[sel[better]] = s[better], -shift
+    return scores, shifts, np.minimum(lengths, n_q)
 
 
 def match(
@@ -326,9 +336,11 @@ def match(
     if len(items) == 0:
         return []
     scores, shifts, pairs = [], [], []
-    step = max(1, _BLOCK // max(1, int(np.diff(store.bounds).max())))
-    for s in range(0, len(items), step):
-        sc, sh, pr = _score_items(store, q, items[s : s + step])
+    # Blocks of about _BLOCK windows (whole items): the similarity matrix stays small.
+    ends = np.cumsum(store.bounds[items + 1] - store.bounds[items])
+    cuts = np.searchsorted(ends, np.arange(_BLOCK, ends[-1], _BLOCK), side="right")
+    for part in np.split(items, np.unique(cuts[(cuts > 0) & (cuts < len(items))])):
+        sc, sh, pr = _score_items(store, q, part)
         scores.append(sc)
         shifts.append(sh)
         pairs.append(pr)
