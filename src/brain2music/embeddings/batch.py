@@ -7,6 +7,12 @@ a run killed halfway leaves only complete entries and the rerun computes the res
 as: the argument, else ``$BRAIN2MUSIC_CACHE/embeddings``, else ``~/.cache/brain2music/embeddings``;
 ``cache_dir=False`` turns caching off. On a cluster, the cache folder must be shared by the workers.
 
+Concurrent writers (several ``embed`` runs, Dask workers, cluster jobs) share one cache safely without a
+lock: an entry's name is the hash of everything that determines its content, so two writers of one
+entry write the same bytes, each to its own temporary file renamed into place (atomic on POSIX); a
+reader sees a complete entry or none. ``tests/test_concurrency.py`` runs three writers with overlapping
+clips and counts one valid entry per clip.
+
 Execution (``scheduler``): ``None`` or ``"none"`` runs in this process; ``"local"`` starts a Dask
 ``LocalCluster`` with ``workers`` single-threaded worker processes (default: all cores);
 ``"tcp://host:8786"`` (any Dask scheduler address) uses that cluster. Clips go out in chunks of

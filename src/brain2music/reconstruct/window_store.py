@@ -235,7 +235,7 @@ def _write_index(folder: Path, vectors: np.ndarray, kind: str, random_state: int
         index.hnsw.efSearch = 128
         info = {"kind": "hnsw", "M": 32, "ef_search": 128}
     else:
-        nlist = int(max(1, min(4 * np.sqrt(n), n // 39)))
+        nlist = int(max(1, min(2 * np.sqrt(n), n // 39)))  # as for clip vectors (index.py)
         quantizer = faiss.IndexFlatIP(dim)
         if kind == "ivfpq":
             m = _pq_subquantizers(dim)
