@@ -311,3 +311,34 @@ def test_plain_metadata_csv_with_relative_paths(tmp_path):
             metadata=tmp_path / "bad.csv",
             progress=False,
         )
+
+
+def test_format_1_library_opens_and_gets_a_window_store(tmp_path):
+    paths = make_music(tmp_path / "music", FREQS[:3])
+    build_library(tmp_path / "music", tmp_path / "lib", encoder=FakeEncoder(), progress=False)
+    manifest = tmp_path / "lib" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    for key in ("window_store", "coverage", "hop", "generation"):
+        doc.pop(key)
+    doc["format"] = 1  # as written by brain2music 0.1
+    manifest.write_text(json.dumps(doc))
+    lib = MusicLibrary(tmp_path / "lib")
+    assert lib.coverage == "first15" and lib.hop == 1.5 and len(lib) == 3
+    with pytest.warns(UserWarning, match="window store missing"):
+        hit = lib.query(paths[1], encoder=FakeEncoder())[0]
+    assert hit.path == str(paths[1].resolve()) and MusicLibrary(tmp_path / "lib").manifest["format"] == 2
+
+
+def test_only_old_orphans_are_removed(tmp_path):
+    import os
+
+    make_music(tmp_path / "a", FREQS[:2])
+    make_music(tmp_path / "b", FREQS[2:4])
+    build_library(tmp_path / "a", tmp_path / "lib", encoder=FakeEncoder(), progress=False)
+    shards = tmp_path / "lib" / "shards"
+    young, old = shards / "part-young.parquet", shards / "part-old.parquet"
+    young.write_bytes(b"another writer's shard, not yet committed")
+    old.write_bytes(b"left by a crash a day ago")
+    os.utime(old, (0, 0))
+    add_to_library(tmp_path / "lib", tmp_path / "b", encoder=FakeEncoder(), progress=False)
+    assert young.exists() and not old.exists()

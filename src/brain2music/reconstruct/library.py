@@ -82,17 +82,7 @@ from brain2music.windows import TR, embedding_windows
 if TYPE_CHECKING:
     from brain2music.embeddings.base import SpanEmbedding
 
-__all__ = [
-    "Match",
-    "MusicLibrary",
-    "add_to_library",
-    "build_library",
-    "find_audio_files",
-    "library_from_embeddings",
-    "open_library",
-    "read_fma_tracks",
-    "search_library",
-]
+__all__ = ["Match", "MusicLibrary", "open_library", "search_library"]  # + the writers, see the end
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # format 1: sequential shard names, no window store (built on first use)
@@ -359,48 +349,54 @@ class MusicLibrary:
         raise DataError(f"{self.path}: item {item} not found in the shards")  # pragma: no cover
 
     # -- indexes
+    def _listed_index(self):
+        info = self._manifest.get("index") or {}
+        path = self.path / info.get("file", INDEX_FILE)
+        if not path.is_file() or info.get("n_items") != len(self):
+            return None
+        try:
+            index = load_index(path)
+        except DataError:
+            return None
+        return index if index.ntotal == len(self) else None
+
+    def _listed_store(self):
+        info = self._manifest.get("window_store") or {}
+        path = self.path / info.get("dir", "-")
+        if info.get("n_items") != len(self) or not path.is_dir():
+            return None
+        try:
+            return WindowStore(path)
+        except DataError:
+            return None
+
+    def _current(self, listed, what: str):
+        """The listed index/store if it covers every track; else re-read the manifest, else rebuild."""
+        for attempt in range(4):
+            found = listed()
+            if found is not None:
+                return found
+            if attempt == 0:  # another writer may have replaced it since we read the manifest
+                self._load_manifest()
+                continue
+            if attempt == 1:
+                warnings.warn(f"{self.path}: {what} missing or stale; rebuilding it", stacklevel=3)
+            # A rebuild is discarded when another writer commits tracks meanwhile: then try again.
+            self.rebuild_index(kind=(self._manifest.get("index") or {}).get("requested", "auto"))
+        raise DataError(f"{self.path}: other processes keep adding tracks; search again when they are done")
+
     @property
     def index(self):
         """The FAISS clip-vector index, rebuilt from the shards when missing or stale."""
         if self._index is None:
-            for attempt in range(2):
-                info = self._manifest.get("index") or {}
-                path = self.path / info.get("file", INDEX_FILE)
-                index = None
-                if path.is_file() and info.get("n_items") == len(self):
-                    try:
-                        index = load_index(path)
-                    except DataError:
-                        index = None
-                if index is not None and index.ntotal == len(self):
-                    break
-                if attempt == 0:  # another writer may have replaced it since we read the manifest
-                    self._load_manifest()
-            else:
-                warnings.warn(f"{self.path}: vector index missing or stale; rebuilding it", stacklevel=2)
-                self.rebuild_index(kind=info.get("requested", "auto"))
-                index = self._index
-            self._index = index
+            self._index = self._current(self._listed_index, "vector index")
         return self._index
 
     @property
     def window_store(self) -> WindowStore:
         """The per-window store (:class:`~brain2music.reconstruct.window_store.WindowStore`), rebuilt if stale."""
         if self._store is None:
-            for attempt in range(2):
-                info = self._manifest.get("window_store") or {}
-                path = self.path / info.get("dir", "-")
-                if info.get("n_items") == len(self) and path.is_dir():
-                    try:
-                        self._store = WindowStore(path)
-                        return self._store
-                    except DataError:
-                        pass
-                if attempt == 0:
-                    self._load_manifest()
-            warnings.warn(f"{self.path}: window store missing or stale; rebuilding it", stacklevel=2)
-            self.rebuild_index(kind=(self._manifest.get("index") or {}).get("requested", "auto"))
-            self._store = WindowStore(self.path / self._manifest["window_store"]["dir"])
+            self._store = self._current(self._listed_store, "window store")
         return self._store
 
     def rebuild_index(
@@ -684,11 +680,19 @@ def search_library(
     return lib.search_table(embeddings, k, encoder=name)
 
 
-# The writers live in their own module; re-exported here, where users look for them.
-from brain2music.reconstruct.library_build import (  # noqa: E402
-    add_to_library,
-    build_library,
-    find_audio_files,
-    library_from_embeddings,
-    read_fma_tracks,
+# The writers live in their own module (which imports this one); re-exported here, where users look.
+_BUILD_EXPORTS = (
+    "add_to_library",
+    "build_library",
+    "find_audio_files",
+    "library_from_embeddings",
+    "read_fma_tracks",
 )
+
+
+def __getattr__(name: str):
+    if name in _BUILD_EXPORTS:
+        from brain2music.reconstruct import library_build
+
+        return getattr(library_build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
