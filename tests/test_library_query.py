@@ -125,6 +125,9 @@ def test_window_store_api(libs, music):
     scores, items, found = full.search_windows(emb[[5, 11]], k=1)
     assert list(items[:, 0]) == [2, 2] and list(found[:, 0]) == [7.5, 16.5]
     assert np.all(scores[:, 0] > 0.999)
+    audio, sr = full.read_window(2, 7.5)
+    ref, _ = read_audio(full.metadata.at[2, "path"], offset=7.5, duration=1.5)
+    assert sr == SR and np.array_equal(audio, ref)
     # first15: the clip windows of the paper's protocol (r = 10), reconstruction's clip vectors unchanged.
     starts15, emb15 = first15.track_windows(0)
     assert emb15.shape == (10, first15.dim) and np.allclose(emb15, first15.windows([0])[0])
@@ -147,3 +150,33 @@ def test_cli_full_coverage_search_json(music, tmp_path, capsys):
     assert {"score", "offset", "rank", "n_windows", "title"} <= set(out[0])
     lib = MusicLibrary(tmp_path / "lib")
     assert lib.hop == 0.75 and len(lib.track_windows(0)[0]) == 39  # windows end at 1.5, 2.25, ..., 30 s
+
+
+@pytest.mark.neural
+def test_clap_library_matches_an_excerpt(tmp_path):
+    """The same query path for a neural encoder (tiny random-weight CLAP: 10-s windows on the 1.5-s grid)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from test_embeddings_neural import tiny_clap
+
+    from brain2music.embeddings.neural import ClapEncoder
+
+    enc = ClapEncoder(*tiny_clap(), batch_size=8)
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "music"
+    folder.mkdir()
+    sr = enc.sr
+    for i in range(3):  # tones that glide differently: every offset looks different
+        t = np.arange(24 * sr) / sr
+        f = 300 * (i + 1) * (1 + 0.5 * np.sin(2 * np.pi * t / (17 + 5 * i)))
+        y = np.sin(2 * np.pi * np.cumsum(f) / sr) * (0.2 + 0.15 * np.sin(t)) + 0.02 * rng.standard_normal(
+            t.size
+        )
+        sf.write(folder / f"t{i}.wav", y.astype(np.float32), sr)
+    lib = build_library(folder, tmp_path / "lib", encoder=enc, coverage="full", progress=False)
+    assert lib.track_windows(0)[1].shape == (10, enc.dim)  # windows ending at 10.5, 12, ..., 24 s
+    audio, _ = read_audio(folder / "t1.wav", offset=6.0, duration=11.5)
+    q = tmp_path / "q.ogg"
+    sf.write(q, audio, sr, format="OGG", subtype="VORBIS")
+    best = lib.query(q, k=2, encoder=enc)[0]
+    assert best.path == str((folder / "t1.wav").resolve()) and abs(best.offset - 6.0) <= 1.5

@@ -611,6 +611,19 @@ class MusicLibrary:
             for h in hits
         ]
 
+    def read_window(
+        self, item: int, start: float, duration: float | None = None, *, sr: int | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Audio of a track from ``start`` s for ``duration`` s (default: one encoder window), mono.
+
+        What a window found by :meth:`search_windows` sounds like: ``(audio (n_samples,), sr)``.
+        """
+        if not 0 <= int(item) < len(self):
+            raise DataError(f"item must lie in [0, {len(self)}), got {item!r}")
+        if duration is None:
+            duration = float(self.encoder_config.get("window", STIMULUS_DURATION))
+        return read_audio(self.metadata.at[int(item), "path"], sr=sr, offset=float(start), duration=duration)
+
     def search_windows(
         self, embeddings: np.ndarray, k: int = 10
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
