@@ -157,9 +157,8 @@ def test_clap_library_matches_an_excerpt(tmp_path):
     """The same query path for a neural encoder (tiny random-weight CLAP: 10-s windows on the 1.5-s grid)."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from test_embeddings_neural import tiny_clap
-
     from brain2music.embeddings.neural import ClapEncoder
+    from test_embeddings_neural import tiny_clap
 
     enc = ClapEncoder(*tiny_clap(), batch_size=8)
     rng = np.random.default_rng(0)
