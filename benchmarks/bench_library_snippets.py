@@ -16,7 +16,7 @@
 
 Usage (heavy: wrap in ``flock /work/heavy.lock``)::
 
-    python benchmarks/bench_library_snippets.py [--n-tracks 100000] [--snippet 5] [--skip-scale]
+    python benchmarks/bench_library_snippets.py [--n-tracks 100000] [--snippet 5] [--skip-scale] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -131,23 +131,27 @@ def distractors(lib, n_tracks: int, n_windows: int, seed: int):
 def bench_real(args, tmp: Path):
     from real_music import real_tracks
 
-    from brain2music.reconstruct.library import build_library
+    from brain2music.reconstruct.library import MusicLibrary, build_library
 
     tracks = real_tracks()
-    music = tmp / "music"
-    music.mkdir()
-    for i, t in enumerate(tracks):
-        os.symlink(t.path, music / f"{i:03d}-{t.collection}{Path(t.path).suffix}")
-    print(
-        f"{len(tracks)} real tracks, {sum(t.duration for t in tracks) / 60:.1f} min; load {os.getloadavg()}"
-    )
-    t0 = time.perf_counter()
-    lib = build_library(music, tmp / "real", encoder="acoustic", coverage="full", progress=False)
-    print(
-        f"build full library: {time.perf_counter() - t0:.1f} s, {lib.window_store.n_items} tracks, "
-        f"{len(lib.window_store)} windows, skipped {len(lib.skipped)}"
-    )
-    snippets = make_snippets(tracks, tmp, args.snippet, args.seed)
+    minutes = sum(t.duration for t in tracks) / 60
+    print(f"{len(tracks)} real tracks, {minutes:.1f} min; load {os.getloadavg()}")
+    if (tmp / "real" / "manifest.json").is_file():  # --workdir of an earlier run
+        lib = MusicLibrary(tmp / "real")
+        print(f"reusing {lib}")
+    else:
+        music = tmp / "music"
+        music.mkdir()
+        for i, t in enumerate(tracks):
+            os.symlink(t.path, music / f"{i:03d}-{t.collection}{Path(t.path).suffix}")
+        t0 = time.perf_counter()
+        lib = build_library(music, tmp / "real", encoder="acoustic", coverage="full", progress=False)
+        print(
+            f"build full library: {time.perf_counter() - t0:.1f} s, {lib.window_store.n_items} tracks, "
+            f"{len(lib.window_store)} windows, skipped {len(lib.skipped)}"
+        )
+    (tmp / "snippets").mkdir(exist_ok=True)
+    snippets = make_snippets(tracks, tmp / "snippets", args.snippet, args.seed)
     print(f"real library alone ({len(lib)} tracks), {args.snippet:g}-s snippets:")
     for variant in ("wav", "mp3"):
         summary(f"{variant}, exact", run_queries(lib, snippets, variant, exact=True))
@@ -157,6 +161,8 @@ def bench_real(args, tmp: Path):
 def bench_scale(args, real_lib, snippets, tmp: Path):
     from brain2music.reconstruct.library import MusicLibrary, library_from_embeddings
 
+    if (tmp / "big" / "manifest.json").is_file():  # --workdir of an earlier run
+        return query_scale(args, MusicLibrary(tmp / "big"), snippets)
     n_syn = args.n_tracks - len(real_lib)
     r, dim = real_lib.n_windows, real_lib.dim
     t0 = time.perf_counter()
@@ -192,15 +198,18 @@ def bench_scale(args, real_lib, snippets, tmp: Path):
         f"on disk: library {folder_gb(tmp / 'big'):.2f} GB; window store "
         + ", ".join(f"{k} {v:.0f} MB" for k, v in sizes.items())
     )
+    query_scale(args, MusicLibrary(tmp / "big"), snippets)
+
+
+def query_scale(args, lib, snippets):
     rss0 = current_rss_gb()
-    lib = MusicLibrary(tmp / "big")
     print(f"window index: {lib.manifest['window_store']['index']}")
     res_ann = {v: run_queries(lib, snippets, v, exact=None) for v in ("wav", "mp3")}
     print(
         f"resident memory of the opened library after the queries: +{current_rss_gb() - rss0:.2f} GB (process {current_rss_gb():.2f} GB)"
     )
     res_exact = {v: run_queries(lib, snippets, v, exact=True) for v in ("wav", "mp3")}
-    print(f"{len(meta)}-track library, {args.snippet:g}-s snippets (load {os.getloadavg()}):")
+    print(f"{len(lib)}-track library, {args.snippet:g}-s snippets (load {os.getloadavg()}):")
     for v in ("wav", "mp3"):
         summary(f"{v}, IVF-PQ candidates + exact rescoring", res_ann[v])
         summary(f"{v}, exact (every alignment)", res_exact[v])
@@ -215,6 +224,7 @@ def main() -> None:
     ap.add_argument("--snippet", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--workdir", default=None, help="keep the libraries here and reuse them on the next run")
     ap.add_argument("--threads", type=int, default=None, help="FAISS OpenMP threads (default: all cores)")
     args = ap.parse_args()
     if args.threads:
@@ -222,7 +232,8 @@ def main() -> None:
 
         faiss.omp_set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="b2m-snippets-") as tmp:
-        tmp = Path(tmp)
+        tmp = Path(args.workdir or tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
         lib, snippets = bench_real(args, tmp)
         if not args.skip_scale:
             bench_scale(args, lib, snippets, tmp)

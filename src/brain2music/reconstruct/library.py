@@ -101,6 +101,20 @@ META_COLUMNS = ("item", "path", "track_id", "title", "artist", "genre", "duratio
 
 
 # ------------------------------------------------------------------------------------------------ library
+_BLAS = None
+
+
+def _one_blas_thread():
+    """A context with single-threaded BLAS: one query's matrices are small, and threaded BLAS on busy cores
+    spins (a 5-s query took 333 ms instead of 92 ms with 2 BLAS threads under load 7; benchmarks/library.md)."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 def clip_space_map(unit_vectors: np.ndarray, info: dict | None) -> np.ndarray:
     """Map L2-normalised clip vectors ``(n, dim)`` into the space ``info`` describes (``None``: cosine)."""
     if not info or info["kind"] != "zscore":
@@ -596,9 +610,10 @@ class MusicLibrary:
         """
         if int(k) < 1:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
-        span = self.embed_query(audio, sr, encoder=encoder)
         store = self.window_store
-        hits = match(store, store.to_space(span.embeddings), span.starts, int(k), exact=exact)
+        with _one_blas_thread():
+            span = self.embed_query(audio, sr, encoder=encoder)
+            hits = match(store, store.to_space(span.embeddings), span.starts, int(k), exact=exact)
         meta = self.metadata
         return [
             Match(
