@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import threading
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from brain2music._io import commit_json, exclusive_writer, file_lock, read_json_generation
+from brain2music.embeddings.acoustic import DebugEncoder
 from brain2music.errors import ConcurrentWriterError, LockTimeout
 
 CTX = mp.get_context("spawn")  # forked children of a process that loaded OpenMP (faiss) can deadlock
@@ -85,14 +87,30 @@ def _make_folder(folder, n, seed):
         sf.write(folder / f"{folder.name}-{i}.wav", audio.astype(np.float32), 8000)
 
 
-def _add(barrier, lib, folder, build):
+class LockstepDebug(DebugEncoder):
+    """The ``debug`` encoder, but every writer embeds each track at the same moment: commits then collide."""
+
+    def __init__(self, barrier):
+        super().__init__()
+        self._barrier = barrier
+
+    def _embed_batch(self, audio):
+        try:
+            self._barrier.wait(timeout=1.0)
+        except threading.BrokenBarrierError:  # a writer with fewer tracks left: go on unsynchronised
+            pass
+        return super()._embed_batch(audio)
+
+
+def _add(barrier, steps, lib, folder, build):
     from brain2music.reconstruct.library import add_to_library, build_library
 
+    enc = LockstepDebug(steps)
     barrier.wait()
     if build:
-        build_library(folder, lib, encoder="debug", coverage="full", batch_size=1, progress=False)
+        build_library(folder, lib, encoder=enc, coverage="full", batch_size=1, progress=False)
     else:
-        add_to_library(lib, folder, batch_size=1, progress=False)
+        add_to_library(lib, folder, encoder=enc, batch_size=1, progress=False)
 
 
 @pytest.mark.parametrize("build", [False, True], ids=["add", "build"])
@@ -109,7 +127,9 @@ def test_concurrent_writers_keep_every_track_once(tmp_path, build):
         build_library(tmp_path / "base", lib_path, encoder="debug", coverage="full", progress=False)
         n_base = 2
     # 3 writers of different folders plus a 4th that repeats folder 1 (a resubmitted job)
-    _run_all(_add, [(lib_path, f, build) for f in [*folders, folders[1]]])
+    jobs = [*folders, folders[1]]
+    steps = CTX.Barrier(len(jobs))
+    _run_all(_add, [(steps, lib_path, f, build) for f in jobs])
 
     lib = MusicLibrary(lib_path)
     expected = {str(p.resolve()) for f in folders for p in f.glob("*.wav")}
