@@ -51,7 +51,7 @@ def _hold(barrier, folder, seconds):
 
 def test_second_writer_is_refused_naming_the_first(tmp_path):
     barrier = CTX.Barrier(2)
-    holder = CTX.Process(target=_hold, args=(barrier, tmp_path, 3.0))
+    holder = CTX.Process(target=_hold, args=(barrier, tmp_path, 1.5))
     holder.start()
     barrier.wait()
     with pytest.raises(ConcurrentWriterError, match=rf"{tmp_path}.*pid {holder.pid}.*brain2music reproduce"):
