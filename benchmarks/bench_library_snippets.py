@@ -75,6 +75,7 @@ def run_queries(lib, snippets: pd.DataFrame, variant: str, *, exact: bool | None
         top = hits[0]
         rows.append(
             {
+                "track": s["track"],
                 "top1": top.path,
                 "correct": top.path == s["track"],
                 "offset_error": abs(top.offset - s["offset"]) if top.path == s["track"] else np.nan,
@@ -87,6 +88,10 @@ def run_queries(lib, snippets: pd.DataFrame, variant: str, *, exact: bool | None
 
 
 def summary(name: str, res: pd.DataFrame) -> None:
+    for _, miss in res[~res["correct"]].iterrows():
+        print(
+            f"  miss: {'/'.join(miss['track'].split('/')[-3:])} -> {'/'.join(miss['top1'].split('/')[-3:])}"
+        )
     t = res["seconds"].to_numpy() * 1000
     cpu = res["cpu_seconds"].to_numpy() * 1000
     print(
