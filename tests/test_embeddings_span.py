@@ -31,6 +31,7 @@ def _tiny(name):
 ENCODERS = {
     "debug": (lambda: get_encoder("debug"), True),
     "acoustic": (lambda: get_encoder("acoustic"), False),  # STFT edges, 8.9-s tempo context
+    "musicnn-msd": (lambda: get_encoder("musicnn-msd"), True),  # real weights, 3-s windows
     "clap": (lambda: _tiny("clap"), True),
     "encodec": (lambda: _tiny("encodec"), False),  # convolutional receptive field
     "mert": (lambda: _tiny("mert"), True),
