@@ -27,22 +27,22 @@ def _tiny(name):
     return MertEncoder(*tiny_mert_like())
 
 
-#: name -> (factory, windows are independent of the audio around them)
+#: name -> (factory, a window's embedding ignores audio after it, ... and audio before it)
 ENCODERS = {
-    "debug": (lambda: get_encoder("debug"), True),
-    "acoustic": (lambda: get_encoder("acoustic"), False),  # STFT edges, 8.9-s tempo context
-    "musicnn-msd": (lambda: get_encoder("musicnn-msd"), True),  # real weights, 3-s windows
-    "clap": (lambda: _tiny("clap"), True),
-    "encodec": (lambda: _tiny("encodec"), False),  # convolutional receptive field
-    "mert": (lambda: _tiny("mert"), True),
+    "debug": (lambda: get_encoder("debug"), True, True),
+    "acoustic": (lambda: get_encoder("acoustic"), False, False),  # STFT edges, 8.9-s tempo context
+    "musicnn-msd": (lambda: get_encoder("musicnn-msd"), True, False),  # centred STFT frames at the start
+    "clap": (lambda: _tiny("clap"), True, True),
+    "encodec": (lambda: _tiny("encodec"), False, False),  # convolutional receptive field
+    "mert": (lambda: _tiny("mert"), True, True),
 }
 
 
 @pytest.fixture(scope="module", params=list(ENCODERS))
 def encoder(request):
-    factory, local = ENCODERS[request.param]
+    factory, causal, local = ENCODERS[request.param]
     enc = factory()
-    enc.local_windows_ = local
+    enc.causal_windows_, enc.local_windows_ = causal, local
     return enc
 
 
@@ -69,7 +69,7 @@ def test_short_audio_gets_only_its_own_windows(encoder):
     expected = span_windows(encoder.window, 12.0, hop=encoder.tr)
     np.testing.assert_allclose(span.windows, expected)
     assert span.windows[-1, 1] == pytest.approx(12.0) and len(span) < encoder.n_windows  # no padding
-    if encoder.local_windows_:
+    if encoder.causal_windows_:
         # the windows inside the first 12 s embed exactly as within the whole clip
         np.testing.assert_allclose(
             span.embeddings, encoder.embed(y, encoder.sr)[: len(span)], rtol=1e-4, atol=1e-5
