@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-import brain2music.reproduce as rep
-from brain2music._io import save_npz
+import brain2music.study.reproduce as rep
 from brain2music.cli import main
+from brain2music.embeddings import EmbeddingSet
 from brain2music.errors import ConfigError, DataError
 from brain2music.models import load_decoder
+from brain2music.study.methods import DEFAULT_METHODS
+from brain2music.study.results import ResultsFolder
 from test_models_synth import design_clips, make_embeddings, make_subject
+
+METHODS = list(DEFAULT_METHODS)
 
 SUBJECTS = ["sub-001", "sub-002"]
 
@@ -37,11 +41,11 @@ def study(tmp_path, monkeypatch):
         subs[s], labels, _ = make_subject(
             emb, ids, subject=s, n_voxels=120, n_parcels=12, noise=0.5, seed=k + 1
         )
-    monkeypatch.setattr(rep, "_load", lambda root, s, deriv, delay: subs[s])
+    monkeypatch.setattr(rep, "load_subject_for_study", lambda source, s: subs[s])
     bids = tmp_path / "bids"
     for s in SUBJECTS:
         (bids / s).mkdir(parents=True)
-    save_npz(tmp_path / "emb.npz", clip_ids=np.array(ids), embeddings=emb, window=15.0)
+    EmbeddingSet(np.array(ids), emb, {"encoder": "acoustic", "window": 15.0}).save(tmp_path / "emb.npz")
     np.save(tmp_path / "labels.npy", labels)
     return {
         "bids": bids,

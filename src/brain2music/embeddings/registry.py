@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from brain2music.embeddings.base import Encoder
 from brain2music.errors import ConfigError
 
-__all__ = ["get_encoder", "list_encoders", "register_encoder", "describe_encoders"]
+__all__ = ["get_encoder", "list_encoders", "register_encoder", "describe_encoders", "encoder_metric_space"]
 
 
 @dataclass(frozen=True)
@@ -20,18 +20,32 @@ class _Entry:
     factory: Callable[..., Encoder]
     description: str
     modality: str
+    metric_space: str = "paper"
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
 def register_encoder(
-    name: str, factory: Callable[..., Encoder], *, description: str = "", modality: str = "audio"
+    name: str,
+    factory: Callable[..., Encoder],
+    *,
+    description: str = "",
+    modality: str = "audio",
+    metric_space: str = "paper",
 ) -> None:
-    """Register ``factory(**kwargs) -> Encoder`` under ``name`` (replacing an earlier entry)."""
+    """Register ``factory(**kwargs) -> Encoder`` under ``name`` (replacing an earlier entry).
+
+    ``metric_space`` is the space its identification accuracies are computed in by default
+    (:mod:`brain2music.evaluate.space`): ``"paper"`` (raw vectors, as Eq. 2-3 of the paper; the right
+    choice for learned embeddings) or ``"standardized"`` (dimensions z-scored with training statistics;
+    only for embeddings whose dimensions are in fixed physical units).
+    """
     if modality not in ("audio", "text"):
         raise ConfigError(f"modality must be 'audio' or 'text', got {modality!r}")
-    _REGISTRY[name] = _Entry(factory, description, modality)
+    if metric_space not in ("paper", "standardized"):
+        raise ConfigError(f"metric_space must be 'paper' or 'standardized', got {metric_space!r}")
+    _REGISTRY[name] = _Entry(factory, description, modality, metric_space)
 
 
 def list_encoders() -> list[str]:
@@ -47,6 +61,12 @@ def describe_encoders() -> dict[str, str]:
 def encoder_modality(name: str) -> str:
     """``"audio"`` or ``"text"``: what the named encoder embeds (no model is loaded)."""
     return _entry(name).modality
+
+
+def encoder_metric_space(name: str) -> str:
+    """The default metric space of the encoder registered as ``name``; ``"paper"`` for unregistered names
+    (precomputed embeddings of an encoder this installation does not know)."""
+    return _REGISTRY[name].metric_space if name in _REGISTRY else "paper"
 
 
 def _entry(name: str) -> _Entry:
@@ -116,9 +136,13 @@ def _register_builtins() -> None:
         "acoustic",
         AcousticEncoder,
         description="librosa music descriptors, 102-d, 1.5-s windows (r=10); no weights",
+        metric_space="standardized",  # dB, Hz, rates: dimensions in fixed units of very different size
     )
     register_encoder(
-        "debug", DebugEncoder, description="4 signal statistics, 1.5-s windows (r=10); for tests"
+        "debug",
+        DebugEncoder,
+        description="4 signal statistics, 1.5-s windows (r=10); for tests",
+        metric_space="standardized",
     )
     register_encoder(
         "clap", _clap, description="CLAP audio (laion/larger_clap_music), 512-d, 10-s windows (r=4)"

@@ -67,7 +67,7 @@ import pandas as pd
 
 from brain2music._io import read_json_generation
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
-from brain2music.reconstruct.encoders import (
+from brain2music.reconstruct.clip_embedding import (
     clip_embedding,
     encoder_config,
     encoder_name,

@@ -162,7 +162,7 @@ class BestOfN(Generator):
         self.name = f"best-of-{self.n}({base.name})"
 
     def generate(self, target_embedding, *, n_samples=1, duration=15.0, random_state=None):
-        from brain2music.reconstruct.encoders import clip_embedding, prepare_clip
+        from brain2music.reconstruct.clip_embedding import clip_embedding, prepare_clip
 
         rng = np.random.default_rng(random_state)
         picks, scores = [], []

@@ -375,7 +375,7 @@ class MusicGenGenerator(Generator):
 
     def _vocab_embeddings(self) -> np.ndarray:
         if self.vocabulary_embeddings is None:
-            from brain2music.reconstruct.encoders import resolve_encoder
+            from brain2music.reconstruct.clip_embedding import resolve_encoder
 
             enc = (
                 resolve_encoder(self.text_encoder)

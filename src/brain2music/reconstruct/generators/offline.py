@@ -30,7 +30,7 @@ import numpy as np
 
 from brain2music._io import save_npz
 from brain2music.errors import ConfigError
-from brain2music.reconstruct.encoders import clip_embedding, encoder_config, encoder_name, prepare_clip
+from brain2music.reconstruct.clip_embedding import clip_embedding, encoder_config, encoder_name, prepare_clip
 from brain2music.reconstruct.generators.base import Generator, cosine_scores, target_vector
 
 __all__ = ["OFFLINE_PRESETS", "OfflineGenerator"]
@@ -155,7 +155,7 @@ class OfflineGenerator(Generator):
         }
 
     def _enc(self):
-        from brain2music.reconstruct.encoders import resolve_encoder
+        from brain2music.reconstruct.clip_embedding import resolve_encoder
 
         if not hasattr(self, "_encoder_obj"):
             self._encoder_obj = resolve_encoder(self.encoder)
