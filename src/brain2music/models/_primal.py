@@ -5,7 +5,7 @@ himalaya's ``RidgeCV`` (``solve_ridge_cv_svd``) forms, for every fold and penalt
 n_targets), which dominates when samples outnumber features (e.g. a 13-voxel parcel with 2,400 window
 samples: 8 s per fit). Here each fold costs one thin SVD of its training block and, per penalty, an
 ``n_test × k × n_targets`` product (k = rank ≤ n_features): the same selection rule (mean CV score over
-folds, first best penalty, no intercept: inputs are centred by the caller) at a small fraction of the cost.
+folds, first best penalty; each fold centred with its training means) at a small fraction of the cost.
 """
 
 from __future__ import annotations
@@ -67,8 +67,11 @@ def _ridge_cv_primal(
     batch = n_targets if not n_targets_batch else int(n_targets_batch)
     scores = np.zeros((len(alphas), n_targets))
     for train, test in splits:
-        U, s, Vt = _thin_svd(X[train])
-        XteV = X[test] @ Vt.T  # (n_test, k)
+        # Centre with the training fold's own means (the fold model has an intercept, like the refit);
+        # then U is orthogonal to the ones vector, so Y needs no centring for U^T Y.
+        fold_mean = X[train].mean(axis=0)
+        U, s, Vt = _thin_svd(X[train] - fold_mean)
+        XteV = (X[test] - fold_mean) @ Vt.T  # (n_test, k)
         for start in range(0, n_targets, batch):
             cols = slice(start, start + batch)
             UtY = U.T @ Y[train][:, cols]  # (k, batch)

@@ -174,8 +174,9 @@ class RidgeDecoder(BaseEstimator):
         elif self.kernel == "rbf":
             gamma = 1.0 / n_features if self.gamma is None else float(self.gamma)
             model = KernelRidgeCV(
-                alphas=alphas, kernel="rbf", kernel_params={"gamma": gamma}, cv=splits, solver_params=params
-            )
+                alphas=alphas, kernel="rbf", kernel_params={"gamma": gamma}, cv=splits, solver_params=params,
+                fit_intercept=True,  # each CV fold centred with its training means (kernel and targets)
+            )  # fmt: skip
             model.fit(Xc, Yc)
             self.form_ = "rbf"
             self.gamma_ = gamma
@@ -186,8 +187,14 @@ class RidgeDecoder(BaseEstimator):
             if form == "auto":
                 form = "dual" if n_samples < n_features else "primal"
             if form == "dual":
+                # fit_intercept: himalaya centres each fold's kernel and targets with the fold's training means.
                 model = KernelRidgeCV(
-                    alphas=alphas, kernel="linear", cv=splits, solver_params=params, warn=False
+                    alphas=alphas,
+                    kernel="linear",
+                    cv=splits,
+                    solver_params=params,
+                    warn=False,
+                    fit_intercept=True,
                 )
                 model.fit(Xc, Yc)
                 # Primal weights W = X^T A make the saved model independent of the training data.
