@@ -77,7 +77,7 @@ from brain2music.reconstruct.clip_embedding import (
 from brain2music.reconstruct.index import l2_normalize, load_index, search_index
 from brain2music.reconstruct.window_store import WindowStore, match
 from brain2music.stimuli import STIMULUS_DURATION, read_audio, rms_normalize
-from brain2music.windows import TR, embedding_windows
+from brain2music.windows import TR, clip_vectors, embedding_windows
 
 if TYPE_CHECKING:
     from brain2music.embeddings.base import SpanEmbedding
@@ -468,7 +468,7 @@ class MusicLibrary:
         if emb.ndim == 1:
             emb = emb[None]
         if emb.ndim == 3:
-            emb = emb.mean(axis=1)
+            emb = clip_vectors(emb)
         if emb.ndim != 2 or emb.shape[1] != self.dim:
             raise DataError(
                 f"query embeddings have shape {np.shape(embeddings)}; the library (encoder "

@@ -22,7 +22,7 @@ import pandas as pd
 from brain2music import __version__
 from brain2music._io import atomic_path, commit_json
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
-from brain2music.reconstruct.encoders import (
+from brain2music.reconstruct.clip_embedding import (
     clip_embedding,
     encoder_config,
     encoder_name,
@@ -42,7 +42,7 @@ from brain2music.reconstruct.library import (
 )
 from brain2music.reconstruct.window_store import WINDOW_INDEX_KINDS, write_store
 from brain2music.stimuli import AUDIO_EXTENSIONS, STIMULUS_DURATION, read_audio, rms_normalize
-from brain2music.windows import TR
+from brain2music.windows import TR, clip_vectors
 
 __all__ = [
     "add_to_library",
@@ -401,7 +401,7 @@ def _ingest(lib, files, enc, *, music_dir, metadata, batch_size, progress) -> di
             info = _describe_file(path, music_dir, metadata)
             info["duration"] = duration
             rows.append(info)
-            vecs.append(l2_normalize(emb.mean(axis=0))[0])
+            vecs.append(l2_normalize(clip_vectors(emb[None]))[0])
             wins.append(emb)
             spans.append(span)
             if len(rows) >= batch_size:
@@ -758,7 +758,7 @@ def library_from_embeddings(
                 (s_emb[s_bounds[i] : s_bounds[i + 1]], s_starts[s_bounds[i] : s_bounds[i + 1]])
                 for i in range(start, start + len(part))
             ]
-        writer.commit(rows, list(l2_normalize(win.mean(axis=1))), list(win), spans, [])
+        writer.commit(rows, list(l2_normalize(clip_vectors(win))), list(win), spans, [])
     rebuild_indexes(lib, kind=index, space=space, window_index=window_index)
     lib.last_ingest_ = {"n_added": len(meta), "n_already_present": 0, "skipped": []}
     return lib

@@ -24,6 +24,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,24 +119,62 @@ def compose_library(out: str | os.PathLike, n_tracks: int, *, seed: int = 0, dur
     return out
 
 
+@dataclass
+class _Plan:
+    """Where every stage reads and writes, and which stages run (resolved once from the config)."""
+
+    config: Config
+    out: Path
+    encoders: list[str]
+    lib_encoder: str
+    bids: Path | None
+    stimuli: Path | None
+    derivatives: str | None
+    music_dir: Path | None
+    lib_path: Path | None
+    enabled: list[str]
+
+    @property
+    def cfg(self) -> dict:
+        return self.config.values
+
+    def step(self, name: str) -> str:
+        return f"{self.enabled.index(name) + 1}/{len(self.enabled)}"
+
+
 def run_experiment(config: Config | str | os.PathLike | dict, *, verbose: bool = True) -> dict:
     """Run every enabled stage of an experiment and return a summary (paths, timings, key figures)."""
     if isinstance(config, dict):
         config = parse_config(config)
     elif not isinstance(config, Config):
         config = load_config(config)
-    cfg = config.values
-    out = Path(cfg["experiment"]["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    plan = _plan(config)
+    plan.out.mkdir(parents=True, exist_ok=True)
 
     def log(msg: str) -> None:
         if verbose:
             print(msg, file=sys.stderr, flush=True)
 
-    stages = _StageRunner(out, log)
-    enabled = ["reproduce"]
-    sim = cfg["simulate"]
-    recon_cfg = cfg["reconstruction"]
+    stages = _StageRunner(plan.out, log)
+    for name, stage in (("simulate", _simulate), ("reproduce", _reproduce), ("library", _library),
+                        ("reconstruct", _reconstruct), ("report", _report)):  # fmt: skip
+        if name in plan.enabled:
+            stage(plan, stages, verbose)
+    summary = {
+        "out": str(plan.out),
+        "report": str(plan.out / "report.html") if "report" in plan.enabled else None,
+        "results": str(plan.out / "results.json"),
+        "timings_s": stages.timings,
+        "stages": plan.enabled,
+    }
+    write_json(plan.out / "experiment.json", {"config": config.to_dict(), "version": __version__, **summary})
+    return summary
+
+
+def _plan(config: Config) -> _Plan:
+    cfg = config.values
+    out = Path(cfg["experiment"]["out"])
+    sim, recon_cfg = cfg["simulate"], cfg["reconstruction"]
     encoders = cfg["embeddings"]["encoders"]
     lib_encoder = cfg["library"]["encoder"] or encoders[0]
     if lib_encoder not in encoders:
@@ -143,7 +182,10 @@ def run_experiment(config: Config | str | os.PathLike | dict, *, verbose: bool =
             f"{config.where('library.encoder')}: {lib_encoder!r} is not among embeddings.encoders {encoders}"
         )
     if sim["enabled"]:
-        enabled.insert(0, "simulate")
+        bids, stimuli, derivatives = out / "study" / "bids", out / "study" / "stimuli", None
+    else:
+        bids = Path(cfg["data"]["bids"]) if cfg["data"]["bids"] else None
+        stimuli, derivatives = Path(cfg["data"]["stimuli"]), cfg["data"]["derivatives"]
     music_dir = (
         Path(cfg["library"]["music"])
         if cfg["library"]["music"]
@@ -152,159 +194,106 @@ def run_experiment(config: Config | str | os.PathLike | dict, *, verbose: bool =
     lib_path = (
         Path(cfg["library"]["path"]) if cfg["library"]["path"] else (out / "library" if music_dir else None)
     )
+    enabled = (["simulate"] if sim["enabled"] else []) + ["reproduce"]
     if lib_path is not None and recon_cfg["enabled"]:
         if cfg["library"]["music"] or sim["enabled"] or not lib_path.exists():
             enabled.append("library")
         enabled.append("reconstruct")
     if cfg["report"]["enabled"]:
         enabled.append("report")
-    total = len(enabled)
-    step = lambda name: f"{enabled.index(name) + 1}/{total}"  # noqa: E731
+    return _Plan(config, out, encoders, lib_encoder, bids, stimuli, derivatives, music_dir, lib_path, enabled)
 
-    if sim["enabled"]:
-        study = out / "study"
-        bids, stimuli, derivatives = study / "bids", study / "stimuli", None
 
-        def do_simulate():
-            from brain2music.simulate import simulate_study
+def _simulate(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
+    sim, seed, study = plan.cfg["simulate"], plan.cfg["experiment"]["seed"], plan.out / "study"
 
-            simulate_study(
-                study,
-                n_subjects=sim["subjects"],
-                n_voxels=sim["voxels"],
-                seed=cfg["experiment"]["seed"],
-                clips_per_genre=sim["clips_per_genre"],
-                test_clips_per_genre=sim["test_clips_per_genre"],
-                train_runs=sim["train_runs"],
-                test_runs=sim["test_runs"],
-                overwrite=True,
-                progress=verbose,
-            )
-            compose_library(out / "library_music", sim["library_tracks"], seed=cfg["experiment"]["seed"])
+    def run():
+        from brain2music.simulate import simulate_study
 
-        stages.run(
-            "simulate",
-            sim | {"seed": cfg["experiment"]["seed"]},
-            [study / "simulation.json", out / "library_music"],
-            do_simulate,
-            step=step("simulate"),
-        )
-    else:
-        bids = Path(cfg["data"]["bids"]) if cfg["data"]["bids"] else None
-        stimuli = Path(cfg["data"]["stimuli"])
-        derivatives = cfg["data"]["derivatives"]
+        simulate_study(
+            study, n_subjects=sim["subjects"], n_voxels=sim["voxels"], seed=seed,
+            clips_per_genre=sim["clips_per_genre"], test_clips_per_genre=sim["test_clips_per_genre"],
+            train_runs=sim["train_runs"], test_runs=sim["test_runs"], overwrite=True, progress=verbose,
+        )  # fmt: skip
+        compose_library(plan.out / "library_music", sim["library_tracks"], seed=seed)
 
-    def do_reproduce():
-        from brain2music.reproduce import reproduce
+    outputs = [study / "simulation.json", plan.out / "library_music"]
+    stages.run("simulate", sim | {"seed": seed}, outputs, run, step=plan.step("simulate"))
+
+
+def _reproduce(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
+    from brain2music.study.results import SCHEMA_VERSION
+
+    cfg = plan.cfg
+
+    def run():
+        from brain2music.study.reproduce import reproduce
 
         reproduce(
-            bids,
-            stimuli=stimuli,
-            encoders=encoders,
-            out=out,
-            subjects=cfg["data"]["subjects"],
-            derivatives=derivatives,
-            methods=cfg["decoding"]["methods"],
-            delay=cfg["data"]["delay"],
-            random_state=cfg["experiment"]["seed"],
-            verbose=verbose,
-        )
+            plan.bids, stimuli=plan.stimuli, encoders=plan.encoders, out=plan.out,
+            subjects=cfg["data"]["subjects"], derivatives=plan.derivatives, methods=cfg["decoding"]["methods"],
+            delay=cfg["data"]["delay"], random_state=cfg["experiment"]["seed"], verbose=verbose,
+        )  # fmt: skip
 
-    data_payload = {
-        "data": cfg["data"],
-        "embeddings": cfg["embeddings"],
-        "decoding": cfg["decoding"],
-        "seed": cfg["experiment"]["seed"],
-        "upstream": stages.fingerprints.get("simulate"),
+    payload = {
+        "data": cfg["data"], "embeddings": cfg["embeddings"], "decoding": cfg["decoding"],
+        "seed": cfg["experiment"]["seed"], "upstream": stages.fingerprints.get("simulate"),
+        # A results folder of another layout must be rewritten even when nothing else changed.
+        "schema": SCHEMA_VERSION,
+    }  # fmt: skip
+    stages.run("reproduce", payload, [plan.out / "results.json"], run, step=plan.step("reproduce"))
+
+
+def _library(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
+    def run():
+        from brain2music.reconstruct import build_library
+
+        shutil.rmtree(plan.lib_path, ignore_errors=True)
+        metadata = plan.music_dir / "metadata.csv"
+        build_library(
+            plan.music_dir, plan.lib_path, encoder=plan.lib_encoder,
+            metadata=metadata if metadata.is_file() else None, progress=verbose,
+        )  # fmt: skip
+
+    payload = {"library": plan.cfg["library"], "encoder": plan.lib_encoder, "music": str(plan.music_dir),
+               "upstream": stages.fingerprints.get("simulate")}  # fmt: skip
+    stages.run("library", payload, [plan.lib_path], run, step=plan.step("library"))
+
+
+def _reconstruct(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
+    recon_cfg, recon_out = plan.cfg["reconstruction"], plan.out / "reconstruction"
+
+    def run():
+        from brain2music.study.reconstruct import reconstruct
+
+        options = {"preset": recon_cfg["preset"]} if recon_cfg["generator"] == "offline" else None
+        reconstruct(
+            plan.out, plan.lib_path, recon_out, generator=recon_cfg["generator"], generator_options=options,
+            subjects=recon_cfg["subjects"], n_clips=recon_cfg["n_clips"], k=recon_cfg["top_k"],
+            random_state=plan.cfg["experiment"]["seed"], progress=verbose,
+        )  # fmt: skip
+
+    payload = {
+        "reconstruction": recon_cfg,
+        "up": [stages.fingerprints.get(s) for s in ("reproduce", "library")],
     }
-    stages.run("reproduce", data_payload, [out / "results.json"], do_reproduce, step=step("reproduce"))
+    stages.run(
+        "reconstruct", payload, [recon_out / "reconstruction.json"], run, step=plan.step("reconstruct")
+    )
 
-    if "library" in enabled:
 
-        def do_library():
-            from brain2music.reconstruct import build_library
+def _report(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
+    def run():
+        from brain2music.report import build_report
 
-            shutil.rmtree(lib_path, ignore_errors=True)
-            metadata = music_dir / "metadata.csv"
-            build_library(
-                music_dir,
-                lib_path,
-                encoder=lib_encoder,
-                metadata=metadata if metadata.is_file() else None,
-                progress=verbose,
-            )
+        build_report(
+            plan.out, recon_dir=plan.out / "reconstruction" if "reconstruct" in plan.enabled else None,
+            max_clips=plan.cfg["report"]["max_clips"], config=plan.config.to_dict(),
+            title=plan.cfg["experiment"]["name"],
+        )  # fmt: skip
 
-        stages.run(
-            "library",
-            {
-                "library": cfg["library"],
-                "encoder": lib_encoder,
-                "music": str(music_dir),
-                "upstream": stages.fingerprints.get("simulate"),
-            },
-            [lib_path],
-            do_library,
-            step=step("library"),
-        )
-    if "reconstruct" in enabled:
-        recon_out = out / "reconstruction"
-
-        def do_reconstruct():
-            from brain2music.reconstruct.pipeline import reconstruct
-
-            options = {"preset": recon_cfg["preset"]} if recon_cfg["generator"] == "offline" else None
-            reconstruct(
-                out,
-                lib_path,
-                recon_out,
-                generator=recon_cfg["generator"],
-                generator_options=options,
-                subjects=recon_cfg["subjects"],
-                n_clips=recon_cfg["n_clips"],
-                k=recon_cfg["top_k"],
-                random_state=cfg["experiment"]["seed"],
-                progress=verbose,
-            )
-
-        stages.run(
-            "reconstruct",
-            {
-                "reconstruction": recon_cfg,
-                "up": [stages.fingerprints.get(s) for s in ("reproduce", "library")],
-            },
-            [recon_out / "reconstruction.json"],
-            do_reconstruct,
-            step=step("reconstruct"),
-        )
-    if "report" in enabled:
-
-        def do_report():
-            from brain2music.report import build_report
-
-            build_report(
-                out,
-                recon_dir=out / "reconstruction" if "reconstruct" in enabled else None,
-                max_clips=cfg["report"]["max_clips"],
-                config=config.to_dict(),
-                title=cfg["experiment"]["name"],
-            )
-
-        stages.run(
-            "report",
-            {"report": cfg["report"], "up": dict(stages.fingerprints)},
-            [out / "report.html"],
-            do_report,
-            step=step("report"),
-        )
-    summary = {
-        "out": str(out),
-        "report": str(out / "report.html") if "report" in enabled else None,
-        "results": str(out / "results.json"),
-        "timings_s": stages.timings,
-        "stages": enabled,
-    }
-    write_json(out / "experiment.json", {"config": config.to_dict(), "version": __version__, **summary})
-    return summary
+    payload = {"report": plan.cfg["report"], "up": dict(stages.fingerprints)}
+    stages.run("report", payload, [plan.out / "report.html"], run, step=plan.step("report"))
 
 
 DEMO_OUT = "brain2music-demo"

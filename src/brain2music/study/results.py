@@ -38,6 +38,7 @@ __all__ = [
     "EncodingResult",
     "EnsembleParcels",
     "GenreScore",
+    "HeldOutGenreScore",
     "MethodResult",
     "PairedTest",
     "Predictions",
@@ -159,6 +160,11 @@ class GenreScore(_Record):
 
 
 @dataclass
+class HeldOutGenreScore(GenreScore):
+    """Leave-one-genre-out: mean id acc of a genre's test clips by the method refitted without that genre."""
+
+
+@dataclass
 class ChanceResult(_Record):
     """The ``ridge`` test predictions with shuffled clip labels (mean over permutations)."""
 
@@ -270,7 +276,7 @@ _LISTS = {
     "split_half": SplitHalfResult,
     "summary": SummaryRow,
     "per_genre": GenreScore,
-    "leave_one_genre_out": GenreScore,
+    "leave_one_genre_out": HeldOutGenreScore,
     "paired_tests": PairedTest,
     "ensemble_parcels": EnsembleParcels,
     "encoding": EncodingResult,
@@ -290,7 +296,7 @@ class StudyResults(_Record):
     split_half: list[SplitHalfResult] = field(default_factory=list)
     summary: list[SummaryRow] = field(default_factory=list)
     per_genre: list[GenreScore] = field(default_factory=list)
-    leave_one_genre_out: list[GenreScore] = field(default_factory=list)
+    leave_one_genre_out: list[HeldOutGenreScore] = field(default_factory=list)
     paired_tests: list[PairedTest] = field(default_factory=list)
     ensemble_parcels: list[EnsembleParcels] = field(default_factory=list)
     encoding: list[EncodingResult] = field(default_factory=list)
@@ -308,9 +314,7 @@ class StudyResults(_Record):
     def add(self, *records: _Record) -> None:
         """Append records to the list of their type (e.g. an :class:`EnsembleParcels` of a method)."""
         for record in records:
-            name = next(
-                (n for n, cls in _LISTS.items() if type(record) is cls and n != "leave_one_genre_out"), None
-            )
+            name = next((n for n, cls in _LISTS.items() if type(record) is cls), None)
             if name is None:
                 raise TypeError(f"StudyResults holds no list of {type(record).__name__}")
             getattr(self, name).append(record)

@@ -23,7 +23,14 @@ from brain2music.evaluate.genre import leave_one_genre_out as _logo
 from brain2music.evaluate.stats import bootstrap_ci, identification_p_value, spearman_brown
 from brain2music.study.context import SubjectContext, Targets
 from brain2music.study.methods.base import DecoderMethod, FittedMethod, flat
-from brain2music.study.results import ChanceResult, GenreScore, MethodResult, Predictions, SplitHalfResult
+from brain2music.study.results import (
+    ChanceResult,
+    GenreScore,
+    HeldOutGenreScore,
+    MethodResult,
+    Predictions,
+    SplitHalfResult,
+)
 
 __all__ = ["MethodOutcome", "fit_and_score", "leave_one_genre_out", "reference_scores", "score_fitted"]
 
@@ -122,7 +129,9 @@ def reference_scores(
     return chance, split_half
 
 
-def leave_one_genre_out(method: DecoderMethod, ctx: SubjectContext, targets: Targets) -> list[GenreScore]:
+def leave_one_genre_out(
+    method: DecoderMethod, ctx: SubjectContext, targets: Targets
+) -> list[HeldOutGenreScore]:
     """Identification of each genre's test clips by ``method`` refitted without that genre's training clips.
 
     The refit sees nothing of the held-out genre: the context drops its training clips, so the encoding
@@ -141,7 +150,7 @@ def leave_one_genre_out(method: DecoderMethod, ctx: SubjectContext, targets: Tar
 
     scores = _logo(fit_without, train_genres, test_genres, targets.test)
     return [
-        GenreScore(ctx.subject, targets.encoder, method.name, g, acc, targets.space.name)
+        HeldOutGenreScore(ctx.subject, targets.encoder, method.name, g, acc, targets.space.name)
         for g, acc in scores.items()
     ]
 

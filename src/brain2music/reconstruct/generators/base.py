@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from brain2music.errors import ConfigError, DataError
+from brain2music.windows import clip_vectors
 
 __all__ = [
     "BestOfN",
@@ -36,7 +37,7 @@ def target_vector(target_embedding: np.ndarray, *, dim: int | None = None) -> np
     """``(dim,)`` or ``(n_windows, dim)`` → the window-averaged ``(dim,)`` float64 vector, checked."""
     t = np.asarray(target_embedding, dtype=np.float64)
     if t.ndim == 2:
-        t = t.mean(axis=0)
+        t = clip_vectors(t[None])[0]
     if t.ndim != 1 or (dim is not None and t.shape[0] != dim):
         want = f"({dim},) or (n_windows, {dim})" if dim else "(dim,) or (n_windows, dim)"
         raise DataError(f"target_embedding must have shape {want}; got {np.shape(target_embedding)}")
@@ -51,9 +52,7 @@ def cosine_scores(candidates: np.ndarray, target: np.ndarray, *, center=None, sc
     With ``center``/``scale`` (e.g. mean and sd of a reference set) the vectors are standardised first,
     which makes descriptors with a large common offset (acoustic features) comparable.
     """
-    c = np.asarray(candidates, dtype=np.float64)
-    if c.ndim == 3:
-        c = c.mean(axis=1)
+    c = clip_vectors(np.asarray(candidates, dtype=np.float64))
     t = target_vector(target, dim=c.shape[1])
     if center is not None:
         c, t = c - center, t - center

@@ -26,6 +26,7 @@ import numpy as np
 from brain2music._io import save_npz
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError, require
 from brain2music.reconstruct.generators.base import Generator, target_vector
+from brain2music.windows import clip_vectors
 
 __all__ = [
     "DEFAULT_MUSICGEN",
@@ -145,7 +146,7 @@ class ClapAligner:
 def _as_2d(x, name) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 3:
-        x = x.mean(axis=1)
+        x = clip_vectors(x)
     if x.ndim == 1:
         x = x[None]
     if x.ndim != 2:
