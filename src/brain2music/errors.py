@@ -50,3 +50,27 @@ def require(module: str, extra: str, purpose: str):
             f"{purpose} needs the optional dependency {module!r}, which is not installed. "
             f"Install it with: pip install 'brain2music[{extra}]'"
         ) from exc
+
+
+def missing_checkpoint(
+    purpose: str, checkpoint, exc: Exception, *, kind: str | None = None
+) -> DataFileNotFoundError:
+    """The error for a model checkpoint that cannot be loaded offline: where it was looked for, how to get it.
+
+    ``kind`` names the model class (e.g. ``ClapModel``); the caller raises the result ``from exc``.
+    """
+    import os
+
+    local = os.path.isdir(str(checkpoint))
+    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
+    )
+    where = f"the local folder {checkpoint}" if local else f"the Hugging Face cache ({hub})"
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    what = f" ({kind})" if kind else ""
+    return DataFileNotFoundError(
+        f"{purpose}: checkpoint {str(checkpoint)!r}{what} could not be loaded from {where} without network "
+        f"({type(exc).__name__}: {first}). Get it on a machine with network with "
+        f"`huggingface-cli download {checkpoint}` and copy the cache folder here (or set HF_HOME), or pass "
+        "the path of a local folder holding the checkpoint."
+    )

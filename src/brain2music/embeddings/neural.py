@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from brain2music.embeddings.base import Encoder, frame_window_means
-from brain2music.errors import ConfigError, DataError, DataFileNotFoundError, require
+from brain2music.errors import ConfigError, DataError, missing_checkpoint, require
 
 __all__ = ["ClapEncoder", "ClapTextEncoder", "EncodecEncoder", "MertEncoder"]
 
@@ -54,17 +54,7 @@ def load_pretrained(
     try:
         return cls.from_pretrained(str(checkpoint), **kwargs)
     except (OSError, ValueError) as exc:
-        local = os.path.isdir(str(checkpoint))
-        hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-            os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
-        )
-        where = f"the local folder {checkpoint}" if local else f"the Hugging Face cache ({hub})"
-        raise DataFileNotFoundError(
-            f"{purpose}: checkpoint {str(checkpoint)!r} ({class_name}) could not be loaded from {where} "
-            f"without network ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            f"Get it on a machine with network with `huggingface-cli download {checkpoint}` and copy the "
-            f"cache folder here (or set HF_HOME), or pass the path of a local folder holding the checkpoint."
-        ) from exc
+        raise missing_checkpoint(purpose, checkpoint, exc, kind=class_name) from exc
 
 
 def _fingerprint(model) -> str:

@@ -12,14 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _corr_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a * b).sum(axis=0) / den
-    return np.where(den > 0, r, 0.0)
+from brain2music.models.scoring import correlation_per_target
 
 
 def _thin_svd(X: np.ndarray):
@@ -78,7 +71,7 @@ def _ridge_cv_primal(
             Yte = Y[test][:, cols]
             for a, alpha in enumerate(alphas):
                 pred = XteV @ ((s / (s * s + alpha))[:, None] * UtY)
-                scores[a, cols] += _corr_columns(Yte, pred)
+                scores[a, cols] += correlation_per_target(Yte, pred)
     scores /= len(splits)
     best = np.argmax(scores, axis=0)
     U, s, Vt = _thin_svd(X)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from brain2music._io import save_npz
-from brain2music.errors import ConfigError, DataError, DataFileNotFoundError, require
+from brain2music.errors import ConfigError, DataError, DataFileNotFoundError, missing_checkpoint, require
 from brain2music.reconstruct.generators.base import Generator, target_vector
 from brain2music.windows import clip_vectors
 
@@ -54,21 +54,6 @@ DEFAULT_TAGS: tuple[str, ...] = (
 
 def _require_torch(purpose: str):
     return require("torch", "neural", purpose)
-
-
-def _missing_checkpoint(purpose: str, checkpoint: str, exc: Exception) -> DataFileNotFoundError:
-    local = os.path.isdir(str(checkpoint))
-    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
-    )
-    where = f"the local folder {checkpoint}" if local else f"the Hugging Face cache ({hub})"
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return DataFileNotFoundError(
-        f"{purpose}: checkpoint {str(checkpoint)!r} could not be loaded from {where} without network "
-        f"({type(exc).__name__}: {first}). Get it on a machine with network with "
-        f"`huggingface-cli download {checkpoint}` and copy the cache folder here (or set HF_HOME), or pass "
-        f"the path of a local folder holding the checkpoint."
-    )
 
 
 def _device(device: str | None) -> str:
@@ -214,7 +199,7 @@ class MusicLDMGenerator(Generator):
                     self.checkpoint, local_files_only=True
                 )
             except (OSError, ValueError) as exc:
-                raise _missing_checkpoint("the 'musicldm' generator", self.checkpoint, exc) from exc
+                raise missing_checkpoint("the 'musicldm' generator", self.checkpoint, exc) from exc
         self.pipeline.to(_device(self.device))
         self.pipeline.set_progress_bar_config(disable=not self.progress)
         return self.pipeline
