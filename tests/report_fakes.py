@@ -24,8 +24,18 @@ def write_fake_results(
     from brain2music.evaluate import identification_scores, similarity_matrix
     from brain2music.evaluate.space import MetricSpace
     from brain2music.study.results import (
-        EncoderInfo, EncodingResult, EnsembleParcels, GenreScore, MethodResult, PairedTest, Predictions,
-        ResultsFolder, SplitHalfResult, StudyResults, SummaryRow, ChanceResult,
+        ChanceResult,
+        EncoderInfo,
+        EncodingResult,
+        EnsembleParcels,
+        GenreScore,
+        MethodResult,
+        PairedTest,
+        Predictions,
+        ResultsFolder,
+        SplitHalfResult,
+        StudyResults,
+        SummaryRow,
     )  # fmt: skip
 
     rng = np.random.default_rng(seed)

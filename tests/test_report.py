@@ -22,7 +22,7 @@ def report(tmp_path_factory):
 
 def test_report_content(report):
     html = report.read_text()
-    assert "0.700 ± 0.010 [0.690, 0.710]" in html  # the Table-2 cell of ridge, with its CI
+    assert "0.700 ± 0.010 [0.690, 0.710] p=0.001" in html  # the Table-2 cell of ridge, with CI and p
     assert "Chance" in html and "Split-half reproducibility" in html and "Oracle retrieval" not in html
     assert "standardized" in html
     # Standardized-space numbers: no published figures beside them, and a note saying why.

@@ -176,10 +176,10 @@ def test_leave_one_genre_out_never_sees_the_held_out_genre(study, monkeypatch, t
     follow the embedding strongly. An encoding model fitted on all genres then selects those voxels (the
     old behaviour) and the score of that genre changes; fitted without the genre, nothing can change.
     """
+    from brain2music.evaluate.space import MetricSpace
     from brain2music.study.context import SubjectContext, Targets
     from brain2music.study.methods import get_method
     from brain2music.study.scoring import leave_one_genre_out
-    from brain2music.evaluate.space import MetricSpace
 
     # Noisy enough that identification is imperfect, so a changed decoder shows in the scores.
     sub, labels, _ = make_subject(study["embeddings"], study["ids"], n_voxels=120, noise=3.0, seed=5)

@@ -432,14 +432,14 @@ class _Run:
         space = pred.space
         seed = int(self.rng.integers(2**31))
 
-        def ident(x):
+        def ident(x, with_p=False):
             if x is None:
-                return None, None
-            return _id_acc(space.transform(x), space.transform(T), self.n_bootstrap, seed)
+                return None, None, None
+            return _id_acc(space.transform(x), space.transform(T), self.n_bootstrap, seed, with_p)
 
-        retrieval, retrieval_ci = ident(found.windows)
-        generation, generation_ci = ident(generated)
-        oracle, oracle_ci = ident(found.oracle_windows)
+        retrieval, retrieval_ci, retrieval_p = ident(found.windows, True)
+        generation, generation_ci, generation_p = ident(generated, True)
+        oracle, oracle_ci, _ = ident(found.oracle_windows)
         chance = float(np.mean([ident(w)[0] for w in found.chance_windows]))
         agree = {f"{k}_genre_agreement": _agreement(tags.get(t), tags.get("original"))
                  for k, t in (("retrieval", "retrieved"), ("generation", "generated"), ("chance", "chance"),
@@ -448,7 +448,8 @@ class _Run:
             subject=pred.subject, n_clips=int(len(ids)), space=space.name, retrieval_id_acc=retrieval,
             chance_id_acc=chance, oracle_id_acc=oracle, generation_id_acc=generation,
             oracle_generation_id_acc=ident(oracle_generated)[0], retrieval_id_acc_ci=retrieval_ci,
-            generation_id_acc_ci=generation_ci, oracle_id_acc_ci=oracle_ci,
+            generation_id_acc_ci=generation_ci, oracle_id_acc_ci=oracle_ci, retrieval_id_acc_p=retrieval_p,
+            generation_id_acc_p=generation_p,
             tagger_accuracy=_agreement(tags.get("original"), genres),
             retrieval_score_mean=float(found.scores[:, 0].mean()),
             generation_score_mean=None if generated is None else float(np.mean([g["score"] for g in gen_info])),
@@ -456,14 +457,16 @@ class _Run:
         )  # fmt: skip
 
 
-def _id_acc(reconstructed: np.ndarray, target: np.ndarray, n_bootstrap: int, seed: int):
-    """Identification accuracy of reconstructions against the originals, and its bootstrap CI over clips."""
+def _id_acc(reconstructed: np.ndarray, target: np.ndarray, n_bootstrap: int, seed: int, with_p: bool):
+    """``(id acc, bootstrap CI over clips, permutation p vs chance or None)`` of reconstructions vs originals."""
     from brain2music.evaluate import identification_scores, similarity_matrix
-    from brain2music.evaluate.stats import bootstrap_ci
+    from brain2music.evaluate.stats import bootstrap_ci, identification_p_value
 
-    scores = identification_scores(similarity_matrix(reconstructed, target))
+    sim = similarity_matrix(reconstructed, target)
+    scores = identification_scores(sim)
     ci = bootstrap_ci(scores, n_bootstrap=n_bootstrap, random_state=seed)
-    return float(scores.mean()), [float(ci[0]), float(ci[1])]
+    p = identification_p_value(sim, random_state=seed) if with_p else None
+    return float(scores.mean()), [float(ci[0]), float(ci[1])], p
 
 
 def summarise_subjects(per_subject: list[ReconstructionScores]) -> dict[str, SummaryStat]:

@@ -398,7 +398,8 @@ class SummaryStat(_Record):
 @dataclass
 class ReconstructionScores(_Record):
     """One subject's reconstruction metrics. Every ``*_id_acc`` is in the metric space ``space``;
-    ``*_id_acc_ci`` are 95 % bootstrap intervals over the reconstructed clips."""
+    ``*_id_acc_ci`` are 95 % bootstrap intervals over the reconstructed clips, ``*_id_acc_p`` permutation
+    p-values against chance."""
 
     subject: str
     n_clips: int
@@ -411,6 +412,8 @@ class ReconstructionScores(_Record):
     retrieval_id_acc_ci: list[float] | None = None
     generation_id_acc_ci: list[float] | None = None
     oracle_id_acc_ci: list[float] | None = None
+    retrieval_id_acc_p: float | None = None
+    generation_id_acc_p: float | None = None
     retrieval_genre_agreement: float | None = None
     generation_genre_agreement: float | None = None
     chance_genre_agreement: float | None = None
@@ -426,7 +429,12 @@ class ReconstructionScores(_Record):
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name != "n_clips" and isinstance(v, (int, float)) and not isinstance(v, bool):
+            if (
+                f.name != "n_clips"
+                and not f.name.endswith("_p")
+                and isinstance(v, (int, float))
+                and not isinstance(v, bool)
+            ):
                 out[f.name] = float(v)
         return out
 

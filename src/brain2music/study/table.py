@@ -2,7 +2,8 @@
 
 Rows are the embeddings, then ``Chance`` and ``Split-half`` (the ``ridge`` decoder's split-half
 reproducibility; with several embeddings ``Chance (<enc>)`` …); columns are the metric space and the
-methods. A cell is ``mean ± sd [95 % CI]`` over subjects (sd: ``ddof=1``; CI: bootstrap over subjects).
+methods. A cell is ``mean ± sd [95 % CI] p=...`` over subjects (sd: ``ddof=1``; CI: bootstrap over
+subjects; p: permutation test against chance, every subject's clip labels shuffled).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from brain2music.evaluate.stats import bootstrap_ci, subject_sd
 __all__ = ["format_table", "table_csv", "cell"]
 
 
-def cell(mean, sd=None, ci=None) -> str:
-    """``"0.874 ± 0.012 [0.860, 0.889]"``; ``n/a`` for a missing mean."""
+def cell(mean, sd=None, ci=None, p=None) -> str:
+    """``"0.874 ± 0.012 [0.860, 0.889] p=0.001"``; ``n/a`` for a missing mean."""
     if mean is None or not np.isfinite(mean):
         return "n/a"
     text = f"{mean:.3f} ± {sd:.3f}" if sd is not None else f"{mean:.3f} ± n/a"
     if ci is not None:
         text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    if p is not None:
+        text += f" p={p:.2g}"
     return text
 
 
@@ -46,7 +49,7 @@ def _rows(results, key: str = "id_acc", split: str = "test") -> tuple[list[str],
             if s is None:
                 cells.append("n/a")
             elif key == "id_acc":
-                cells.append(cell(s.id_acc_mean, s.id_acc_sd, s.id_acc_ci))
+                cells.append(cell(s.id_acc_mean, s.id_acc_sd, s.id_acc_ci, s.id_acc_p))
             else:
                 cells.append(cell(s.r_mean, s.r_sd))
         lines.append([enc, results.space(enc), *cells])
@@ -77,7 +80,8 @@ def format_table(results) -> str:
     for key, title in (("id_acc", "identification accuracy"), ("pearson_r", "Pearson r")):
         header, lines = _rows(results, key)
         widths = [max(len(str(row[i])) for row in [header] + lines) for i in range(len(header))]
-        out.append(f"Test {title} (mean ± sd [95 % CI] over {n} subject{'s' if n != 1 else ''})")
+        what = "mean ± sd [95 % CI] p vs chance" if key == "id_acc" else "mean ± sd"
+        out.append(f"Test {title} ({what} over {n} subject{'s' if n != 1 else ''})")
         out.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
         out.append("  ".join("-" * w for w in widths))
         out.extend("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in lines)
