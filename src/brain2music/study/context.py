@@ -180,8 +180,12 @@ class SubjectContext:
         key = ("windowed", float(window))
         if key not in self.cache:
             train, test = self.data.windowed(window)
-            self.cache[key] = (train[self.train_keep], test)
+            self.cache[key] = (self._train_rows(train), test)
         return self.cache[key]
+
+    def _train_rows(self, a: np.ndarray) -> np.ndarray:
+        """The rows of this context's training clips (no copy when it keeps them all)."""
+        return a if self.train_keep.all() else a[self.train_keep]
 
     def test_repeats(self, window: float) -> np.ndarray:
         """Every test presentation averaged over the windows ``(n_test, n_repeats, r, n_voxels)``."""
@@ -191,6 +195,11 @@ class SubjectContext:
         if key not in self.cache:
             self.cache[key] = window_average(self.data.test, window, tr=self.data.tr)
         return self.cache[key]
+
+    def forget(self, window: float) -> None:
+        """Free the responses averaged over ``window`` (the next embeddings use other windows)."""
+        for kind in ("windowed", "test_repeats"):
+            self.cache.pop((kind, float(window)), None)
 
     # -- shared fits ----------------------------------------------------------------------------------------
     def encoding(self, targets: Targets):
@@ -207,7 +216,7 @@ class SubjectContext:
                 targets.window, delays=s.delays, base_delay=self.data.delay, tr=self.data.tr,
                 alphas=s.alphas, cv=s.cv,
             )  # fmt: skip
-            self.cache[key] = model.fit(targets.train, self.data.train[self.train_keep], self.train_runs)
+            self.cache[key] = model.fit(targets.train, self._train_rows(self.data.train), self.train_runs)
         return self.cache[key]
 
     def selected_voxels(self, targets: Targets) -> np.ndarray:

@@ -221,11 +221,13 @@ def study_subject(
     """
     ctx = _context(settings, subject)
     outcome = SubjectOutcome(subject)
-    for enc in settings.encoders:
+    for k, enc in enumerate(settings.encoders):
         targets = _targets(ctx, embeddings[enc], settings.metric_spaces[enc])
         _study_embedding(folder, outcome, ctx, targets, settings)
         for m in (m for m in settings.methods if _is_group(m)):
             outcome.group_states[(m, enc)] = (get_method(m).prepare(ctx, targets), targets)
+        if all(embeddings[e].window != targets.window for e in settings.encoders[k + 1 :]):
+            ctx.forget(targets.window)  # at full size each window's responses are about 1 GB
     return outcome
 
 
