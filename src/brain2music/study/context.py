@@ -196,10 +196,16 @@ class SubjectContext:
             self.cache[key] = window_average(self.data.test, window, tr=self.data.tr)
         return self.cache[key]
 
-    def forget(self, window: float) -> None:
-        """Free the responses averaged over ``window`` (the next embeddings use other windows)."""
-        for kind in ("windowed", "test_repeats"):
-            self.cache.pop((kind, float(window)), None)
+    def forget(self, *, window: float | None = None, encoder: str | None = None) -> None:
+        """Free what is cached for ``window`` (averaged responses) and ``encoder`` (its encoding model).
+
+        At full size each window's responses are about 1 GB and an encoding model's weights up to 0.4 GB.
+        """
+        if window is not None:
+            for kind in ("windowed", "test_repeats"):
+                self.cache.pop((kind, float(window)), None)
+        if encoder is not None:
+            self.cache.pop(("encoding", encoder), None)
 
     # -- shared fits ----------------------------------------------------------------------------------------
     def encoding(self, targets: Targets):

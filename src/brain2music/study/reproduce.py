@@ -226,8 +226,9 @@ def study_subject(
         _study_embedding(folder, outcome, ctx, targets, settings)
         for m in (m for m in settings.methods if _is_group(m)):
             outcome.group_states[(m, enc)] = (get_method(m).prepare(ctx, targets), targets)
-        if all(embeddings[e].window != targets.window for e in settings.encoders[k + 1 :]):
-            ctx.forget(targets.window)  # at full size each window's responses are about 1 GB
+        later = settings.encoders[k + 1 :]
+        ctx.forget(window=None if any(embeddings[e].window == targets.window for e in later) else targets.window,
+                   encoder=enc)  # fmt: skip
     return outcome
 
 
