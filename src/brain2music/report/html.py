@@ -56,7 +56,9 @@ def _table_html(results: StudyResults, split: str = "test") -> str:
         for m in methods:
             r = results.summary_for(enc, m, split)
             cells.append(
-                "<td>–</td>" if r is None else f"<td>{cell(r.id_acc_mean, r.id_acc_sd, r.id_acc_ci)}</td>"
+                "<td>–</td>"
+                if r is None
+                else f"<td>{cell(r.id_acc_mean, r.id_acc_sd, r.id_acc_ci, r.id_acc_p)}</td>"
             )
         for ref in (results.chance, results.split_half):
             vals = [x.id_acc for x in ref if x.encoder == enc and x.id_acc is not None]
