@@ -208,7 +208,7 @@ def test_mert_like_layer_average():
 
 
 def test_mert_needs_opt_in_for_remote_code():
-    with pytest.raises(ConfigError, match="trust_remote_code=True.*--trust-remote-code"):
+    with pytest.raises(ConfigError, match="trust_remote_code=True.*--encoder-option trust_remote_code=true"):
         get_encoder("mert")
 
 
