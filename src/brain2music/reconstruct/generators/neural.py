@@ -252,7 +252,9 @@ class MusicLDMGenerator(Generator):
                 raise missing_checkpoint(purpose, self.checkpoint, exc) from exc
             except (AttributeError, TypeError, ImportError) as exc:
                 raise incompatible_checkpoint(purpose, self.checkpoint, exc) from exc
-        self.pipeline.to(device, dtype)
+        self.pipeline.to(device)
+        if self.pipeline.unet.dtype != dtype:  # casting to the same dtype only earns diffusers warnings
+            self.pipeline.to(dtype=dtype)
         self.pipeline.set_progress_bar_config(disable=not self.progress)
         self.device_, self.dtype_ = device, str(dtype).replace("torch.", "")
         self._check_pairing()
@@ -363,7 +365,11 @@ class MusicLDMGenerator(Generator):
             )
         seeds = np.random.default_rng(random_state).integers(2**31 - 1, size=len(conds))
         out = []
-        for start in range(0, len(conds), self.batch_size):
+        from tqdm.auto import tqdm
+
+        starts = range(0, len(conds), self.batch_size)
+        show = self.progress and len(starts) > 1
+        for start in tqdm(starts, desc="musicldm: batches", disable=not show, leave=False):
             part = conds[start : start + self.batch_size]
             gens = [
                 torch.Generator(device="cpu").manual_seed(int(s))
@@ -547,7 +553,11 @@ class MusicGenGenerator(Generator):
         frame_rate = float(model.config.audio_encoder.frame_rate)
         rng = np.random.default_rng(random_state)
         out = []
-        for start in range(0, len(prompts), self.batch_size):
+        from tqdm.auto import tqdm
+
+        starts = range(0, len(prompts), self.batch_size)
+        show = self.progress and len(starts) > 1
+        for start in tqdm(starts, desc="musicgen: batches", disable=not show, leave=False):
             part = prompts[start : start + self.batch_size]
             texts = [p for p in part for _ in range(n_samples)]
             inputs = processor(text=texts, padding=True, return_tensors="pt")
