@@ -191,3 +191,18 @@ def test_cli_check_reports_weightless_and_missing(tmp_path, capsys, monkeypatch)
     out = capsys.readouterr().out
     assert "missing" in out and "huggingface-cli download facebook/encodec_24khz" in out
     assert not (tmp_path / "l").exists()  # a dry run writes nothing
+
+
+def test_musicnn_layer_through_the_shared_options(capsys):
+    """issue 10's encoders take --encoder-option layer=... (validated without loading the weights)."""
+    pytest.importorskip("musicnn")
+    from brain2music.embeddings.registry import encoder_parameters
+
+    assert set(encoder_parameters("musicnn-msd")) == {"layer", "weights", "clip_duration"}
+    out = resolve_encoder_options(["musicnn-msd", "clap"], {"layer": "taggram"}, device="cuda")
+    assert out == {"musicnn-msd": {"layer": "taggram"}, "clap": {"device": "cuda"}}
+    assert main(["embed", "unused", "-e", "musicnn-msd", "--encoder-option", "layer=taggram", "--check"]) == 0
+    printed = capsys.readouterr().out
+    assert "encoder   musicnn-msd  ok" in printed and "MSD_musicnn" in printed
+    assert main(["embed", "unused", "-e", "musicnn-msd", "--encoder-option", "layer=nope", "--check"]) == 1
+    assert "unknown layer 'nope'" in capsys.readouterr().out

@@ -103,7 +103,12 @@ def _run(kind: str, name: str, checkpoint: str | None, build) -> CheckResult:
         return CheckResult(kind, name, checkpoint, _status(exc), str(exc), time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
     if checkpoint is None:
-        return CheckResult(kind, name, None, "no weights", "runs without a checkpoint", seconds)
+        # Weights that ship inside a package (musicnn) show up only in the built object's config.
+        cfg = getattr(obj, "config", None)
+        model = cfg.get("model") if isinstance(cfg, dict) else None
+        if model is None:
+            return CheckResult(kind, name, None, "no weights", "runs without a checkpoint", seconds)
+        return CheckResult(kind, name, str(model), "ok", repr(obj), seconds)
     return CheckResult(kind, name, checkpoint, "ok", repr(obj), seconds, _size(checkpoint))
 
 
