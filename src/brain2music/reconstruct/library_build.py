@@ -167,9 +167,7 @@ def _recordable_options(options: dict | None) -> dict:
     return out
 
 
-def _new_library(
-    path: Path, enc, *, coverage: str, hop: float, options: dict | None = None
-) -> MusicLibrary:
+def _new_library(path: Path, enc, *, coverage: str, hop: float, options: dict | None = None) -> MusicLibrary:
     """Create the library's manifest unless another process just did; return the opened library."""
     manifest = {
         "format": FORMAT_VERSION,
