@@ -79,6 +79,21 @@ def test_causal_preprocessor_matches_direct_loop(integer_data):
     np.testing.assert_allclose(last, reference_causal(data, size=11)[-1], atol=1e-9)
 
 
+@pytest.mark.parametrize("band", [4, 32])
+def test_running_median_band_at_the_default_window(band):
+    """The default 161-volume window over a 400-volume run, with a tiny band (rebuilt very often) or the
+    default one, on tie-heavy data; the trend is the exact trailing median."""
+    rng = np.random.default_rng(2)
+    data = np.rint(1000 + np.cumsum(rng.normal(size=(400, 23)), axis=0) + rng.normal(scale=2, size=(400, 23)))
+    data = data.astype(np.float32)
+    pre = CausalPreprocessor(23, tr=1.5, band=band)
+    for t, x in enumerate(data):
+        pre.update(x)
+        np.testing.assert_array_equal(
+            pre.trend, np.median(data[max(0, t - 160) : t + 1].astype(np.float64), axis=0)
+        )
+
+
 def test_volume_names():
     assert volume_number("vol_0007.nii") == 7
     assert volume_number("001_000003_000012.dcm") == 12
@@ -135,6 +150,12 @@ def test_nifti_volume_completeness(tmp_path):
 
 
 # ------------------------------------------------------------------------------ a small simulated study
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    """Training statistics are cached under $BRAIN2MUSIC_CACHE: never in the user's home in tests."""
+    monkeypatch.setenv("BRAIN2MUSIC_CACHE", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A 1-subject simulated study, its ridge decoder (reproduce) and a library of its stimuli."""
@@ -147,7 +168,7 @@ def study(tmp_path_factory):
     base = tmp_path_factory.mktemp("live")
     with threadpool_limits(1):
         sim = simulate_study(
-            base / "sim", n_subjects=1, n_voxels=300, seed=3, clips_per_genre=3, test_clips_per_genre=1,
+            base / "sim", n_subjects=1, n_voxels=300, seed=3, clips_per_genre=2, test_clips_per_genre=1,
             train_runs=2, test_runs=1, test_repeats=2, n_parcels=8, n_auditory_parcels=2, snr=3.0, progress=False,
         )  # fmt: skip
         reproduce(sim / "bids", stimuli=sim / "stimuli", out=base / "results", methods=["ridge"], logo=False, cv=2,
@@ -251,6 +272,8 @@ def test_watch_mode_files_written_by_the_test(study, tmp_path):
                 time.sleep(0.1)
                 os.replace(folder / f".vol_{i + 1:04d}.nii.part", path)
             else:
+                if i == 9:  # late: nothing for several (watcher) TRs, then the file comes
+                    time.sleep(0.8)
                 _write_nifti_volume(path, run[..., i], affine)
             time.sleep(0.05)
         # volume 12 never comes; 13 arrives; 14 is truncated for good; 15 has the wrong shape
@@ -260,7 +283,10 @@ def test_watch_mode_files_written_by_the_test(study, tmp_path):
         _write_nifti_volume(folder / "vol_0016.nii", run[:-1, :, :, 15], affine)
         _write_nifti_volume(folder / "vol_0017.nii", run[..., 16], affine)
 
-    watcher = FolderWatcher(folder, tr=1.5, settle=1.0, missing_after=0.4, idle_timeout=3.0, n_volumes=17)
+    # The watcher's TR only paces its late/missing decisions: 0.2 s here so the test is quick.
+    watcher = FolderWatcher(
+        folder, tr=0.2, late_after=0.2, settle=1.0, missing_after=0.4, idle_timeout=3.0, n_volumes=17
+    )
     pipeline.issue_listeners.append(lambda issue: events_seen.append(issue["kind"]))
     thread = threading.Thread(target=writer)
     thread.start()
@@ -278,7 +304,8 @@ def test_watch_mode_files_written_by_the_test(study, tmp_path):
     assert by_vol[15]["status"] == "bad"
     assert any("vol_0016.nii" in i["message"] and i["kind"] == "wrong-shape" for i in by_vol[15]["issues"])
     assert by_vol[16]["status"] == "ok"
-    assert {"missing", "truncated", "wrong-shape"} <= set(events_seen)
+    assert {"late", "missing", "truncated", "wrong-shape"} <= set(events_seen)
+    assert by_vol[9]["status"] == "ok" and any(i["kind"] == "late" for i in by_vol[9]["issues"])
     assert all(r["latency_ms"] is not None and r["latency_ms"] < 5000 for r in records)
 
     # Restart: the files already in the folder are caught up (same results), then new ones go live.
@@ -397,7 +424,7 @@ def _chromium():
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_page_updates_and_plays_in_headless_chromium(study):
+def test_page_updates_and_plays_in_headless_chromium(study, tmp_path):
     from brain2music.live import run_live
     from browser import browser_available
 
@@ -408,13 +435,28 @@ def test_page_updates_and_plays_in_headless_chromium(study):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    import nibabel as nib
+
+    img = nib.load(str(study["bold"]))
+    run, affine = np.asarray(img.dataobj, dtype=np.float32), img.affine
+    folder = tmp_path / "export"
+    folder.mkdir()
     stop = threading.Event()
     result = {}
 
+    def writer():  # an export writing one volume per 0.1 s; volume 20's file stays truncated
+        for i in range(90):
+            if stop.is_set():
+                return
+            blob = _nifti_bytes(run[..., i], affine)
+            (folder / f"vol_{i + 1:04d}.nii").write_bytes(blob[:-400] if i == 20 else blob)
+            time.sleep(0.1)
+
     def session():
-        result["summary"] = run_live(study["decoder"], study["library"], replay=study["bold"], speed=10,
+        result["summary"] = run_live(study["decoder"], study["library"], watch=folder, events=study["events"],
                                      port=port, open_browser=False, linger=None, verbose=False, stop=stop)  # fmt: skip
 
+    threading.Thread(target=writer, daemon=True).start()
     thread = threading.Thread(target=session, daemon=True)
     thread.start()
     driver = _chromium()
@@ -449,6 +491,11 @@ def test_page_updates_and_plays_in_headless_chromium(study):
                                             duration: a.duration}))};
         """)
         assert state["rows"] == 5 and "rock" in state["legend"]
+        deadline = time.time() + 20  # the truncated file is reported on the page, named
+        while "vol_0021.nii" not in driver.find_element("id", "issues").text and time.time() < deadline:
+            time.sleep(0.2)
+        assert "vol_0021.nii" in driver.find_element("id", "issues").text
+        assert "decoded top genre = genre playing in" in driver.find_element("id", "match-summary").text
         loaded = [d for d in state["decks"] if d["src"]]
         assert loaded and all(d["src"].startswith("/audio/") for d in loaded)
         deadline = time.time() + 15

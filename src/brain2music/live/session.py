@@ -256,6 +256,7 @@ def run_live(
         decoder, library, results=results, events=events, k=k, tr=tr, prior_volumes=prior_volumes
     )
     source = _source(pipeline, replay, watch, speed=speed, idle_timeout=idle_timeout, poll=0.005)
+    source.stop = stop
     source_name = str(Path(replay if replay is not None else watch).resolve())
     meta = {**pipeline.model.describe(), "source": source_name, "mode": "replay" if replay else "watch",
             "library": str(getattr(pipeline.library, "path", "")) or None,

@@ -91,6 +91,8 @@ class ReplaySource:
         self.start = int(start)
         self.chunk = int(chunk)
         self.n_volumes = int(self._img.shape[3])
+        #: a threading.Event; once set, iteration ends before the next volume
+        self.stop = None
         self.shape = tuple(int(s) for s in self._img.shape[:3])
         self.affine = np.asarray(self._img.affine, dtype=np.float64)
 
@@ -99,15 +101,18 @@ class ReplaySource:
         block, b0 = None, -1
         proxy = self._img.dataobj
         for i in range(self.start, self.n_volumes):
+            if self.stop is not None and self.stop.is_set():
+                return
             if block is None or i >= b0 + block.shape[3]:
                 b0 = i
                 block = np.asarray(proxy[..., i : min(self.n_volumes, i + self.chunk)], dtype=np.float32)
             data = np.ascontiguousarray(block[..., i - b0])
             if self.speed > 0:
                 due = t0 + (i - self.start + 1) * self.tr / self.speed
-                wait = due - time.time()
-                if wait > 0:
-                    time.sleep(wait)
+                while (wait := due - time.time()) > 0:
+                    if self.stop is not None and self.stop.is_set():
+                        return
+                    time.sleep(min(wait, 0.1))
             else:
                 due = time.time()
             yield Arrival(i, RawVolume(data, self.affine, tr=self.tr), f"{self.bold}#{i}", due)
@@ -168,6 +173,8 @@ class FolderWatcher:
         self._first_scan = True
         #: called with each issue dict as soon as it is noticed (the pipeline logs it and shows it)
         self.on_issue = None
+        #: a threading.Event; once set, iteration ends at the next poll
+        self.stop = None
 
     def _report(self, issue: dict) -> dict:
         if self.on_issue is not None:
@@ -250,6 +257,8 @@ class FolderWatcher:
         last_at = time.time()
         late_reported = -1
         while self.n_volumes is None or self._next < self.n_volumes:
+            if self.stop is not None and self.stop.is_set():
+                return
             now = time.time()
             self._scan(now)
             while self._next in self._ready:
