@@ -235,6 +235,7 @@ def load_live_model(
     detrend_window: float = 240.0,
     training_stats: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> LiveModel:
     """Load a decoder file and what live decoding needs from its results folder (module docstring).
 
@@ -246,6 +247,7 @@ def load_live_model(
     detrend_window : seconds of the causal drift window (default 240, as in training)
     training_stats : compute the z-score prior from the training runs (needs the BIDS root)
     cache_dir : where the training statistics are cached
+    progress : a progress bar while the training statistics are computed (once per subject)
     """
     import nibabel as nib
 
@@ -291,7 +293,7 @@ def load_live_model(
     prior_cv, stats_source = None, None
     if training_stats and bolds:
         stats = training_statistics(bolds, voxel_indices, grid.shape, tr=tr, detrend_window=detrend_window,
-                                    cache_dir=cache_dir)  # fmt: skip
+                                    cache_dir=cache_dir, progress=progress)  # fmt: skip
         prior_cv, stats_source = stats["prior_cv"], f"{stats['n_runs']} training runs ({stats['source']})"
     elif training_stats:
         warnings.warn(

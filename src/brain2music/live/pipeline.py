@@ -175,8 +175,34 @@ class LivePipeline:
         sims = model.genre_prototypes @ (q / norm) if norm > 0 else np.zeros(len(model.genres))
         return {g: round(float(s), 5) for g, s in zip(model.genres, sims)}
 
+    def _decode(self, x: np.ndarray, t0: float) -> tuple[dict, dict]:
+        """Preprocess one raw volume, predict, query: ``(record fields, timings in ms)``."""
+        model = self.model
+        z = self.pre.update(x)
+        self._last_raw = x
+        self._z[(self.pre.n_seen - 1) % self.n_w] = z  # ring of the last n_w z-scored volumes
+        n = min(self.pre.n_seen, self.n_w)
+        X = self._z[:n].mean(axis=0)
+        t1 = time.perf_counter()
+        pred = np.asarray(model.decoder.predict(X[None].astype(np.float32)), dtype=np.float64)[0]
+        t2 = time.perf_counter()
+        self._preds[self._n_preds % model.r] = pred
+        self._n_preds += 1
+        query = self._preds[: min(self._n_preds, model.r)].mean(axis=0)
+        genres = self._genre_similarity(query)
+        top = self._retrieve(query)
+        t3 = time.perf_counter()
+        fields = {
+            "prediction": [float(f"{v:.7g}") for v in pred],  # float32 precision
+            "genre_similarity": genres,
+            "top_genre": max(genres, key=genres.get) if genres else None,
+            "top": top,
+        }
+        ms = lambda a, b: round(1e3 * (b - a), 3)  # noqa: E731
+        return fields, {"preprocess": ms(t0, t1), "predict": ms(t1, t2), "search": ms(t2, t3)}
+
     def process(self, arrival: Arrival) -> dict:
-        """Decode one arrival and return its record (keys in ``docs``: README "Live decoding")."""
+        """Decode one arrival and return its record (keys: README, "Live decoding")."""
         t0 = time.perf_counter()
         issues = list(arrival.issues)
         x, status = self._voxels(arrival, issues)
@@ -192,33 +218,13 @@ class LivePipeline:
             "imputed": imputed, "catch_up": bool(arrival.catch_up),
             "scan_time": round(arrival.index * model.tr, 4),
             "music_time": [round(end - model.window, 4), round(end, 4)],
+            "prediction": None, "genre_similarity": {}, "top_genre": None, "top": [],
         }  # fmt: skip
         timings = {"read": round(arrival.read_ms, 3)}
         if x is not None:
-            z = self.pre.update(x)
-            self._last_raw = x
-            self._z[arrival_slot(self.pre.n_seen, self.n_w)] = z
-            n = min(self.pre.n_seen, self.n_w)
-            X = self._z[:n].mean(axis=0) if n < self.n_w else self._z.mean(axis=0)
-            t1 = time.perf_counter()
-            pred = np.asarray(model.decoder.predict(X[None].astype(np.float32)), dtype=np.float64)[0]
-            t2 = time.perf_counter()
-            self._preds[self._n_preds % model.r] = pred
-            self._n_preds += 1
-            query = self._preds[: min(self._n_preds, model.r)].mean(axis=0)
-            genres = self._genre_similarity(query)
-            top = self._retrieve(query)
-            t3 = time.perf_counter()
-            timings.update(preprocess=round(1e3 * (t1 - t0), 3), predict=round(1e3 * (t2 - t1), 3),
-                           search=round(1e3 * (t3 - t2), 3))  # fmt: skip
-            record.update(
-                prediction=[round(float(v), 6) for v in pred],
-                genre_similarity=genres,
-                top_genre=max(genres, key=genres.get) if genres else None,
-                top=top,
-            )
-        else:
-            record.update(prediction=None, genre_similarity={}, top_genre=None, top=[])
+            fields, decode_ms = self._decode(x, t0)
+            record.update(fields)
+            timings.update(decode_ms)
         truth = self._truth(arrival.index)
         record["truth"] = truth
         record["genre_match"] = (
@@ -246,11 +252,6 @@ class LivePipeline:
             source.on_issue = self._notify
         for arrival in source:
             yield self.process(arrival)
-
-
-def arrival_slot(n_seen: int, n_w: int) -> int:
-    """Ring position of the ``n_seen``-th preprocessed volume in a window of ``n_w``."""
-    return (n_seen - 1) % n_w
 
 
 def read_run_events(path: str | Path | None) -> pd.DataFrame | None:

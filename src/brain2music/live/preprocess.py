@@ -291,6 +291,7 @@ def training_statistics(
     tr: float,
     detrend_window: float = 240.0,
     cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> dict:
     """Per-voxel statistics of the decoder's training runs, for the z-score prior.
 
@@ -322,8 +323,12 @@ def training_statistics(
     mask = np.zeros(int(np.prod(grid_shape)), dtype=bool)
     mask[voxel_indices] = True
     mask = mask.reshape(grid_shape)
+    from tqdm.auto import tqdm
+
     cvs, means = [], []
-    for bold in bold_paths:
+    for bold in tqdm(
+        bold_paths, desc="training statistics (cached afterwards)", unit="run", disable=not progress
+    ):
         data = np.nan_to_num(read_masked_run(bold, mask))
         mean = data.mean(axis=0, dtype=np.float64)
         sd = detrend_median(data, tr=tr, window=detrend_window).std(axis=0, dtype=np.float64)

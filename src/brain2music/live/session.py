@@ -51,6 +51,7 @@ def open_live(
     detrend_window: float = 240.0,
     training_stats: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> LivePipeline:
     """Load a decoder (and its results folder), open the library and check they fit together.
 
@@ -63,7 +64,7 @@ def open_live(
     from brain2music.reconstruct import MusicLibrary, open_library
 
     model = load_live_model(decoder, results=results, tr=tr, detrend_window=detrend_window,
-                            training_stats=training_stats, cache_dir=cache_dir)  # fmt: skip
+                            training_stats=training_stats, cache_dir=cache_dir, progress=progress)  # fmt: skip
     lib = library if (library is None or isinstance(library, MusicLibrary)) else open_library(library)
     ev = events if (events is None or isinstance(events, pd.DataFrame)) else read_run_events(events)
     return LivePipeline(model, lib, k=k, events=ev, prior_volumes=prior_volumes)
@@ -276,6 +277,11 @@ def run_live(
 
             webbrowser.open(server.url)
     records: list[dict] = []
+    console = None
+    if verbose:  # issues on stderr as they happen (besides live.log)
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("live: %(message)s"))
+        log.addHandler(console)
     try:
         if output is not None:
             output.write(
@@ -313,6 +319,8 @@ def run_live(
             output.close()
         if server is not None:
             server.stop()
+        if console is not None:
+            log.removeHandler(console)
     summary["url"] = server.url if server is not None else None
     summary["out"] = str(output.path) if output is not None else None
     return summary
