@@ -115,6 +115,8 @@ class LivePipeline:
             self._meta = {
                 c: meta[c].to_numpy() for c in ("item", "title", "artist", "genre", "track_id", "path")
             }
+            # Load the index and run one query now: the first volume must not pay for reading it from disk.
+            library.search(np.ones((1, model.dim), dtype=np.float32), 1, encoder=model.encoder)
 
     # -- one volume
     def _voxels(self, arrival: Arrival, issues: list[dict]) -> tuple[np.ndarray | None, str]:
