@@ -79,7 +79,8 @@ class ReplaySource:
         if not self.bold.is_file():
             raise DataFileNotFoundError(f"BOLD run to replay not found: {self.bold}")
         try:
-            self._img = nib.load(str(self.bold))
+            # keep_file_open: a .nii.gz is then decompressed once, front to back, not again for every chunk
+            self._img = nib.load(str(self.bold), keep_file_open=True)
         except Exception as exc:
             raise DataError(f"{self.bold}: cannot read as a NIfTI image ({exc})") from exc
         if len(self._img.shape) != 4:
