@@ -138,7 +138,8 @@ class FolderWatcher:
     poll : seconds between scans of the folder
     settle : seconds a short or unreadable file must stay unchanged before it is declared bad
     late_after, missing_after : seconds (default ``tr / 2`` and ``tr``)
-    idle_timeout : stop after this many seconds without any new volume (None: run until the consumer stops)
+    idle_timeout : stop after this many seconds without a new volume, counted from the first one (the
+        watcher waits for the first volume as long as it takes; None: run until the consumer stops)
     first_number : the number of the first volume's file (default: inferred, see the module docstring)
     n_volumes : stop after this many volume slots (None: no limit)
     """
@@ -184,13 +185,14 @@ class FolderWatcher:
 
     # -- one scan of the folder
     def _scan(self, now: float) -> None:
-        try:
-            entries = [e for e in os.scandir(self.folder) if is_volume_file(e.name) and e.is_file()]
+        try:  # names already consumed are dropped first: a scan stays cheap with hundreds of files
+            with os.scandir(self.folder) as it:
+                entries = [
+                    e for e in it if e.name not in self._done and is_volume_file(e.name) and e.is_file()
+                ]
         except FileNotFoundError:
             entries = []
         for entry in sorted(entries, key=lambda e: e.name):
-            if entry.name in self._done:
-                continue
             try:
                 st = entry.stat()
             except FileNotFoundError:  # renamed away between listing and stat
@@ -282,6 +284,10 @@ class FolderWatcher:
                               catch_up=self._ready[nxt].catch_up)  # fmt: skip
                 self._issues = []
                 self._next += 1
+                continue
+            # Before the first volume the scan may simply not have started: neither late nor idle then.
+            if self._next == 0 and not self._ready:
+                time.sleep(self.poll)
                 continue
             if late_reported < self._next and now - last_at > self.tr + self.late_after and not self._ready:
                 late_reported = self._next
