@@ -172,6 +172,10 @@ def _report(records, done, index, fmt, args) -> None:
     print(
         f"latency as recorded (file ctime -> result): p50 {_pct(own, 50):.1f} ms, p99 {_pct(own, 99):.1f} ms"
     )
+    worst = np.argsort(lat)[::-1][:5]
+    print("slowest volumes: " + "; ".join(
+        f"{ok[i]['volume']}: {lat[i]:.0f} ms (" + ", ".join(f"{k} {v:.0f}" for k, v in ok[i]["timings_ms"].items()) + ")"
+        for i in worst))  # fmt: skip
     sel = steady if steady.any() else np.ones_like(steady)
     for stage in ("read", "preprocess", "predict", "search"):
         v = np.array([r["timings_ms"].get(stage, np.nan) for r in ok])[sel]
