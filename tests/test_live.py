@@ -258,6 +258,8 @@ def test_watch_mode_files_written_by_the_test(study, tmp_path):
     events_seen: list[str] = []
 
     def writer():
+        # Files already there at the watcher's first scan are caught up (no latency): start after it.
+        assert watcher.scanned.wait(10)
         for i in range(n_ok):
             path = folder / f"vol_{i + 1:04d}.nii"
             if i == 4:  # half-written: the first half now, the rest after the watcher has seen it

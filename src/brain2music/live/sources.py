@@ -26,6 +26,7 @@ run continues where the folder is.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -189,6 +190,8 @@ class FolderWatcher:
         self.on_issue = None
         #: a threading.Event; once set, iteration ends at the next poll
         self.stop = None
+        #: set once the first scan is done: files there by then are caught up, later ones are live
+        self.scanned = threading.Event()
         _import_readers()
 
     def _report(self, issue: dict) -> dict:
@@ -221,6 +224,7 @@ class FolderWatcher:
                 continue  # failed at this size already; wait for a change or for the settle time
             self._try_read(entry.name, state, now)
         self._first_scan = False
+        self.scanned.set()
 
     def _pending(self, index: int) -> bool:
         """Is a file of volume ``index`` in the folder but not complete yet (it is waited for, not missing)?"""
