@@ -17,8 +17,8 @@ from brain2music.stimuli import STIMULUS_DURATION, apply_fades, rms_normalize
 __all__ = ["clip_embedding", "encoder_config", "encoder_name", "prepare_clip", "resolve_encoder"]
 
 
-def resolve_encoder(encoder: Any):
-    """Return an encoder object for a registry name or an encoder object (returned unchanged)."""
+def resolve_encoder(encoder: Any, **options):
+    """Return an encoder object for a registry name (built with ``options``) or an encoder object (unchanged)."""
     if isinstance(encoder, str):
         try:
             from brain2music.embeddings.registry import get_encoder
@@ -26,7 +26,11 @@ def resolve_encoder(encoder: Any):
             raise ConfigError(
                 f"cannot resolve encoder {encoder!r}: brain2music.embeddings is not available ({exc})"
             ) from exc
-        return get_encoder(encoder)
+        return get_encoder(encoder, **options)
+    if options:
+        raise ConfigError(
+            f"got an encoder object and options {sorted(options)}; pass options to its constructor"
+        )
     missing = [a for a in ("sr", "dim", "embed") if not hasattr(encoder, a)]
     if missing:
         raise ConfigError(

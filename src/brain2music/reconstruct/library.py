@@ -223,6 +223,27 @@ class MusicLibrary:
         return int(self._manifest["n_windows"])
 
     @property
+    def encoder_options(self) -> dict:
+        """The options the library's encoder was built with (``model``, ``layer``, ...; not the device)."""
+        return dict(self._manifest["encoder"].get("options", {}))
+
+    def make_encoder(self, **overrides):
+        """The library's encoder, built from the registry with the recorded options updated by ``overrides``.
+
+        ``overrides`` typically place it (``device=``, ``dtype=``: ignored by an encoder without weights) or
+        point at another copy of the same checkpoint (``model=``); any other option the encoder does not
+        take is an error. :meth:`check_encoder_config` still guards against a different encoder.
+        """
+        from brain2music.embeddings.registry import PLACEMENT_OPTIONS, resolve_encoder_options
+
+        options = {**self.encoder_options, **overrides}
+        placement = {k: options.pop(k) for k in PLACEMENT_OPTIONS if k in options}
+        kwargs = resolve_encoder_options(
+            [self.encoder_name], options, source=f"encoder options for library {self.path}", **placement
+        )
+        return resolve_encoder(self.encoder_name, **kwargs[self.encoder_name])
+
+    @property
     def coverage(self) -> str:
         return str(self._manifest.get("coverage", "first15"))
 
@@ -541,7 +562,7 @@ class MusicLibrary:
     def _query_encoder(self, encoder: Any = None):
         if encoder is None:
             if self._encoder is None:  # neural encoders load weights: once per opened library
-                self._encoder = resolve_encoder(self.encoder_name)
+                self._encoder = self.make_encoder()
             return self._encoder
         enc = resolve_encoder(encoder)
         self.check_encoder(encoder_name(enc))
@@ -670,8 +691,11 @@ def search_library(
     k: int = 5,
     encoder: Any = None,
     exact: bool | None = None,
+    encoder_options: dict | None = None,
 ) -> pd.DataFrame:
     """Top-``k`` library tracks for query audio files or query clip embeddings.
+
+    ``encoder_options`` update the options the library recorded for its encoder (e.g. ``device``).
 
     ``audio`` files (any length from one window up) are matched window by window with
     :meth:`MusicLibrary.query` (encoder: the library's by default): one row per (query, rank) with
@@ -686,6 +710,10 @@ def search_library(
         paths = [audio] if isinstance(audio, (str, os.PathLike)) else list(audio)
         if isinstance(encoder, str):
             lib.check_encoder(encoder)
+        if encoder is None or encoder == lib.encoder_name:
+            encoder = lib.make_encoder(**(encoder_options or {}))
+        elif encoder_options:
+            encoder = resolve_encoder(encoder, **encoder_options)
         rows = []
         for q, p in enumerate(paths):
             for rank, m in enumerate(lib.query(p, k=k, encoder=encoder, exact=exact)):
