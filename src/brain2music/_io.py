@@ -82,26 +82,40 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
 # Linux NFS they are emulated with POSIX byte-range locks (NLM / NFSv4), which cluster file systems honour.
 
 
-def _holder(path: Path) -> str:
+def lock_holder(path: str | os.PathLike) -> dict:
+    """What the holder of an exclusive :func:`file_lock` wrote into ``path`` (``{}``: none, or a reader)."""
     try:
-        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+        info = json.loads(Path(path).read_text(encoding="utf-8") or "{}")
     except (OSError, ValueError):
-        return "an unknown process"
-    if not info:
-        return "an unknown process"
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _holder(path: Path) -> str:
+    info = lock_holder(path)
+    if not info:  # readers (shared locks) write nothing
+        return "an unknown process, or a reader of it"
     what = f" ({info['purpose']})" if info.get("purpose") else ""
     return f"pid {info.get('pid')} on {info.get('host')}{what}, since {info.get('since')}"
 
 
 @contextlib.contextmanager
 def file_lock(
-    path: str | os.PathLike, *, timeout: float | None = None, poll: float = 0.05, purpose: str = ""
+    path: str | os.PathLike,
+    *,
+    timeout: float | None = None,
+    poll: float = 0.05,
+    purpose: str = "",
+    shared: bool = False,
+    info: dict | None = None,
 ) -> Iterator[Path]:
     """Hold an exclusive lock on ``path`` (created if missing) for the duration of the block.
 
     ``timeout``: seconds to wait (``None``: forever, ``0``: fail at once); on expiry
     :class:`~brain2music.errors.LockTimeout` names the lock file and its holder (pid, host, purpose,
-    since when), which the holder writes into the file.
+    since when), which the holder writes into the file, with ``info`` (extra JSON fields).
+    ``shared=True``: a reader's lock (many readers at once, no writer); readers write nothing into the
+    file, and a read-only folder whose lock file cannot be created is read without a lock.
     """
     import fcntl
     import socket
@@ -111,13 +125,20 @@ def file_lock(
     from brain2music.errors import LockTimeout
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    if shared:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        except OSError:  # read-only folder: nobody can write it through this lock either
+            yield path
+            return
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     deadline = None if timeout is None else time.monotonic() + float(timeout)
     try:
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -126,43 +147,50 @@ def file_lock(
                         + (f" to {purpose}" if purpose else "")
                     ) from None
                 time.sleep(poll * (0.5 + random.random()))
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "purpose": purpose,
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        if not shared:
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "purpose": purpose,
+                "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                **(info or {}),
+            }
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
         try:
             yield path
         finally:
-            os.ftruncate(fd, 0)
+            if not shared:
+                os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
 
 
+WRITER_LOCK = ".writer.lock"
+
+
 @contextlib.contextmanager
-def exclusive_writer(folder: str | os.PathLike, *, purpose: str) -> Iterator[Path]:
+def exclusive_writer(folder: str | os.PathLike, *, purpose: str, info: dict | None = None) -> Iterator[Path]:
     """Refuse a second concurrent writer of ``folder``: a non-blocking lock on ``folder/.writer.lock``.
 
     Raises :class:`~brain2music.errors.ConcurrentWriterError` naming the folder and the process that
-    holds it. ``purpose`` (e.g. ``"brain2music reproduce"``) is shown to the refused writer.
+    holds it. ``purpose`` (e.g. ``"brain2music reproduce"``) is shown to the refused writer; ``info``
+    (extra JSON fields) is written into the lock file beside it.
     """
     from brain2music.errors import ConcurrentWriterError, LockTimeout
 
     folder = Path(folder)
     acquired = False
     try:
-        with file_lock(folder / ".writer.lock", timeout=0, purpose=purpose) as lock:
+        with file_lock(folder / WRITER_LOCK, timeout=0, purpose=purpose, info=info) as lock:
             acquired = True
             yield lock
     except LockTimeout:
         if acquired:  # raised by the caller's block, not by taking this lock
             raise
         raise ConcurrentWriterError(
-            f"{folder}: another process is writing this folder ({_holder(folder / '.writer.lock')}); "
+            f"{folder}: another process is writing this folder ({_holder(folder / WRITER_LOCK)}); "
             f"wait for it to finish or write to another folder ({purpose} refused)"
         ) from None
 

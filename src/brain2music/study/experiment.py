@@ -32,6 +32,7 @@ from brain2music import __version__
 from brain2music._io import to_json, write_json
 from brain2music.config import Config, load_config, parse_config
 from brain2music.errors import ConfigError
+from brain2music.study.results import ResultsFolder
 
 STAGES = ("simulate", "reproduce", "library", "reconstruct", "report")
 
@@ -156,18 +157,22 @@ def run_experiment(config: Config | str | os.PathLike | dict, *, verbose: bool =
             print(msg, file=sys.stderr, flush=True)
 
     stages = _StageRunner(plan.out, log)
-    for name, stage in (("simulate", _simulate), ("reproduce", _reproduce), ("library", _library),
-                        ("reconstruct", _reconstruct), ("report", _report)):  # fmt: skip
-        if name in plan.enabled:
-            stage(plan, stages, verbose)
-    summary = {
-        "out": str(plan.out),
-        "report": str(plan.out / "report.html") if "report" in plan.enabled else None,
-        "results": str(plan.out / "results.json"),
-        "timings_s": stages.timings,
-        "stages": plan.enabled,
-    }
-    write_json(plan.out / "experiment.json", {"config": config.to_dict(), "version": __version__, **summary})
+    # One run of an experiment folder at a time (reproduce, inside, holds it again: re-entrant).
+    with ResultsFolder(plan.out).writing("brain2music run"):
+        for name, stage in (("simulate", _simulate), ("reproduce", _reproduce), ("library", _library),
+                            ("reconstruct", _reconstruct), ("report", _report)):  # fmt: skip
+            if name in plan.enabled:
+                stage(plan, stages, verbose)
+        summary = {
+            "out": str(plan.out),
+            "report": str(plan.out / "report.html") if "report" in plan.enabled else None,
+            "results": str(plan.out / "results.json"),
+            "timings_s": stages.timings,
+            "stages": plan.enabled,
+        }
+        write_json(
+            plan.out / "experiment.json", {"config": config.to_dict(), "version": __version__, **summary}
+        )
     return summary
 
 

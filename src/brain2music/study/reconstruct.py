@@ -51,6 +51,7 @@ from brain2music.study.results import (
     ResultsFolder,
     StudyResults,
     SummaryStat,
+    one_writer,
 )
 from brain2music.windows import clip_vectors
 
@@ -99,6 +100,7 @@ def _fit_tagger(folder: ResultsFolder, study: StudyResults, encoder: str, test_i
 
 
 # ------------------------------------------------------------------------------------------------ main
+@one_writer("brain2music reconstruct", reads="results")
 def reconstruct(
     results: str | os.PathLike,
     library: str | os.PathLike | MusicLibrary,
@@ -126,7 +128,8 @@ def reconstruct(
     ----------
     results : folder written by ``brain2music reproduce``.
     library : music library built with the same encoder as the predictions to use.
-    out : output folder (``reconstruction.json``, ``audio/``).
+    out : output folder (``reconstruction.json``, ``audio/``). One writer at a time, and ``results`` is
+        not rewritten meanwhile: either running elsewhere refuses this run at once.
     generator : registry name (``offline``, ``debug``, ``musicldm``, ``musicgen``) or Generator; ``None``
         skips generation (retrieval only).
     generator_options : keyword arguments for :func:`~brain2music.reconstruct.generators.get_generator`.

@@ -47,6 +47,7 @@ from brain2music.study.results import (
     ResultsFolder,
     StudyResults,
     SummaryRow,
+    one_writer,
 )
 from brain2music.study.scoring import (
     MethodOutcome,
@@ -100,6 +101,7 @@ class StudySettings:
         return d
 
 
+@one_writer("brain2music reproduce")
 def reproduce(
     bids_root: str | os.PathLike,
     *,
@@ -137,7 +139,7 @@ def reproduce(
     bids_root : BIDS root of a ds003720-like dataset (events are always read from here).
     stimuli : GTZAN-layout folder of the stimuli (needed unless every encoder has precomputed ``embeddings``).
     encoders : embedding names (``brain2music.embeddings`` registry), e.g. ``("acoustic", "clap")``.
-    out : results folder (created).
+    out : results folder (created; one writer at a time: a second run into it is refused at once).
     subjects : subset of subjects (default: every ``sub-*`` folder).
     derivatives : folder of the authors' preprocessed arrays (Zenodo) to use instead of raw BOLD.
     source : a :class:`DataSource` (overrides ``derivatives`` and ``delay``; e.g. another loader kind).

@@ -18,9 +18,15 @@ back unchanged, so an older reader never drops a newer writer's fields.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import inspect
 import json
 import os
+import threading
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,8 +34,16 @@ from typing import Any, TypeVar
 import numpy as np
 
 from brain2music import __version__
-from brain2music._io import save_npz, write_json, write_text
-from brain2music.errors import DataError, DataFileNotFoundError
+from brain2music._io import (
+    WRITER_LOCK,
+    exclusive_writer,
+    file_lock,
+    lock_holder,
+    save_npz,
+    write_json,
+    write_text,
+)
+from brain2music.errors import ConcurrentWriterError, DataError, DataFileNotFoundError, LockTimeout
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -51,6 +65,7 @@ __all__ = [
     "StudyResults",
     "SummaryRow",
     "SummaryStat",
+    "one_writer",
 ]
 
 #: Version of the results-folder layout (results.json, predictions, reconstruction.json).
@@ -494,7 +509,10 @@ class ReconstructionResults(_Record):
 class ResultsFolder:
     """The one reader and writer of a results folder (``docs/results_layout.md``).
 
-    Paths are relative to ``root``; every write is atomic.
+    Paths are relative to ``root``; every write is atomic. One writer at a time: a whole run holds the
+    folder with :meth:`writing`, every single write takes the same lock unless this process (or the run
+    that handed this object to a worker process) holds it, and a second writer is refused at once with a
+    :class:`~brain2music.errors.ConcurrentWriterError` naming the first (pid, host, command, since when).
     """
 
     RESULTS = "results.json"
@@ -503,6 +521,73 @@ class ResultsFolder:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._lease: str | None = None  # the run's token: travels with this object to worker processes
+
+    # -- one writer at a time -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writing(self, purpose: str) -> Iterator[ResultsFolder]:
+        """Be the only writer of the folder for the whole block (a ``reproduce`` or ``reconstruct`` run).
+
+        Another process that writes the folder meanwhile (a run or a single file), or reads it with
+        :meth:`reading`, is refused at once; so is another thread that starts a run into it. Re-entrant
+        in the holding thread (``brain2music run`` holds its folder around ``reproduce``); threads and
+        worker processes that received this object (pickled, e.g. by a Dask scheduler) write under the
+        run's lease. The kernel drops the lock when the holder dies: a crash never leaves it stale.
+        """
+        key = _folder_key(self.root)
+        held = _WRITING.get(key)
+        if held is not None:
+            if held[1] != threading.get_ident():
+                raise ConcurrentWriterError(
+                    f"{self.root}: another thread of this process is writing this folder ({purpose} refused)"
+                )
+            self._lease = held[0]
+            yield self
+            return
+        lease = uuid.uuid4().hex
+        with exclusive_writer(self.root, purpose=purpose, info={"lease": lease}):
+            _WRITING[key] = (lease, threading.get_ident())
+            self._lease = lease
+            try:
+                yield self
+            finally:
+                del _WRITING[key]
+                self._lease = None
+
+    @contextlib.contextmanager
+    def reading(self, purpose: str) -> Iterator[ResultsFolder]:
+        """Keep writers out while the block reads the folder (a shared lock; many readers at once).
+
+        Refused at once with :class:`~brain2music.errors.ConcurrentWriterError` while another process
+        writes the folder, so a reader never mixes two runs' files.
+        """
+        with contextlib.ExitStack() as stack:
+            if self.root.is_dir() and _folder_key(self.root) not in _WRITING:
+                try:
+                    stack.enter_context(
+                        file_lock(self.root / WRITER_LOCK, timeout=0, shared=True, purpose=purpose)
+                    )
+                except LockTimeout:
+                    raise ConcurrentWriterError(
+                        f"{self.root}: another process is writing this results folder "
+                        f"({_describe_holder(self.root)}); {purpose} reads it: wait for that run to finish"
+                    ) from None
+            yield self
+
+    @contextlib.contextmanager
+    def _one_write(self, what: str) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            if _folder_key(self.root) not in _WRITING:  # else: this process holds the folder
+                try:
+                    stack.enter_context(exclusive_writer(self.root, purpose=f"write {what}"))
+                except ConcurrentWriterError:
+                    if (
+                        self._lease is None
+                        or lock_holder(self.root / WRITER_LOCK).get("lease") != self._lease
+                    ):
+                        raise
+                    # a worker of the run that holds the folder (it handed this object over)
+            yield
 
     # -- paths ------------------------------------------------------------------------------------------
     def embeddings_rel(self, encoder: str) -> str:
@@ -531,14 +616,16 @@ class ResultsFolder:
 
         results.schema_version = SCHEMA_VERSION
         results.version = __version__
-        write_text(self.root / self.TABLE, table_csv(results))
-        return write_json(self.root / self.RESULTS, results.to_dict())
+        with self._one_write(self.RESULTS):
+            write_text(self.root / self.TABLE, table_csv(results))
+            return write_json(self.root / self.RESULTS, results.to_dict())
 
     # -- embeddings -------------------------------------------------------------------------------------
     def write_embeddings(self, encoder: str, embeddings) -> str:
         """Save an :class:`~brain2music.embeddings.EmbeddingSet` as ``embeddings/<encoder>.npz``."""
         rel = self.embeddings_rel(encoder)
-        embeddings.save(self.root / rel)
+        with self._one_write(rel):
+            embeddings.save(self.root / rel)
         return rel
 
     def read_embeddings(self, results: StudyResults, encoder: str):
@@ -550,6 +637,10 @@ class ResultsFolder:
 
     # -- predictions ------------------------------------------------------------------------------------
     def write_predictions(self, p: Predictions) -> Path:
+        with self._one_write(f"predictions of {p.subject}"):
+            return self._save_predictions(p)
+
+    def _save_predictions(self, p: Predictions) -> Path:
         return save_npz(
             self.predictions_path(p.encoder, p.method, p.subject),
             clip_ids=np.asarray(p.clip_ids).astype(str),
@@ -604,20 +695,22 @@ class ResultsFolder:
     def write_decoder(self, encoder: str, method: str, subject: str, decoder, config: dict) -> Path:
         from brain2music.models import save_decoder
 
-        return save_decoder(decoder, self.decoder_path(encoder, method, subject), config=config)
+        with self._one_write(f"decoder of {subject}"):
+            return save_decoder(decoder, self.decoder_path(encoder, method, subject), config=config)
 
     def write_encoding(self, encoder: str, subject: str, arrays: dict, image=None) -> tuple[str, str | None]:
         """Save an encoding model's arrays (and its NIfTI test-r map, when given); return relative paths."""
         npz_rel, map_rel = self.encoding_rel(encoder, subject)
-        save_npz(self.root / npz_rel, **arrays)
-        if image is None:
-            return npz_rel, None
-        import nibabel as nib
+        with self._one_write(npz_rel):
+            save_npz(self.root / npz_rel, **arrays)
+            if image is None:
+                return npz_rel, None
+            import nibabel as nib
 
-        from brain2music._io import atomic_path
+            from brain2music._io import atomic_path
 
-        with atomic_path(self.root / map_rel) as tmp:
-            nib.save(image, str(tmp))
+            with atomic_path(self.root / map_rel) as tmp:
+                nib.save(image, str(tmp))
         return npz_rel, map_rel
 
     # -- reconstruction.json ----------------------------------------------------------------------------
@@ -632,7 +725,48 @@ class ResultsFolder:
     def write_reconstruction(cls, folder: str | os.PathLike, recon: ReconstructionResults) -> Path:
         recon.schema_version = SCHEMA_VERSION
         recon.version = __version__
-        return write_json(Path(folder) / cls.RECONSTRUCTION, recon.to_dict())
+        with cls(folder)._one_write(cls.RECONSTRUCTION):
+            return write_json(Path(folder) / cls.RECONSTRUCTION, recon.to_dict())
+
+
+# Folders this process writes: resolved root -> (lease token, thread that holds the run).
+_WRITING: dict[str, tuple[str, int]] = {}
+
+
+def _folder_key(root: Path) -> str:
+    return os.path.realpath(root)
+
+
+def _describe_holder(root: Path) -> str:
+    info = lock_holder(root / WRITER_LOCK)
+    if not info:
+        return "an unknown process"
+    return f"pid {info.get('pid')} on {info.get('host')} ({info.get('purpose')}), since {info.get('since')}"
+
+
+def one_writer(purpose: str, *, writes: str = "out", reads: str | None = None):
+    """Decorator: run the whole function as the only writer of its ``writes`` folder argument.
+
+    With ``reads``, also hold that results-folder argument as a reader (:meth:`ResultsFolder.reading`),
+    so no run rewrites it meanwhile. Both are taken before the function starts any work; a second
+    writer gets a :class:`~brain2music.errors.ConcurrentWriterError` at once.
+    """
+
+    def decorate(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            arguments = signature.bind(*args, **kwargs).arguments
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(ResultsFolder(arguments[writes]).writing(purpose))
+                if reads is not None:
+                    stack.enter_context(ResultsFolder(arguments[reads]).reading(purpose))
+                return fn(*args, **kwargs)
+
+        return run
+
+    return decorate
 
 
 _PREDICTION_KEYS = (
