@@ -26,7 +26,7 @@ class EnsembleDecoder(BaseEstimator):
         Number of parcels kept (paper: 6).
     min_voxels : int
         Parcels with fewer voxels are skipped.
-    alphas, cv : as :class:`RidgeDecoder`.
+    alphas, cv, backend : as :class:`RidgeDecoder`.
 
     Attributes
     ----------
@@ -38,12 +38,22 @@ class EnsembleDecoder(BaseEstimator):
     voxels_ : list of ndarray, the columns of X used by each selected decoder
     """
 
-    def __init__(self, labels, *, n_top: int = 6, min_voxels: int = 10, alphas=DEFAULT_ALPHAS, cv: int = 5):
+    def __init__(
+        self,
+        labels,
+        *,
+        n_top: int = 6,
+        min_voxels: int = 10,
+        alphas=DEFAULT_ALPHAS,
+        cv: int = 5,
+        backend: str = "numpy",
+    ):
         self.labels = labels
         self.n_top = n_top
         self.min_voxels = min_voxels
         self.alphas = alphas
         self.cv = cv
+        self.backend = backend
 
     def fit(self, X, Y, groups=None) -> EnsembleDecoder:
         """Fit on ``X (n_samples, n_voxels)`` → ``Y (n_samples, dim)``; ``groups`` = run of each sample."""
@@ -66,7 +76,9 @@ class EnsembleDecoder(BaseEstimator):
         scores, fitted = [], {}
         for pid in ids:
             cols = np.flatnonzero(labels == pid)
-            dec = RidgeDecoder(alphas=self.alphas, cv=self.cv).fit(X[:, cols], Y, groups)
+            dec = RidgeDecoder(alphas=self.alphas, cv=self.cv, backend=self.backend).fit(
+                X[:, cols], Y, groups
+            )
             scores.append(float(np.mean(dec.cv_scores_)))
             fitted[int(pid)] = (dec, cols)
         scores = np.asarray(scores)
