@@ -123,10 +123,10 @@ class DualCV:
     def _factor(self, a: int):
         """``(M, G_tt per fold, c)`` for penalty ``a``: ``M = (K_c + s/n 11^T + alpha I)^{-1}``, ``G = M - c``.
 
-        The constant direction gets the eigenvalue ``s = max(trace/n, 1e3 alpha)``: large against the
-        penalty, so at large penalties the constant part of ``M`` (``c = 1 / (n (s + alpha))``) does not
-        swamp the informative entries in float32, and never worse conditioned than the kernel itself.
-        ``None`` for ``M`` when the matrix is not numerically positive definite.
+        ``s = trace(K_c) / n``: the constant direction (an exact null vector of ``K_c``) gets a typical
+        eigenvalue instead of 0, so small penalties factorise as well as the kernel allows; ``s / n`` added
+        to every entry is small against the entries, so no precision is lost. ``c = 1 / (n (s + alpha))``.
+        ``None`` for ``M`` when the matrix is not numerically positive definite in float32.
         """
         if a in self._factors:
             return self._factors[a]

@@ -245,13 +245,14 @@ class RidgeDecoder(BaseEstimator):
     def _fit_nystroem(self, X, Y, alphas, splits):
         from sklearn.kernel_approximation import Nystroem
 
+        from brain2music.models import _backend as B
+
         self.gamma_ = self._gamma(X.shape[1])
-        self.nystroem_ = Nystroem(
-            kernel="rbf",
-            gamma=self.gamma_,
-            n_components=min(int(self.n_components), X.shape[0]),
-            random_state=0,
-        ).fit(X)
+        n_components = min(int(self.n_components), X.shape[0])
+        with B.lapack_threads(n_components):  # the landmark kernel's SVD (see lapack_thread_count)
+            self.nystroem_ = Nystroem(
+                kernel="rbf", gamma=self.gamma_, n_components=n_components, random_state=0
+            ).fit(X)
         Z = self.nystroem_.transform(X).astype(np.float32)
         self.z_mean_ = Z.mean(axis=0)
         self.z_coef_, best_alphas, cv_scores = ridge_cv_primal(
