@@ -132,15 +132,15 @@ def test_forms_agree_when_both_apply():
     np.testing.assert_allclose(a.predict(X[:20])[:, same], b.predict(X[:20])[:, same], rtol=1e-3, atol=1e-3)
 
 
-def test_centred_kernel_in_chunks_equals_direct():
+@pytest.mark.parametrize("offset", [5.0, 0.01])  # chunked centring / one X @ X.T centred afterwards
+def test_centred_kernel_equals_direct(offset):
     from himalaya.backend import set_backend
 
-    X = np.random.default_rng(0).standard_normal((50, 1000)).astype(np.float32) + 5.0
-    mean = X.mean(0)
-    K = centered_linear_kernel(set_backend("numpy"), X, mean, chunk=128)
+    X = np.random.default_rng(0).standard_normal((50, 1000)).astype(np.float32) + offset
+    K = centered_linear_kernel(set_backend("numpy"), X, X.mean(0), chunk=128)
     Xc = X.astype(np.float64) - X.mean(0)
     np.testing.assert_allclose(K, Xc @ Xc.T, rtol=1e-4, atol=1e-3)
-    np.testing.assert_array_equal(K, K.T)
+    np.testing.assert_allclose(K, K.T, rtol=1e-6, atol=1e-4)
 
 
 def test_subject_kernel_views_equal_direct_kernels():
@@ -284,3 +284,17 @@ def test_permutation_test_equals_the_direct_computation():
     np.testing.assert_allclose(r, r_ref, atol=1e-6)
     np.testing.assert_array_equal(p, (1 + exceed) / 201)
     assert p[:10].max() < 0.01 < np.median(p[10:])
+
+
+@pytest.mark.parametrize(("n_clips", "p", "form"), [(24, 500, "dual"), (48, 200, "primal")])
+def test_threads_over_penalties_or_folds_equal_sequential(n_clips, p, form):
+    """With two BLAS threads the dual's penalties / the primal's folds run concurrently, each on one thread."""
+    resp, Y, runs = _study(n_clips=n_clips, p=p)
+    X, Yf, groups = _flat(resp), _flat(Y), np.repeat(runs, 10)
+    seq = RidgeDecoder(alphas=ALPHAS).fit(X, Yf, groups)
+    with threadpool_limits(2):
+        par = RidgeDecoder(alphas=ALPHAS).fit(X, Yf, groups)
+    assert par.form_ == seq.form_ == form
+    np.testing.assert_array_equal(par.best_alphas_, seq.best_alphas_)
+    np.testing.assert_allclose(par.cv_scores_, seq.cv_scores_, atol=1e-6)
+    np.testing.assert_allclose(par.coef_, seq.coef_, rtol=1e-5, atol=1e-6)

@@ -110,12 +110,13 @@ def take_block(b, K, rows: np.ndarray):
     return K[idx][:, idx]
 
 
-def shifted_copy(b, A, value: float, *, constant: float = 0.0):
-    """A copy of the square ``A`` plus ``constant`` in every entry and ``value`` on the diagonal."""
+def shifted_copy(b, A, value: float, *, constant: float = 0.0, out=None):
+    """A copy of the square ``A`` plus ``constant`` in every entry and ``value`` on the diagonal
+    (numpy: into ``out`` when given, a Fortran-ordered buffer of the same shape)."""
     if b.name == "numpy":
-        out = np.array(A, order="F", copy=True)
-        if constant:
-            out += np.float32(constant)
+        if out is None:
+            out = np.empty(A.shape, dtype=A.dtype, order="F")
+        np.add(A, np.float32(constant), out=out)
         out.flat[:: out.shape[0] + 1] += np.float32(value)
         return out
     out = A + constant
@@ -142,8 +143,7 @@ def lapack_thread_count(n: int) -> int:
     """
     if n < SMALL_LAPACK:
         return 1
-    limits = [lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers]
-    current = max(limits) if limits else 1
+    current = blas_threads()
     cores = os.cpu_count() or 1
     try:
         busy = int(os.getloadavg()[0])  # includes this process when it is running
@@ -160,6 +160,42 @@ def _controller():
     return ThreadpoolController()
 
 
+def blas_threads() -> int:
+    """The BLAS thread limit the process runs under (``OPENBLAS_NUM_THREADS`` etc., else the cores)."""
+    limits = [lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers]
+    return max(limits) if limits else 1
+
+
+def cpu_workers(b) -> int:
+    """Threads a CPU backend may run independent single-threaded tasks on (1 on a GPU backend)."""
+    if b.name == "numpy":
+        return blas_threads()
+    if b.name == "torch":
+        import torch
+
+        return torch.get_num_threads()
+    return 1
+
+
+@contextlib.contextmanager
+def single_thread(b):
+    """Context: the backend's CPU linear algebra on one thread (the caller parallelises over tasks)."""
+    if b.name == "numpy":
+        with _controller().limit(limits=1, user_api="blas"):
+            yield
+    elif b.name == "torch":
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+    else:
+        yield
+
+
 def lapack_threads(n: int):
     """Context limiting BLAS to :func:`lapack_thread_count` threads."""
     return _controller().limit(limits=lapack_thread_count(n), user_api="blas")
@@ -169,7 +205,8 @@ def cholesky_inverse(b, A):
     """Inverse of the symmetric positive definite ``A (n, n)`` from its Cholesky factor, or ``None`` when
     ``A`` is not numerically positive definite in float32. ``A`` may be overwritten.
 
-    The full symmetric inverse is returned (numpy: LAPACK ``potri`` fills one triangle; it is mirrored).
+    numpy: only the lower triangle of the result is valid (LAPACK ``potri``, computed in ``A``'s memory);
+    read diagonal blocks with :func:`sym_block`. torch / cupy: the full symmetric inverse.
     """
     if b.name == "numpy":
         from scipy.linalg import lapack
@@ -179,7 +216,7 @@ def cholesky_inverse(b, A):
         if info != 0:
             return None
         inv, info = potri(c, lower=1, overwrite_c=1)
-        return _symmetrize_lower(inv) if info == 0 else None
+        return inv if info == 0 else None
     if b.name.startswith("torch"):
         import torch
 
@@ -210,6 +247,15 @@ def _symmetrize_lower(M: np.ndarray, block: int = 512) -> np.ndarray:
         low = np.tril(tile)
         tile[...] = low + np.tril(low, -1).T
     return M
+
+
+def sym_block(b, M, start: int, stop: int):
+    """The symmetric diagonal block ``M[start:stop, start:stop]`` (a copy) of a :func:`cholesky_inverse`."""
+    block = M[start:stop, start:stop]
+    if b.name == "numpy":
+        low = np.tril(block)
+        return low + np.tril(low, -1).T
+    return b.copy(block)
 
 
 def cholesky_solve(b, A, B):

@@ -68,10 +68,23 @@ def correlation_columns(b, y, p):
 
 
 def centered_linear_kernel(b, X: np.ndarray, x_mean: np.ndarray, *, chunk: int = 4096):
-    """``(X - x_mean) (X - x_mean)^T`` in float32 on backend ``b``, accumulated over column chunks so no
-    centred copy of X exists (peak extra memory: the kernel and one ``n x chunk`` block)."""
+    """``(X - x_mean) (X - x_mean)^T`` in float32 on backend ``b`` (no centred copy of X is made).
+
+    numpy: when the means are small against the spread (z-scored responses), one ``X @ X.T`` (BLAS syrk)
+    centred afterwards in kernel space, which loses no precision then; otherwise the column chunks are
+    centred one at a time and accumulated with syrk (peak extra memory: the kernel and one chunk).
+    """
     n, p = X.shape
     if b.name == "numpy":
+        rows = np.asarray(X[:: max(1, n // 64)], dtype=np.float64)
+        spread = float(((rows - x_mean) ** 2).sum(axis=1).mean())
+        if float(x_mean.astype(np.float64) @ x_mean) <= 1e-2 * spread:
+            K = np.asarray(X, dtype=np.float32) @ np.asarray(X, dtype=np.float32).T
+            m = (X @ x_mean).astype(np.float32)  # x_i . mean
+            K -= m[:, None]
+            K -= m[None, :]
+            K += np.float32(x_mean.astype(np.float64) @ x_mean)
+            return K
         from scipy.linalg import blas
 
         K = np.zeros((n, n), dtype=np.float32, order="F")
@@ -126,19 +139,18 @@ class DualCV:
         ``s = trace(K_c) / n``: the constant direction (an exact null vector of ``K_c``) gets a typical
         eigenvalue instead of 0, so small penalties factorise as well as the kernel allows; ``s / n`` added
         to every entry is small against the entries, so no precision is lost. ``c = 1 / (n (s + alpha))``.
-        ``None`` for ``M`` when the matrix is not numerically positive definite in float32.
+        ``None`` for ``M`` when the matrix is not numerically positive definite in float32. Only the lower
+        triangle of ``M`` is read (numpy's LAPACK inverse fills only that one).
         """
         if a in self._factors:
             return self._factors[a]
         b, alpha = self.b, float(self.alphas[a])
         shift = self.trace / self.n
-        A = B.shifted_copy(b, self.Kp, alpha, constant=shift / self.n)
-        M = B.cholesky_inverse(b, A)
-        del A
+        M = B.cholesky_inverse(b, B.shifted_copy(b, self.Kp, alpha, constant=shift / self.n))
         c = 1.0 / (self.n * (shift + alpha))
         folds = None
         if M is not None:
-            folds = [M[lo:hi, lo:hi] - c for lo, hi in zip(self.bounds[:-1], self.bounds[1:])]
+            folds = [B.sym_block(b, M, lo, hi) - c for lo, hi in zip(self.bounds[:-1], self.bounds[1:])]
         result = (M, folds, c)
         if self.keep:
             self._factors[a] = result
@@ -155,8 +167,7 @@ class DualCV:
         t = Y.shape[1]
         Yp = Y[self.perm]
         Yp = Yp - Yp.mean(axis=0)
-        with B.lapack_threads(n):  # small problems: one BLAS thread for the whole loop (see lapack_threads)
-            dual, best_idx, scores = self._loop(Yp, t if not n_targets_batch else int(n_targets_batch))
+        dual, best_idx, scores = self._loop(Yp, t if not n_targets_batch else int(n_targets_batch))
         if (best_idx < 0).any():
             raise DataError(
                 "kernel ridge: the kernel plus penalty is not positive definite in float32 at any of the "
@@ -166,31 +177,57 @@ class DualCV:
         inverse[self.perm] = np.arange(n)
         return dual[inverse], self.alphas[best_idx], scores[best_idx, np.arange(t)]
 
-    def _loop(self, Yp: np.ndarray, batch: int):
-        """Penalties outer (one factorisation each), target batches inner; the running best per target."""
+    def _penalty(self, a: int, Yp: np.ndarray, batch: int) -> list:
+        """Everything one penalty contributes: ``[(fold_scores (n_folds, t_b), G Y or None)]`` per target batch."""
         b, n_folds = self.b, len(self.bounds) - 1
+        M, folds, c = self._factor(a)
+        out = []
+        for start in range(0, Yp.shape[1], batch):
+            Yb = B.asarray(b, Yp[:, start : start + batch])
+            if M is None:
+                out.append((np.full((n_folds, Yb.shape[1]), _UNUSABLE), None))
+            else:
+                out.append(self._fold_scores(M, folds, c, Yb))
+        return out
+
+    def _loop(self, Yp: np.ndarray, batch: int):
+        """The penalties (one factorisation each, serving all folds and targets), merged in ascending order.
+
+        CPU backends: penalties run concurrently, one per BLAS (torch: intra-op) thread the process may use,
+        each single-threaded. Independent single-threaded factorisations use the cores without the threaded
+        potrf/potri, whose synchronisation collapses when the machine has more runnable jobs than cores.
+        """
+        b = self.b
         t = Yp.shape[1]
         scores = np.full((len(self.alphas), t), _UNUSABLE)
         best = np.full(t, -np.inf)
         best_idx = np.full(t, -1)
         dual = np.zeros((self.n, t), dtype=np.float32)
-        for a, alpha in enumerate(self.alphas):
-            M, folds, c = self._factor(a)
-            for start in range(0, t, batch):
-                cols = slice(start, min(start + batch, t))
-                Yb = B.asarray(b, Yp[:, cols])
-                if M is None:
-                    fold_scores = np.full((n_folds, Yb.shape[1]), _UNUSABLE)
-                else:
-                    fold_scores, GY = self._fold_scores(M, folds, c, Yb)
-                mean = fold_scores.mean(axis=0)
-                scores[a, cols] = mean
-                better = select_update(mean, alpha, best[cols])
-                if better.any() and M is not None:
-                    idx = np.flatnonzero(better)
-                    dual[:, start + idx] = B.to_numpy(GY[:, B.index(b, idx)])
-                    best_idx[start + idx] = a
-            del M, folds
+        workers = min(B.cpu_workers(b), len(self.alphas))
+        with B.single_thread(b):
+            if workers > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                pool = ThreadPoolExecutor(workers)
+                results = pool.map(lambda a: self._penalty(a, Yp, batch), range(len(self.alphas)))
+            else:
+                pool = None
+                results = (self._penalty(a, Yp, batch) for a in range(len(self.alphas)))
+            try:
+                for a, per_batch in enumerate(results):
+                    for k, (fold_scores, GY) in enumerate(per_batch):
+                        start = k * batch
+                        cols = slice(start, start + fold_scores.shape[1])
+                        mean = fold_scores.mean(axis=0)
+                        scores[a, cols] = mean
+                        better = select_update(mean, float(self.alphas[a]), best[cols])
+                        if better.any() and GY is not None:
+                            idx = np.flatnonzero(better)
+                            dual[:, start + idx] = B.to_numpy(GY[:, B.index(b, idx)])
+                            best_idx[start + idx] = a
+            finally:
+                if pool is not None:
+                    pool.shutdown()
         return dual, best_idx, scores
 
     def _fold_scores(self, M, folds, c, Yb):
@@ -205,9 +242,9 @@ class DualCV:
         total = Yb.sum(0)
         for f, (lo, hi) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
             y = Yb[lo:hi]
-            Y_train = b.copy(Yb)
-            Y_train[lo:hi] = 0.0
-            off = M[lo:hi] @ Y_train - c * (total - y.sum(0))  # G_{t,train} y_train
+            # M[t, train] y_train from the lower triangle only: the rows of t left of the block, and the
+            # columns of t below it (transposed); the diagonal block would multiply the zeroed test rows.
+            off = M[lo:hi, :lo] @ Yb[:lo] + M[hi:, lo:hi].T @ Yb[hi:] - c * (total - y.sum(0))
             GY[lo:hi] = off + folds[f] @ y
             pred = B.cholesky_solve(b, b.copy(folds[f]), off)
             if pred is None:

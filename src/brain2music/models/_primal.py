@@ -24,6 +24,8 @@ on the backend.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from brain2music.models import _backend as B
@@ -33,13 +35,21 @@ from brain2music.models._dual import select_update
 _BLOCK_FLOATS = 2**24
 
 
+#: From this many features on, the folds run concurrently (their eigendecompositions dominate).
+_PARALLEL_FOLDS = 128
+
+
 def ridge_cv_primal(*args, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """See :func:`_ridge_cv_primal`. Runs with one BLAS thread below 2,048 features
-    (:func:`brain2music.models._backend.lapack_threads`): OpenBLAS's threads cost far more than they save
-    on thin matrices, and on a busy machine they made small fits 10-20x slower."""
+    """See :func:`_ridge_cv_primal`. Below 2,048 features BLAS runs on one thread
+    (:func:`brain2music.models._backend.lapack_threads`: OpenBLAS's threads cost far more than they save
+    on thin matrices, and on a busy machine they made small fits 10-20x slower); from 128 features on the
+    folds run concurrently instead, one per BLAS thread the process may use."""
     X = args[0] if args else kwargs["X"]
-    with B.lapack_threads(np.shape(X)[1]):
-        return _ridge_cv_primal(*args, **kwargs)
+    k = np.shape(X)[1]
+    b = B.get_backend(kwargs.get("backend", "numpy"))
+    workers = B.cpu_workers(b) if _PARALLEL_FOLDS <= k < B.SMALL_LAPACK else 1
+    with B.lapack_threads(k) if workers == 1 else B.single_thread(b):
+        return _ridge_cv_primal(*args, workers=workers, **kwargs)
 
 
 class _Fold:
@@ -73,6 +83,7 @@ def _ridge_cv_primal(
     *,
     n_targets_batch: int | None = None,
     backend: str = "numpy",
+    workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-target ridge penalty by grouped CV (Pearson r, folds centred with their training means), then
     the refit on all samples.
@@ -82,6 +93,7 @@ def _ridge_cv_primal(
     X : (n_samples, n_features); Y : (n_samples, n_targets) (any offsets: both are centred here).
     alphas : (n_alphas,) penalties; splits : (train, test) index pairs, train = the samples outside test.
     n_targets_batch : targets handled at once (memory); backend : see :mod:`brain2music.models._backend`.
+    workers : threads over which the folds are spread.
 
     Returns
     -------
@@ -91,14 +103,32 @@ def _ridge_cv_primal(
     b = B.get_backend(backend)
     X = np.asarray(X)
     alphas = np.asarray(alphas, dtype=np.float64)
-    t = np.shape(Y)[1]
     Xc = X.astype(np.float64) - X.mean(axis=0, dtype=np.float64)
     G = Xc.T @ Xc
-    folds = [_Fold(b, Xc, G, np.asarray(test)) for _, test in splits]
-    sigma_all, V_all = np.linalg.eigh(G)
+    pool = None
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(min(workers, len(splits) + 1))
+    mapper = pool.map if pool is not None else map
+    try:
+        return _solve(b, Xc, G, Y, alphas, splits, n_targets_batch, mapper)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _solve(b, Xc, G, Y, alphas, splits, n_targets_batch, mapper):
+    """:func:`_ridge_cv_primal` after centring; ``mapper`` runs the per-fold work (``map`` or a thread pool)."""
+    t = np.shape(Y)[1]
+    # The full Gram's eigendecomposition (for the refit) is one more task beside the folds'.
+    *folds, (sigma_all, V_all) = mapper(
+        lambda test: np.linalg.eigh(G) if test is None else _Fold(b, Xc, G, np.asarray(test)),
+        [test for _, test in splits] + [None],
+    )
     sigma_all = np.clip(sigma_all, 0.0, None)
     batch = t if not n_targets_batch else int(n_targets_batch)
-    coef = np.empty((X.shape[1], t), dtype=np.float32)
+    coef = np.empty((Xc.shape[1], t), dtype=np.float32)
     best_alphas = np.empty(t)
     cv_scores = np.empty(t)
     for start in range(0, t, batch):
@@ -106,10 +136,8 @@ def _ridge_cv_primal(
         Yb = np.asarray(Y[:, cols], dtype=np.float64)
         Yb -= Yb.mean(axis=0)
         XtY = Xc.T @ Yb
-        scores = np.zeros((len(alphas), Yb.shape[1]))
-        for fold in folds:
-            scores += _fold_scores(b, fold, Xc, XtY, Yb, alphas)
-        scores /= len(folds)
+        per_fold = mapper(functools.partial(_fold_scores, b, Xc=Xc, XtY=XtY, Yb=Yb, alphas=alphas), folds)
+        scores = sum(per_fold) / len(folds)  # summed in fold order whatever the threads
         best = np.full(Yb.shape[1], -np.inf)
         idx = np.zeros(Yb.shape[1], dtype=int)
         for a, alpha in enumerate(alphas):
@@ -122,7 +150,7 @@ def _ridge_cv_primal(
 
 
 def _fold_scores(
-    b, fold: _Fold, Xc: np.ndarray, XtY: np.ndarray, Yb: np.ndarray, alphas: np.ndarray
+    b, fold: _Fold, *, Xc: np.ndarray, XtY: np.ndarray, Yb: np.ndarray, alphas: np.ndarray
 ) -> np.ndarray:
     """CV correlation of every target of ``Yb`` at every penalty for one fold → ``(n_alphas, n_targets)``."""
     Xte, Yte = Xc[fold.test], Yb[fold.test]
