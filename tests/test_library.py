@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from brain2music.embeddings.base import Encoder
 from brain2music.errors import DataError, DataFileNotFoundError
-from brain2music.reconstruct import library as libmod
+from brain2music.reconstruct import library_build as buildmod
 from brain2music.reconstruct.index import build_index, search_index
 from brain2music.reconstruct.library import (
     MusicLibrary,
@@ -19,29 +20,23 @@ from brain2music.reconstruct.library import (
     read_fma_tracks,
     search_library,
 )
-from brain2music.windows import embedding_windows
 
 
-class FakeEncoder:
+class FakeEncoder(Encoder):
     """A tiny deterministic encoder: log energy in ``dim`` FFT bands per 5-s window (r = 7)."""
 
     name = "fake"
     sr = 8000
     dim = 16
     window = 5.0
-    n_windows = 7
 
-    def embed(self, audio, sr):
-        from brain2music.stimuli import resample
-
-        audio, sr = resample(np.asarray(audio, dtype=np.float32), sr, self.sr), self.sr
-        out = []
-        for start, end in embedding_windows(self.window):
-            seg = audio[int(start * sr) : int(end * sr)]
-            spec = np.abs(np.fft.rfft(seg)) ** 2
-            bands = np.array_split(spec[1:], self.dim)
-            out.append(np.log1p(np.array([b.sum() for b in bands]) / len(seg)))
-        return np.asarray(out, dtype=np.float32)
+    def _embed_batch(self, audio):
+        out = np.empty((len(audio), self.n_windows, self.dim), dtype=np.float32)
+        for k, (a, b) in enumerate(self.window_samples()):
+            spec = np.abs(np.fft.rfft(audio[:, a:b], axis=1)) ** 2
+            bands = np.array_split(spec[:, 1:], self.dim, axis=1)
+            out[:, k] = np.log1p(np.stack([x.sum(axis=1) for x in bands], axis=1) / (b - a))
+        return out
 
 
 class OtherEncoder(FakeEncoder):
@@ -79,10 +74,12 @@ def test_build_search_roundtrip(tmp_path):
     reopened = MusicLibrary(tmp_path / "lib")
     assert reopened.encoder_name == "fake" and reopened.dim == 16 and reopened.n_windows == 7
     assert np.allclose(np.linalg.norm(reopened.vectors, axis=1), 1.0, atol=1e-5)
-    # Querying with a library track returns that track first with cosine 1.
+    # Querying with a library track returns that track first, at offset 0, with cosine ≈ 1 (the library
+    # clip has the stimuli's fades, the query not).
     table = search_library(tmp_path / "lib", audio=paths[3], k=3, encoder=FakeEncoder())
     assert table.iloc[0]["path"] == str(paths[3].resolve())
-    assert table.iloc[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert table.iloc[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert table.iloc[0]["offset"] == 0.0
     assert list(table["rank"]) == [1, 2, 3]
     # Batch search with per-window embeddings equals search with window averages.
     w = reopened.windows([0, 5])
@@ -131,7 +128,8 @@ def test_crash_mid_build_keeps_committed_batches_and_resumes(tmp_path, monkeypat
     make_music(tmp_path / "music")
     enc = FakeEncoder()
     calls = {"n": 0}
-    real = libmod.clip_embedding
+    real = buildmod.clip_embedding
+    monkeypatch.setattr(buildmod, "EMBED_GROUP", 1)  # one track at a time: through clip_embedding
 
     def flaky(encoder, audio, sr, **kw):
         calls["n"] += 1
@@ -139,7 +137,7 @@ def test_crash_mid_build_keeps_committed_batches_and_resumes(tmp_path, monkeypat
             raise KeyboardInterrupt("simulated crash")
         return real(encoder, audio, sr, **kw)
 
-    monkeypatch.setattr(libmod, "clip_embedding", flaky)
+    monkeypatch.setattr(buildmod, "clip_embedding", flaky)
     with pytest.raises(KeyboardInterrupt):
         build_library(tmp_path / "music", tmp_path / "lib", encoder=enc, batch_size=3, progress=False)
     crashed = MusicLibrary(tmp_path / "lib")
@@ -147,7 +145,7 @@ def test_crash_mid_build_keeps_committed_batches_and_resumes(tmp_path, monkeypat
     assert len(crashed.metadata) == 6 and crashed.vectors.shape == (6, 16)
     # A crash inside a shard write leaves only a temp file that no manifest lists.
     (tmp_path / "lib" / "shards" / "part-000002.parquet").write_bytes(b"half-written")
-    monkeypatch.setattr(libmod, "clip_embedding", real)
+    monkeypatch.setattr(buildmod, "clip_embedding", real)
     lib = build_library(tmp_path / "music", tmp_path / "lib", encoder=enc, batch_size=3, progress=False)
     assert len(lib) == 9 and lib.last_ingest_["n_already_present"] == 6
     assert lib.metadata["path"].is_unique
@@ -216,11 +214,10 @@ def test_index_kinds_agree_with_brute_force():
 
 def test_cli_build_search(tmp_path, monkeypatch, capsys):
     from brain2music import cli
-    from brain2music.reconstruct import encoders
+    from brain2music.embeddings import registry
 
     make_music(tmp_path / "music", FREQS[:4])
-    monkeypatch.setattr(encoders, "resolve_encoder", lambda e: FakeEncoder() if isinstance(e, str) else e)
-    monkeypatch.setattr(libmod, "resolve_encoder", lambda e: FakeEncoder() if isinstance(e, str) else e)
+    monkeypatch.setitem(registry._REGISTRY, "fake", registry._Entry(FakeEncoder, "test encoder", "audio"))
     assert (
         cli.main(
             ["library", "build", str(tmp_path / "music"), "--encoder", "fake", "--out", str(tmp_path / "lib")]
@@ -231,7 +228,7 @@ def test_cli_build_search(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert cli.main(["library", "search", str(tmp_path / "lib"), "--audio", str(q), "-k", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out[0]["path"] == str(q.resolve()) and len(out) == 2
+    assert out[0]["path"] == str(q.resolve()) and len(out) == 2 and out[0]["offset"] == 0.0
     assert (
         cli.main(
             ["library", "build", str(tmp_path / "empty"), "--encoder", "fake", "--out", str(tmp_path / "l2")]
@@ -274,20 +271,21 @@ def test_search_space_auto_zscore_matches_brute_force(tmp_path):
     assert lib.space == "cosine" and lib.search(q, 1)[0].min() > 0.99
 
 
-def test_batched_encoders_give_the_same_library(tmp_path):
+def test_batched_encoders_give_the_same_library(tmp_path, monkeypatch):
     class BatchEncoder(FakeEncoder):
-        calls = 0
+        batches = []
 
-        def embed_many(self, audios, sr):
-            BatchEncoder.calls += 1
-            return np.stack([self.embed(a, sr) for a in audios])
+        def _embed_batch(self, audio):
+            BatchEncoder.batches.append(len(audio))
+            return super()._embed_batch(audio)
 
     make_music(tmp_path / "music")
     (tmp_path / "music" / "zz_broken.flac").write_bytes(b"fLaC but not really")
-    one = build_library(tmp_path / "music", tmp_path / "a", encoder=FakeEncoder(), progress=False)
     many = build_library(tmp_path / "music", tmp_path / "b", encoder=BatchEncoder(), progress=False)
     # groups of 8: [track00..07] batched; [track08, zz_broken]: one readable track, embedded alone
-    assert BatchEncoder.calls == 1
+    assert BatchEncoder.batches == [8, 1]
+    monkeypatch.setattr(buildmod, "EMBED_GROUP", 1)
+    one = build_library(tmp_path / "music", tmp_path / "a", encoder=FakeEncoder(), progress=False)
     assert np.allclose(one.vectors, many.vectors) and len(many.skipped) == 1
 
 
@@ -313,3 +311,34 @@ def test_plain_metadata_csv_with_relative_paths(tmp_path):
             metadata=tmp_path / "bad.csv",
             progress=False,
         )
+
+
+def test_format_1_library_opens_and_gets_a_window_store(tmp_path):
+    paths = make_music(tmp_path / "music", FREQS[:3])
+    build_library(tmp_path / "music", tmp_path / "lib", encoder=FakeEncoder(), progress=False)
+    manifest = tmp_path / "lib" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    for key in ("window_store", "coverage", "hop", "generation"):
+        doc.pop(key)
+    doc["format"] = 1  # as written by brain2music 0.1
+    manifest.write_text(json.dumps(doc))
+    lib = MusicLibrary(tmp_path / "lib")
+    assert lib.coverage == "first15" and lib.hop == 1.5 and len(lib) == 3
+    with pytest.warns(UserWarning, match="window store missing"):
+        hit = lib.query(paths[1], encoder=FakeEncoder())[0]
+    assert hit.path == str(paths[1].resolve()) and MusicLibrary(tmp_path / "lib").manifest["format"] == 2
+
+
+def test_only_old_orphans_are_removed(tmp_path):
+    import os
+
+    make_music(tmp_path / "a", FREQS[:2])
+    make_music(tmp_path / "b", FREQS[2:4])
+    build_library(tmp_path / "a", tmp_path / "lib", encoder=FakeEncoder(), progress=False)
+    shards = tmp_path / "lib" / "shards"
+    young, old = shards / "part-young.parquet", shards / "part-old.parquet"
+    young.write_bytes(b"another writer's shard, not yet committed")
+    old.write_bytes(b"left by a crash a day ago")
+    os.utime(old, (0, 0))
+    add_to_library(tmp_path / "lib", tmp_path / "b", encoder=FakeEncoder(), progress=False)
+    assert young.exists() and not old.exists()

@@ -7,8 +7,15 @@ a run killed halfway leaves only complete entries and the rerun computes the res
 as: the argument, else ``$BRAIN2MUSIC_CACHE/embeddings``, else ``~/.cache/brain2music/embeddings``;
 ``cache_dir=False`` turns caching off. On a cluster, the cache folder must be shared by the workers.
 
+Concurrent writers (several ``embed`` runs, Dask workers, cluster jobs) share one cache safely without a
+lock: an entry's name is the hash of everything that determines its content, so two writers of one
+entry write the same bytes, each to its own temporary file renamed into place (atomic on POSIX); a
+reader sees a complete entry or none. ``tests/test_concurrency.py`` runs three writers with overlapping
+clips and counts one valid entry per clip.
+
 Execution (``scheduler``): ``None`` or ``"none"`` runs in this process; ``"local"`` starts a Dask
-``LocalCluster`` with ``workers`` single-threaded worker processes (default: all cores);
+``LocalCluster`` with ``workers`` single-threaded worker processes (default: all cores), except for an
+encoder placed on a GPU (``device`` other than ``cpu``), which runs in this process and batches there;
 ``"tcp://host:8786"`` (any Dask scheduler address) uses that cluster. Clips go out in chunks of
 ``chunk_size``; the progress bar (stderr) counts clips.
 """
@@ -327,6 +334,10 @@ def embed_clips(
         raise ConfigError(
             f"encoder {encoder.name!r} embeds text; use brain2music.embeddings.embed_captions for captions"
         )
+    if scheduler == "local" and str(getattr(encoder, "device", "cpu")) != "cpu":
+        # One process owns the accelerator and batches on it; local worker processes would each load a
+        # copy of the model onto the same device and compete for it.
+        scheduler = None
     specs = [c if isinstance(c, AudioClip) else AudioClip(Path(c).stem, str(c)) for c in clips]
     if not specs:
         raise DataError("no clips to embed")

@@ -6,35 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from brain2music._checks import check_2d  # noqa: F401  (re-exported: the decoders' import path)
+from brain2music._checks import column_chunks as _column_chunks
 from brain2music.errors import DataError
-
-
-def check_2d(array, name: str, *, dtype=np.float32) -> np.ndarray:
-    """Return ``array`` as a finite 2-D float array or raise :class:`DataError`."""
-    array = np.asarray(array)
-    if array.ndim == 1 and name.lower().startswith("y"):
-        array = array[:, None]
-    if array.ndim != 2:
-        raise DataError(f"{name} must be 2-D (n_samples, n_features); got shape {array.shape}")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise DataError(f"{name} is empty: shape {array.shape}")
-    array = np.asarray(array, dtype=dtype)
-    # Column chunks: a full-size boolean temporary (4,800 x 60,000) would cost 290 MB for a yes/no answer.
-    for cols in _column_chunks(array):
-        block = array[:, cols]
-        if not np.isfinite(block).all():
-            bad = np.flatnonzero(~np.isfinite(array).all(axis=0))
-            raise DataError(
-                f"{name} has NaN or infinite values in columns {bad[:5].tolist()} (of {bad.size})"
-            )
-    return array
-
-
-def _column_chunks(array: np.ndarray, floats: int = 2**23):
-    """Column slices of ``array`` holding about ``floats`` elements each (bounds temporaries)."""
-    n_rows, n_cols = array.shape
-    step = max(1, floats // max(1, n_rows))
-    return [slice(start, start + step) for start in range(0, n_cols, step)]
 
 
 def check_not_constant(array: np.ndarray, name: str, what: str) -> None:

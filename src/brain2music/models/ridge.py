@@ -22,6 +22,7 @@ from brain2music.errors import ConfigError, DataError
 from brain2music.models._checks import check_2d, check_groups, check_not_constant, check_same_samples
 from brain2music.models._dual import DualCV, centered_linear_kernel, double_center
 from brain2music.models._primal import ridge_cv_primal
+from brain2music.models.scoring import correlation_per_target
 
 __all__ = ["DEFAULT_ALPHAS", "RidgeDecoder", "grouped_splits", "correlation_per_target"]
 
@@ -50,18 +51,6 @@ def _rbf(b, A: np.ndarray, C: np.ndarray, gamma: float):
     Ad, Cd = B.asarray(b, A), B.asarray(b, C)
     sq = (Ad * Ad).sum(1)[:, None] + (Cd * Cd).sum(1)[None, :] - 2.0 * (Ad @ Cd.T)
     return b.exp(-gamma * b.clip(sq, 0, None))
-
-
-def correlation_per_target(Y_true: np.ndarray, Y_pred: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each column of ``Y_pred`` with the same column of ``Y_true`` → ``(n_targets,)``."""
-    a = np.asarray(Y_true, dtype=np.float64)
-    b = np.asarray(Y_pred, dtype=np.float64)
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a * b).sum(axis=0) / den
-    return np.where(den > 0, r, 0.0)
 
 
 class RidgeDecoder(BaseEstimator):

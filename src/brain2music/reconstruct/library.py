@@ -1,84 +1,91 @@
-"""A music library on disk: track metadata + embeddings in Parquet shards, and a FAISS cosine index.
+"""A music library on disk: track metadata + embeddings in Parquet shards, FAISS indexes, and queries.
 
 Layout of a library folder::
 
     lib/
-      manifest.json            the only source of truth: encoder name + config, dim, n_windows,
-                               shard list, skipped files, index description, search space,
-                               package version
-      shards/part-000000.parquet  one file per committed batch of tracks
-      index-<id>.faiss         vector index over all committed tracks (see brain2music.reconstruct.index);
-                               a new name per build, the manifest names the current one
+      manifest.json            the only source of truth: format, generation, encoder name + config, dim,
+                               n_windows, coverage, hop, shard list, skipped files, index and window
+                               store descriptions, search spaces, package version
+      manifest.json.lock       taken for a few milliseconds by each commit (compare-and-swap)
+      shards/part-<uuid>.parquet  one file per committed batch of tracks (unique names: concurrent writers)
+      index-<id>.faiss         clip-vector index over all committed tracks (brain2music.reconstruct.index)
+      windex-<id>/             per-window store + optional window index (brain2music.reconstruct.window_store)
 
-Each shard is a Parquet table with one row per track: ``item`` (global row number), ``path``,
-``track_id``, ``title``, ``artist``, ``genre``, ``duration`` (seconds embedded), ``vector``
-(``dim`` float32: the window-average of the track's ``(n_windows, dim)`` embedding, L2-normalised, so
-the inner product of two vectors is their cosine similarity) and ``windows`` (``n_windows * dim``
-float32: the raw per-window embedding, used to score reconstructions the way the decoders are scored).
+Each shard is a Parquet table with one row per track: ``path``, ``track_id``, ``title``, ``artist``,
+``genre``, ``duration`` (seconds of the track embedded), ``vector`` (``dim`` float32: the window-average
+of the track's ``(n_windows, dim)`` clip embedding, L2-normalised, so the inner product of two vectors is
+their cosine similarity), ``windows`` (``n_windows * dim`` float32: the raw per-window clip embedding,
+used to score reconstructions the way the decoders are scored) and, for ``coverage="full"``, ``span``
+(list of ``n_span * dim`` float32: every window of the whole track) with ``span_starts`` (the window
+starts in seconds). A track's item number is its row in the library: the shard's ``start`` in the
+manifest plus its row in the shard.
 
-Search space: by default cosine similarity of the ``vector`` column (the paper's retrieval). For
-descriptors with a large shared offset (``acoustic``), where every raw cosine is ≈ 1, the index is built
-on vectors standardised with the library's per-dimension mean and sd (``space="zscore"``, chosen
-automatically when the mean cosine between tracks exceeds 0.5; recorded in the manifest with its
-statistics and applied to queries too).
+Two kinds of search:
 
-Crash safety: tracks are embedded in batches; each batch is written to a new shard (temp file + rename)
-and only then listed in the manifest, which is itself replaced atomically. A crash loses at most the
-batch in progress, never corrupts what was committed, and rerunning ``build`` or ``add`` resumes (files
-already in the library are skipped). Shards that no manifest lists (left by a crash) are deleted on the
-next write. The index is rebuilt after ingestion; if it is missing or stale when the library is opened,
-it is rebuilt from the shards.
+- **Clip vectors** (:meth:`MusicLibrary.search`): the paper's retrieval for reconstruction. Every track is
+  embedded from its first 15 s, padded with silence if shorter, with the stimuli's 2-s fades and RMS
+  normalisation, so library tracks and stimuli are comparable; a query is a ``(n_windows, dim)`` (or
+  window-averaged) embedding, e.g. a decoder's prediction.
+- **Audio queries** (:meth:`MusicLibrary.query`, ``brain2music library search --audio``): a recording of
+  any length from one window up is embedded window by window (:meth:`Encoder.embed_span
+  <brain2music.embeddings.Encoder.embed_span>`: only the windows it really covers, no padding) and its
+  windows are matched against every track's *search windows* at the best-aligning offset: the ``r``
+  clip windows of its first 15 s (``coverage="first15"``, the default) or every window of the whole
+  track on the ``hop`` grid (``coverage="full"``; no fades, the track RMS-normalised as a whole, like a
+  query). Results are (track, offset in s, score) records.
 
-Each track is embedded from its first 15 s (padded with silence if shorter), with the stimuli's 2-s
-fades and RMS normalisation, so library tracks and stimuli are comparable.
+Search space: by default cosine similarity. For descriptors with a large shared offset (``acoustic``),
+where every raw cosine is ≈ 1, vectors are standardised with the library's per-dimension mean and sd
+first (``space="zscore"``, chosen automatically when the mean cosine between tracks exceeds 0.5;
+recorded in the manifest with its statistics, separately for clip vectors and windows, and applied to
+queries too).
+
+Crash safety and concurrent writers: tracks are embedded in batches; each batch is written to a shard
+with a unique name (temp file + rename) and then listed in the manifest by a compare-and-swap commit
+(:func:`brain2music._io.commit_json`): the manifest is replaced atomically, and only if no other writer
+committed since it was read; otherwise the commit is redone on the fresh manifest (tracks another
+writer added meanwhile are dropped from the batch). So N concurrent ``build``/``add`` runs (a cluster
+job array) leave every track in the library exactly once, a crash loses at most the batch in
+progress, and rerunning resumes (files already in the library are skipped). Unlisted shards and indexes
+older than an hour (left by a crash) are deleted by the next writer. Indexes are rebuilt after
+ingestion and committed only if they cover every committed track (else a later writer's rebuild
+does); a missing or stale index is rebuilt when the library is used.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import uuid
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from brain2music import __version__
-from brain2music._io import atomic_path, write_json
+from brain2music._io import read_json_generation
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
-from brain2music.reconstruct.encoders import (
+from brain2music.reconstruct.clip_embedding import (
     clip_embedding,
     encoder_config,
     encoder_name,
     prepare_clip,
     resolve_encoder,
 )
-from brain2music.reconstruct.index import (
-    INDEX_KINDS,
-    build_index,
-    index_params,
-    l2_normalize,
-    load_index,
-    save_index,
-    search_index,
-)
-from brain2music.stimuli import AUDIO_EXTENSIONS, STIMULUS_DURATION, read_audio
+from brain2music.reconstruct.index import l2_normalize, load_index, search_index
+from brain2music.reconstruct.window_store import WindowStore, match
+from brain2music.stimuli import STIMULUS_DURATION, read_audio, rms_normalize
+from brain2music.windows import TR, clip_vectors, embedding_windows
 
-__all__ = [
-    "MusicLibrary",
-    "add_to_library",
-    "build_library",
-    "find_audio_files",
-    "library_from_embeddings",
-    "open_library",
-    "read_fma_tracks",
-    "search_library",
-]
+if TYPE_CHECKING:
+    from brain2music.embeddings.base import SpanEmbedding
 
-FORMAT_VERSION = 1
+__all__ = ["Match", "MusicLibrary", "open_library", "search_library"]  # + the writers, see the end
+
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # format 1: sequential shard names, no window store (built on first use)
 MANIFEST = "manifest.json"
 INDEX_FILE = "index.faiss"  # legacy name; each build now writes index-<random>.faiss
 #: Similarity spaces: ``cosine`` of the window-averaged vectors (the paper's retrieval), or ``zscore``:
@@ -86,106 +93,71 @@ INDEX_FILE = "index.faiss"  # legacy name; each build now writes index-<random>.
 #: shared offset (e.g. ``acoustic``) where every raw cosine is ≈ 1. ``auto`` picks ``zscore`` when the
 #: mean cosine between library tracks exceeds 0.5.
 SPACES = ("auto", "cosine", "zscore")
+COVERAGES = ("first15", "full")
+SILENCE_PEAK = 10 ** (-80 / 20)  # a query whose loudest sample is below -80 dBFS holds no music
 SHARD_DIR = "shards"
 EMBED_GROUP = 8  # tracks read and embedded together (encoders with embed_many batch them)
 META_COLUMNS = ("item", "path", "track_id", "title", "artist", "genre", "duration")
 
 
-# ----------------------------------------------------------------------------------------------- metadata
-def find_audio_files(music_dir: str | os.PathLike) -> list[Path]:
-    """All audio files (by extension, see ``brain2music.stimuli.AUDIO_EXTENSIONS``) under ``music_dir``, sorted."""
-    music_dir = Path(music_dir)
-    if not music_dir.is_dir():
-        raise DataFileNotFoundError(f"music folder not found: {music_dir}")
-    files = sorted(
-        p
-        for p in music_dir.rglob("*")
-        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() and not p.name.startswith(".")
-    )
-    if not files:
-        raise DataError(
-            f"{music_dir}: no audio files found; expected files ending in {', '.join(AUDIO_EXTENSIONS)}"
-        )
-    return files
-
-
-def read_fma_tracks(path: str | os.PathLike) -> pd.DataFrame:
-    """Read FMA's ``tracks.csv`` (3 header rows) → DataFrame indexed by int track id with title, artist, genre."""
-    path = Path(path)
-    try:
-        raw = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read as FMA tracks.csv ({exc})") from exc
-    wanted = {("track", "title"): "title", ("artist", "name"): "artist", ("track", "genre_top"): "genre"}
-    missing = [f"{a}.{b}" for a, b in wanted if (a, b) not in raw.columns]
-    if missing:
-        raise DataError(
-            f"{path}: not an FMA tracks.csv; expected 3 header rows with columns track.title, "
-            f"artist.name, track.genre_top, missing {', '.join(missing)}"
-        )
-    out = raw[list(wanted)].copy()
-    out.columns = list(wanted.values())
-    out.index = pd.to_numeric(out.index, errors="coerce")
-    out = out[out.index.notna()]
-    out.index = out.index.astype(np.int64)
-    return out.fillna("").astype(str)
-
-
-def _find_fma_metadata(music_dir: Path) -> Path | None:
-    # FMA ships fma_metadata/tracks.csv beside fma_large/; also accept it inside or next to the folder.
-    for cand in (
-        music_dir / "tracks.csv",
-        music_dir / "fma_metadata" / "tracks.csv",
-        music_dir.parent / "tracks.csv",
-        music_dir.parent / "fma_metadata" / "tracks.csv",
-    ):
-        if cand.is_file():
-            return cand
-    return None
-
-
-def _read_metadata_table(path: Path) -> pd.DataFrame:
-    """A plain metadata CSV (columns ``path`` or ``track_id``, and any of title/artist/genre), or FMA's."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        head = [fh.readline() for _ in range(3)]
-    if head[0].startswith(",") and "track" in head[0] and "track_id" in head[2]:
-        tab = read_fma_tracks(path)
-        tab.index = tab.index.astype(str).str.zfill(6)
-        return tab
-    tab = pd.read_csv(path, dtype=str).fillna("")
-    key = "path" if "path" in tab.columns else "track_id" if "track_id" in tab.columns else None
-    if key is None:
-        raise DataError(
-            f"{path}: a metadata table needs a 'path' or 'track_id' column; found {list(tab.columns)}"
-        )
-    return tab.set_index(key)
-
-
-def _describe_file(path: Path, music_dir: Path, meta: pd.DataFrame | None) -> dict:
-    from brain2music.data.events import GENRES
-
-    stem = path.stem
-    info = {"path": str(path.resolve()), "track_id": stem, "title": stem, "artist": "", "genre": ""}
-    prefix = stem.split(".")[0]
-    if prefix in GENRES:  # GTZAN naming: blues.00012.wav
-        info["genre"] = prefix
-    elif path.parent.name in GENRES:
-        info["genre"] = path.parent.name
-    if meta is not None:
-        rel = str(path.relative_to(music_dir)) if path.is_relative_to(music_dir) else str(path)
-        for key in (rel, str(path), stem, stem.lstrip("0") or "0", stem.zfill(6)):
-            if key in meta.index:
-                row = meta.loc[key]
-                if isinstance(row, pd.DataFrame):
-                    row = row.iloc[0]
-                for col in ("title", "artist", "genre"):
-                    if col in row.index and str(row[col]):
-                        info[col] = str(row[col])
-                break
-    return info
-
-
 # ------------------------------------------------------------------------------------------------ library
+_BLAS = None
+
+
+def _one_blas_thread():
+    """A context with single-threaded BLAS: one query's matrices are small, and threaded BLAS on busy cores
+    spins (a 5-s query took 333 ms instead of 92 ms with 2 BLAS threads under load 7; benchmarks/library.md)."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+def clip_space_map(unit_vectors: np.ndarray, info: dict | None) -> np.ndarray:
+    """Map L2-normalised clip vectors ``(n, dim)`` into the space ``info`` describes (``None``: cosine)."""
+    if not info or info["kind"] != "zscore":
+        return unit_vectors
+    mean = np.asarray(info["mean"], dtype=np.float32)
+    scale = np.asarray(info["scale"], dtype=np.float32)
+    out = np.empty_like(unit_vectors, dtype=np.float32)
+    for s in range(0, len(unit_vectors), 100_000):  # in blocks: no second full-size temporary
+        out[s : s + 100_000] = l2_normalize((unit_vectors[s : s + 100_000] - mean) / scale)
+    return out
+
+
+@dataclass(frozen=True)
+class Match:
+    """One result of an audio query: a library track, where in it the query aligns, and how well.
+
+    Attributes
+    ----------
+    item : int
+        Row of the track in :attr:`MusicLibrary.metadata`.
+    path, track_id, title, artist, genre : str
+    offset : float
+        Seconds into the track at which the query begins (best-aligning offset, on the hop grid).
+    score : float
+        Mean cosine of the aligned query and track windows, in the library's window search space.
+    n_windows : int
+        Number of aligned window pairs the score averages.
+    """
+
+    item: int
+    path: str
+    track_id: str
+    title: str
+    artist: str
+    genre: str
+    offset: float
+    score: float
+    n_windows: int
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
 class MusicLibrary:
     """An opened library folder (see the module docstring). Use :func:`open_library` or :func:`build_library`.
 
@@ -196,7 +168,11 @@ class MusicLibrary:
         Registry name of the encoder that embedded every track.
     encoder_config : dict
     dim, n_windows : int
-        Shape of one track's embedding ``(n_windows, dim)``.
+        Shape of one track's clip embedding ``(n_windows, dim)``.
+    coverage : {"first15", "full"}
+        Which windows of a track audio queries match against.
+    hop : float
+        Spacing (s) of the search windows' ends (and of a query's windows).
     metadata : DataFrame
         One row per track: item, path, track_id, title, artist, genre, duration.
     skipped : list of dict
@@ -205,22 +181,29 @@ class MusicLibrary:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self._encoder = None
+        self._load_manifest()
+
+    def _load_manifest(self) -> None:
         manifest = self.path / MANIFEST
         if not manifest.is_file():
             raise DataFileNotFoundError(
                 f"{self.path}: not a music library (no {MANIFEST}); create one with `brain2music library build`"
             )
-        try:
-            self._manifest = json.loads(manifest.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{manifest}: not valid JSON ({exc})") from exc
-        if self._manifest.get("format") != FORMAT_VERSION:
-            raise DataError(
-                f"{manifest}: library format {self._manifest.get('format')!r}, expected {FORMAT_VERSION}"
-            )
+        doc, _ = read_json_generation(manifest)
+        if not isinstance(doc, dict) or doc.get("format") not in READABLE_FORMATS:
+            found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+            raise DataError(f"{manifest}: library format {found!r}, expected one of {READABLE_FORMATS}")
+        self._manifest = doc
         self._vectors = None
         self._metadata = None
         self._index = None
+        self._store = None
+
+    def reload(self) -> MusicLibrary:
+        """Re-read the manifest (another process may have committed tracks or indexes)."""
+        self._load_manifest()
+        return self
 
     # -- description
     @property
@@ -240,6 +223,35 @@ class MusicLibrary:
         return int(self._manifest["n_windows"])
 
     @property
+    def encoder_options(self) -> dict:
+        """The options the library's encoder was built with (``model``, ``layer``, ...; not the device)."""
+        return dict(self._manifest["encoder"].get("options", {}))
+
+    def make_encoder(self, **overrides):
+        """The library's encoder, built from the registry with the recorded options updated by ``overrides``.
+
+        ``overrides`` typically place it (``device=``, ``dtype=``: ignored by an encoder without weights) or
+        point at another copy of the same checkpoint (``model=``); any other option the encoder does not
+        take is an error. :meth:`check_encoder_config` still guards against a different encoder.
+        """
+        from brain2music.embeddings.registry import PLACEMENT_OPTIONS, resolve_encoder_options
+
+        options = {**self.encoder_options, **overrides}
+        placement = {k: options.pop(k) for k in PLACEMENT_OPTIONS if k in options}
+        kwargs = resolve_encoder_options(
+            [self.encoder_name], options, source=f"encoder options for library {self.path}", **placement
+        )
+        return resolve_encoder(self.encoder_name, **kwargs[self.encoder_name])
+
+    @property
+    def coverage(self) -> str:
+        return str(self._manifest.get("coverage", "first15"))
+
+    @property
+    def hop(self) -> float:
+        return float(self._manifest.get("hop") or self.encoder_config.get("tr", TR))
+
+    @property
     def skipped(self) -> list[dict]:
         return list(self._manifest.get("skipped", []))
 
@@ -251,7 +263,10 @@ class MusicLibrary:
         return int(self._manifest["n_items"])
 
     def __repr__(self) -> str:
-        return f"MusicLibrary({str(self.path)!r}, encoder={self.encoder_name!r}, n_items={len(self)})"
+        return (
+            f"MusicLibrary({str(self.path)!r}, encoder={self.encoder_name!r}, n_items={len(self)}, "
+            f"coverage={self.coverage!r})"
+        )
 
     # -- contents
     def _shard_paths(self) -> list[Path]:
@@ -277,23 +292,27 @@ class MusicLibrary:
         if self._metadata is None:
             import pyarrow.parquet as pq
 
-            frames = [pq.read_table(p, columns=list(META_COLUMNS)).to_pandas() for p in self._shard_paths()]
-            self._metadata = (
-                pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(META_COLUMNS))
-            )
+            columns = [c for c in META_COLUMNS if c != "item"]
+            frames = [pq.read_table(p, columns=columns).to_pandas() for p in self._shard_paths()]
+            meta = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+            # Item numbers come from the manifest's shard order, not from the shards: a shard is written
+            # before its commit decides where it goes.
+            meta.insert(0, "item", np.arange(len(meta), dtype=np.int64))
+            self._metadata = meta
         return self._metadata
 
     @property
     def vectors(self) -> np.ndarray:
-        """``(n_items, dim)`` L2-normalised window-averaged embeddings."""
+        """``(n_items, dim)`` L2-normalised window-averaged clip embeddings."""
         if self._vectors is None:
             self._vectors = self._read_column("vector", self.dim)
         return self._vectors
 
     def windows(self, items: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-        """Per-window embeddings ``(n, n_windows, dim)`` of the given item numbers (all when ``None``).
+        """Per-window clip embeddings ``(n, n_windows, dim)`` of the given item numbers (all when ``None``).
 
-        Only the shards holding requested items are read.
+        These are the first-15-s clip windows (the paper's protocol) whatever the coverage. Only the
+        shards holding requested items are read.
         """
         import pyarrow.parquet as pq
 
@@ -318,82 +337,125 @@ class MusicLibrary:
             out[hit] = block[items[hit] - start]
         return out.reshape(-1, self.n_windows, self.dim)
 
+    def clip_window_starts(self) -> np.ndarray:
+        """``(n_windows,)`` start (s) of each clip window within the first 15 s."""
+        window = self.encoder_config.get("window")
+        if window:
+            starts = embedding_windows(float(window), clip_duration=STIMULUS_DURATION, tr=self.hop)[:, 0]
+            if len(starts) == self.n_windows:
+                return starts
+        return np.arange(self.n_windows) * (STIMULUS_DURATION / max(self.n_windows, 1))
+
+    def search_window_blocks(self):
+        """Yield ``(embeddings (n, dim), starts (n,), counts (n_items_in_shard,))`` per shard, in item order.
+
+        The raw search windows of every track: the clip windows (``first15``) or the whole track's
+        windows (``full``).
+        """
+        import pyarrow.parquet as pq
+
+        clip_starts = self.clip_window_starts()
+        for shard in self._manifest["shards"]:
+            path = self.path / shard["file"]
+            if self.coverage == "full":
+                tab = pq.read_table(path, columns=["span", "span_starts"])
+                span = tab.column("span").combine_chunks()
+                starts = tab.column("span_starts").combine_chunks()
+                counts = np.diff(np.asarray(starts.offsets)).astype(np.int64)
+                emb = span.flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dim)
+                yield emb, starts.flatten().to_numpy(zero_copy_only=False), counts
+            else:
+                col = pq.read_table(path, columns=["windows"]).column("windows").combine_chunks()
+                emb = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dim)
+                n = shard["n_items"]
+                yield emb, np.tile(clip_starts, n), np.full(n, self.n_windows, dtype=np.int64)
+
+    def track_windows(self, item: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts (n,) s, embeddings (n, dim) float32)``: one track's raw search windows."""
+        if not 0 <= int(item) < len(self):
+            raise DataError(f"item must lie in [0, {len(self)}), got {item!r}")
+        done = 0
+        for emb, starts, counts in self.search_window_blocks():
+            if item < done + len(counts):
+                a = int(counts[: item - done].sum())
+                b = a + int(counts[item - done])
+                return starts[a:b].astype(np.float32), emb[a:b].astype(np.float32)
+            done += len(counts)
+        raise DataError(f"{self.path}: item {item} not found in the shards")  # pragma: no cover
+
+    # -- indexes
+    def _listed_index(self):
+        info = self._manifest.get("index") or {}
+        path = self.path / info.get("file", INDEX_FILE)
+        if not path.is_file() or info.get("n_items") != len(self):
+            return None
+        try:
+            index = load_index(path)
+        except DataError:
+            return None
+        return index if index.ntotal == len(self) else None
+
+    def _listed_store(self):
+        info = self._manifest.get("window_store") or {}
+        path = self.path / info.get("dir", "-")
+        if info.get("n_items") != len(self) or not path.is_dir():
+            return None
+        try:
+            return WindowStore(path)
+        except DataError:
+            return None
+
+    def _current(self, listed, what: str):
+        """The listed index/store if it covers every track; else re-read the manifest, else rebuild."""
+        for attempt in range(4):
+            found = listed()
+            if found is not None:
+                return found
+            if attempt == 0:  # another writer may have replaced it since we read the manifest
+                self._load_manifest()
+                continue
+            if attempt == 1:
+                warnings.warn(f"{self.path}: {what} missing or stale; rebuilding it", stacklevel=3)
+            # A rebuild is discarded when another writer commits tracks meanwhile: then try again.
+            self.rebuild_index(kind=(self._manifest.get("index") or {}).get("requested", "auto"))
+        raise DataError(f"{self.path}: other processes keep adding tracks; search again when they are done")
+
     @property
     def index(self):
-        """The FAISS index, rebuilt from the shards when missing or stale."""
+        """The FAISS clip-vector index, rebuilt from the shards when missing or stale."""
         if self._index is None:
-            info = self._manifest.get("index") or {}
-            path = self.path / info.get("file", INDEX_FILE)
-            index = None
-            if path.is_file() and info.get("n_items") == len(self):
-                try:
-                    index = load_index(path)
-                except DataError:
-                    index = None
-            if index is None or index.ntotal != len(self):
-                warnings.warn(f"{self.path}: vector index missing or stale; rebuilding it", stacklevel=2)
-                index = self.rebuild_index(kind=info.get("requested", "auto"))
-            self._index = index
+            self._index = self._current(self._listed_index, "vector index")
         return self._index
 
-    def rebuild_index(self, *, kind: str = "auto", space: str | None = None, **params):
-        """Rebuild and save the index over all committed tracks.
+    @property
+    def window_store(self) -> WindowStore:
+        """The per-window store (:class:`~brain2music.reconstruct.window_store.WindowStore`), rebuilt if stale."""
+        if self._store is None:
+            self._store = self._current(self._listed_store, "window store")
+        return self._store
+
+    def rebuild_index(
+        self, *, kind: str = "auto", space: str | None = None, window_index: str | None = None, **params
+    ):
+        """Rebuild the clip-vector index and the window store over the committed tracks, and commit them.
 
         ``kind`` is one of ``INDEX_KINDS``; ``space`` one of ``SPACES`` (default: as requested before,
-        else ``"auto"``). The space's statistics are recomputed from all tracks.
+        else ``"auto"``); ``window_index`` one of ``WINDOW_INDEX_KINDS`` (default: as before, else
+        ``"auto"``). The spaces' statistics are recomputed from all tracks. The commit is skipped if
+        another writer committed tracks meanwhile (its own rebuild covers them).
         """
-        if space is None:
-            space = (self._manifest.get("space") or {}).get("requested", "auto")
-        if space not in SPACES:
-            raise ConfigError(f"space must be one of {', '.join(SPACES)}; got {space!r}")
-        vectors = self.vectors
-        self._vectors = None
-        mean = vectors.mean(axis=0, dtype=np.float64)
-        resolved = space
-        if space == "auto":
-            # For unit vectors E[cos(v_i, v_j)] = ||mean||^2: above 0.5 every pair looks alike.
-            resolved = "zscore" if float(mean @ mean) > 0.5 else "cosine"
-        info = {"requested": space, "kind": resolved}
-        if resolved == "zscore":
-            sd = vectors.std(axis=0, dtype=np.float64)
-            sd = np.where(sd > 1e-6 * max(float(sd.max()), 1e-12), sd, 1.0)
-            info.update(mean=mean.tolist(), scale=sd.tolist())
-        self._manifest["space"] = info
-        vectors = self._to_space(vectors)
-        index = build_index(vectors, kind=kind, normalized=True, **params)
-        del vectors  # the index holds its own copy (2 GB per million 512-d vectors)
-        # A new file name per build, listed by the manifest only once complete: a crash between the two
-        # writes leaves the old index and its matching manifest (space statistics included) in force.
-        name = f"index-{uuid.uuid4().hex[:12]}.faiss"
-        save_index(index, self.path / name)
-        self._manifest["index"] = {"file": name, "requested": kind, **index_params(index)}
-        self._write_manifest()
-        for old in self.path.glob("index*.faiss"):
-            if old.name != name:
-                old.unlink()
-        self._index = index
-        return index
+        from brain2music.reconstruct.library_build import rebuild_indexes
+
+        return rebuild_indexes(self, kind=kind, space=space, window_index=window_index, **params)
 
     def _to_space(self, unit_vectors: np.ndarray) -> np.ndarray:
         """Map L2-normalised window averages ``(n, dim)`` into the search space (see ``SPACES``)."""
-        info = self._manifest.get("space") or {"kind": "cosine"}
-        if info["kind"] != "zscore":
-            return unit_vectors
-        mean = np.asarray(info["mean"], dtype=np.float32)
-        scale = np.asarray(info["scale"], dtype=np.float32)
-        out = np.empty_like(unit_vectors, dtype=np.float32)
-        for s in range(0, len(unit_vectors), 100_000):  # in blocks: no second full-size temporary
-            out[s : s + 100_000] = l2_normalize((unit_vectors[s : s + 100_000] - mean) / scale)
-        return out
+        return clip_space_map(unit_vectors, self._manifest.get("space"))
 
     @property
     def space(self) -> str:
-        """The search space actually used: ``"cosine"`` or ``"zscore"``."""
+        """The clip-vector search space actually used: ``"cosine"`` or ``"zscore"``."""
         return (self._manifest.get("space") or {"kind": "cosine"})["kind"]
-
-    def _write_manifest(self) -> None:
-        self._manifest["version"] = __version__
-        write_json(self.path / MANIFEST, self._manifest)
 
     # -- queries
     def check_encoder(self, name: str | None, *, source: str = "query") -> None:
@@ -427,7 +489,7 @@ class MusicLibrary:
         if emb.ndim == 1:
             emb = emb[None]
         if emb.ndim == 3:
-            emb = emb.mean(axis=1)
+            emb = clip_vectors(emb)
         if emb.ndim != 2 or emb.shape[1] != self.dim:
             raise DataError(
                 f"query embeddings have shape {np.shape(embeddings)}; the library (encoder "
@@ -492,372 +554,128 @@ class MusicLibrary:
         return pd.DataFrame(rows, columns=["query", "rank", "score", *META_COLUMNS])
 
     def embed_audio(self, audio_path: str | os.PathLike, *, encoder: Any = None) -> np.ndarray:
-        """Embed the first 15 s of an audio file with the library's encoder → ``(n_windows, dim)``."""
-        enc = resolve_encoder(encoder if encoder is not None else self.encoder_name)
-        self.check_encoder(encoder_name(enc))
+        """Embed the first 15 s of an audio file as a library clip → ``(n_windows, dim)`` (paper protocol)."""
+        enc = self._query_encoder(encoder)
         audio, sr = read_audio(audio_path, sr=int(enc.sr), duration=STIMULUS_DURATION)
         return clip_embedding(enc, prepare_clip(audio, sr), sr, source=str(audio_path))
 
+    def _query_encoder(self, encoder: Any = None):
+        if encoder is None:
+            if self._encoder is None:  # neural encoders load weights: once per opened library
+                self._encoder = self.make_encoder()
+            return self._encoder
+        enc = resolve_encoder(encoder)
+        self.check_encoder(encoder_name(enc))
+        return enc
 
-# ------------------------------------------------------------------------------------------------ writing
-def _new_library(path: Path, enc) -> MusicLibrary:
-    dim = int(enc.dim)
-    n_win = int(getattr(enc, "n_windows", 0) or 0)
-    manifest = {
-        "format": FORMAT_VERSION,
-        "version": __version__,
-        "encoder": {"name": encoder_name(enc), "config": encoder_config(enc)},
-        "dim": dim,
-        "n_windows": n_win,
-        "clip_duration": STIMULUS_DURATION,
-        "vector": "window-average of the (n_windows, dim) embedding, L2-normalised (inner product = cosine)",
-        "n_items": 0,
-        "shards": [],
-        "skipped": [],
-        "index": None,
-        "space": None,
-    }
-    path.mkdir(parents=True, exist_ok=True)
-    write_json(path / MANIFEST, manifest)
-    return MusicLibrary(path)
+    def embed_query(
+        self, audio: str | os.PathLike | np.ndarray, sr: int | None = None, *, encoder: Any = None
+    ) -> SpanEmbedding:
+        """Embed a query recording of any length window by window, on the library's hop grid.
 
-
-def _write_shard(lib: MusicLibrary, rows: list[dict], vectors: np.ndarray, windows: np.ndarray) -> dict:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    n = len(rows)
-    k = len(lib._manifest["shards"])
-    name = f"{SHARD_DIR}/part-{k:06d}.parquet"
-    start = len(lib)
-    cols = {
-        "item": pa.array(np.arange(start, start + n, dtype=np.int64)),
-        **{
-            c: pa.array([r[c] for r in rows], type=pa.string())
-            for c in ("path", "track_id", "title", "artist", "genre")
-        },
-        "duration": pa.array([float(r["duration"]) for r in rows], type=pa.float64()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), lib.dim),
-        "windows": pa.FixedSizeListArray.from_arrays(
-            pa.array(windows.reshape(-1), pa.float32()), lib.n_windows * lib.dim
-        ),
-    }
-    table = pa.table(cols)
-    with atomic_path(lib.path / name) as tmp:
-        pq.write_table(table, tmp)
-    return {"file": name, "n_items": n, "start": start}
-
-
-def _remove_orphan_shards(lib: MusicLibrary) -> None:
-    listed = {s["file"] for s in lib._manifest["shards"]}
-    folder = lib.path / SHARD_DIR
-    if folder.is_dir():
-        for p in folder.iterdir():
-            if f"{SHARD_DIR}/{p.name}" not in listed:
-                p.unlink()
-
-
-def _ingest(
-    lib: MusicLibrary,
-    files: list[Path],
-    enc,
-    *,
-    music_dir: Path,
-    metadata: pd.DataFrame | None,
-    batch_size: int,
-    progress: bool,
-) -> dict:
-    from tqdm.auto import tqdm
-
-    _remove_orphan_shards(lib)
-    present = set(lib.metadata["path"]) if len(lib) else set()
-    todo = [f for f in files if str(f.resolve()) not in present]
-    skipped: list[dict] = []
-    n_added = 0
-    committed_skips = 0
-    rows, vecs, wins = [], [], []
-    sr = int(enc.sr)
-    n_win = lib.n_windows
-    bar = tqdm(total=len(todo), desc="embedding library", unit="track", disable=not progress)
-    for start in range(0, len(todo), EMBED_GROUP):
-        group = todo[start : start + EMBED_GROUP]
-        for path, audio, emb, error in _embed_group(enc, group, sr):
-            bar.update()
-            if error is not None:
-                skipped.append({"path": str(path), "error": error})
-                continue
-            if n_win == 0:  # encoder did not declare n_windows: learn it from the first track
-                n_win = lib._manifest["n_windows"] = emb.shape[0]
-            if emb.shape != (n_win, lib.dim):
-                skipped.append(
-                    {"path": str(path), "error": f"embedding shape {emb.shape}, expected {(n_win, lib.dim)}"}
-                )
-                continue
-            info = _describe_file(path, music_dir, metadata)
-            info["duration"] = min(len(audio) / sr, STIMULUS_DURATION)
-            rows.append(info)
-            vecs.append(l2_normalize(emb.mean(axis=0))[0])
-            wins.append(emb)
-            if len(rows) >= batch_size:
-                _commit(lib, rows, vecs, wins, skipped[committed_skips:])
-                committed_skips = len(skipped)
-                n_added += len(rows)
-                rows, vecs, wins = [], [], []
-    bar.close()
-    _commit(lib, rows, vecs, wins, skipped[committed_skips:])
-    n_added += len(rows)
-    return {"n_added": n_added, "n_already_present": len(files) - len(todo), "skipped": skipped}
-
-
-def _embed_group(enc, paths: list[Path], sr: int):
-    """Read and embed a few tracks; yields ``(path, audio, embedding, error)`` (error: str or None).
-
-    Encoders with ``embed_many`` (the embeddings layer's neural encoders batch their windows) embed the
-    group at once; if that fails, each track is embedded alone so one bad file cannot sink the rest.
-    """
-    clips: list[tuple[Path, np.ndarray | None, str | None]] = []
-    for path in paths:
-        try:
-            audio, _ = read_audio(path, sr=sr, duration=STIMULUS_DURATION)
-            clips.append((path, audio, None))
-        except (DataError, DataFileNotFoundError) as exc:
-            clips.append((path, None, str(exc)))
-    ok = [c for c in clips if c[2] is None]
-    batch = None
-    if len(ok) > 1 and hasattr(enc, "embed_many"):
-        try:
-            batch = np.asarray(enc.embed_many([prepare_clip(a, sr) for _, a, _ in ok], sr), dtype=np.float32)
-            if batch.ndim != 3 or len(batch) != len(ok) or not np.all(np.isfinite(batch)):
-                batch = None
-        except (DataError, ValueError, RuntimeError):
-            batch = None
-    k = 0
-    for path, audio, error in clips:
-        if error is not None:
-            yield path, None, None, error
-            continue
-        if batch is not None:
-            yield path, audio, batch[k], None
+        ``audio`` is a file (any format :func:`brain2music.stimuli.read_audio` reads) or an array with
+        ``sr``. The recording is RMS-normalised as a whole (like ``full`` tracks) and only the windows it
+        covers are embedded. Raises :class:`DataError` naming the file when it is unreadable, shorter than
+        one window, or silent.
+        """
+        enc = self._query_encoder(encoder)
+        source = "query audio" if isinstance(audio, np.ndarray) else str(audio)
+        if isinstance(audio, np.ndarray):
+            if sr is None:
+                raise ConfigError("an audio array needs its sample rate: query(audio, sr)")
+            x = np.asarray(audio, dtype=np.float32)
+            x = x.mean(axis=1) if x.ndim == 2 and x.shape[1] <= 8 else x
         else:
-            try:
-                yield path, audio, clip_embedding(enc, prepare_clip(audio, sr), sr, source=str(path)), None
-            except DataError as exc:
-                yield path, audio, None, str(exc)
-        k += 1
-
-
-def _commit(lib: MusicLibrary, rows, vecs, wins, new_skips: list[dict]) -> None:
-    """Write one shard (if any rows) and then the manifest that lists it: the commit point."""
-    if rows:
-        shard = _write_shard(
-            lib,
-            rows,
-            np.asarray(np.stack(vecs) if isinstance(vecs, list) else vecs),
-            np.asarray(np.stack(wins) if isinstance(wins, list) else wins),
-        )
-        lib._manifest["shards"].append(shard)
-        lib._manifest["n_items"] = len(lib) + len(rows)
-    # A resumed build retries files that failed before: keep one (the latest) entry per path.
-    merged = {d["path"]: d for d in [*lib._manifest.get("skipped", []), *new_skips]}
-    lib._manifest["skipped"] = list(merged.values())
-    lib._write_manifest()
-    lib._metadata = lib._vectors = lib._index = None
-
-
-def _load_metadata_arg(metadata, music_dir: Path) -> pd.DataFrame | None:
-    if metadata is None:
-        found = _find_fma_metadata(music_dir)
-        return _read_metadata_table(found) if found else None
-    if isinstance(metadata, pd.DataFrame):
-        return metadata
-    path = Path(metadata)
-    if not path.is_file():
-        raise DataFileNotFoundError(f"metadata table not found: {path}")
-    return _read_metadata_table(path)
-
-
-def _ingest_folder(lib, music_dir, enc, *, metadata, index, space, batch_size, progress) -> MusicLibrary:
-    music_dir = Path(music_dir)
-    files = find_audio_files(music_dir)
-    meta = _load_metadata_arg(metadata, music_dir)
-    report = _ingest(
-        lib, files, enc, music_dir=music_dir, metadata=meta, batch_size=batch_size, progress=progress
-    )
-    if len(lib) == 0:
-        listed = "; ".join(f"{s['path']}: {s['error']}" for s in report["skipped"][:5])
-        raise DataError(f"{music_dir}: none of the {len(files)} audio files could be read ({listed})")
-    lib.rebuild_index(kind=index, space=space)
-    lib.last_ingest_ = report
-    return lib
-
-
-def build_library(
-    music_dir: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    encoder: Any,
-    metadata: str | os.PathLike | pd.DataFrame | None = None,
-    index: str = "auto",
-    space: str = "auto",
-    batch_size: int = 64,
-    progress: bool = True,
-) -> MusicLibrary:
-    """Embed every audio file under ``music_dir`` and store them as a library in ``out``.
-
-    Parameters
-    ----------
-    music_dir
-        Folder searched recursively for audio files (any format :func:`brain2music.stimuli.read_audio`
-        reads). FMA's ``tracks.csv`` (in the folder, beside it, or in ``fma_metadata/``) is used for
-        title/artist/genre; GTZAN names give the genre.
-    out
-        Library folder. If it already holds a library built with the same encoder, the build resumes:
-        files already ingested are skipped.
-    encoder
-        Registry name (``brain2music.embeddings.get_encoder``) or encoder object.
-    metadata
-        Optional table (CSV path or DataFrame) with a ``path`` or ``track_id`` column and any of
-        ``title``, ``artist``, ``genre``; or an FMA ``tracks.csv``.
-    index
-        ``"auto"`` (exact below 100,000 tracks, IVF above), ``"flat"``, ``"ivf"`` or ``"hnsw"``.
-    space
-        Similarity space (``SPACES``): ``"auto"``, ``"cosine"`` or ``"zscore"``.
-    batch_size
-        Tracks per committed shard.
-
-    Returns
-    -------
-    MusicLibrary, with ``last_ingest_`` = {"n_added", "n_already_present", "skipped": [{"path", "error"}]}.
-    """
-    if index not in INDEX_KINDS:
-        raise ConfigError(f"--index must be one of {', '.join(INDEX_KINDS)}; got {index!r}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    out = Path(out)
-    enc = resolve_encoder(encoder)
-    if (out / MANIFEST).is_file():
-        lib = MusicLibrary(out)
-        lib.check_encoder(encoder_name(enc), source=f"encoder {encoder_name(enc)!r} for build:")
-        lib.check_encoder_config(enc)
-    else:
-        if out.exists() and any(out.iterdir()):
+            x, sr = read_audio(audio, mono=True)
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        if peak < SILENCE_PEAK:
             raise DataError(
-                f"{out}: exists and is not a music library (no {MANIFEST}); choose an empty folder"
+                f"{source}: the query is silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS); "
+                "expected a recording of music"
             )
-        lib = None
-    # Fail on an empty folder or a bad metadata table before creating anything.
-    find_audio_files(music_dir)
-    metadata = _load_metadata_arg(metadata, Path(music_dir))
-    if lib is None:
-        lib = _new_library(out, enc)
-    return _ingest_folder(
-        lib,
-        music_dir,
-        enc,
-        metadata=metadata,
-        index=index,
-        space=space,
-        batch_size=batch_size,
-        progress=progress,
-    )
+        if not hasattr(enc, "embed_span"):
+            raise ConfigError(
+                f"encoder {encoder_name(enc)!r} has no embed_span(); audio queries need a "
+                "brain2music.embeddings.Encoder"
+            )
+        try:
+            return enc.embed_span(rms_normalize(x), int(sr), hop=self.hop)
+        except DataError as exc:
+            raise DataError(f"{source}: {exc}") from exc
 
+    def query(
+        self,
+        audio: str | os.PathLike | np.ndarray,
+        sr: int | None = None,
+        *,
+        k: int = 5,
+        encoder: Any = None,
+        exact: bool | None = None,
+    ) -> list[Match]:
+        """Top-``k`` tracks for a query recording, each at its best-aligning offset (see the module docstring).
 
-def add_to_library(
-    library: str | os.PathLike,
-    music_dir: str | os.PathLike,
-    *,
-    encoder: Any = None,
-    metadata: str | os.PathLike | pd.DataFrame | None = None,
-    index: str | None = None,
-    space: str | None = None,
-    batch_size: int = 64,
-    progress: bool = True,
-) -> MusicLibrary:
-    """Append the audio files under ``music_dir`` to an existing library (already-present files skipped).
+        Parameters
+        ----------
+        audio
+            Query file or ``(n_samples,)`` / ``(n_samples, n_channels)`` array (with ``sr``): any length
+            of at least one encoder window.
+        k
+            Number of tracks.
+        exact
+            Score every track (default when the library has no approximate window index) or only the
+            candidates the window index proposes.
 
-    ``encoder`` defaults to the library's; another encoder raises :class:`DataError` naming both.
-    ``index`` and ``space`` default to what was requested when the library was built.
-    """
-    lib = MusicLibrary(library)
-    enc = resolve_encoder(encoder if encoder is not None else lib.encoder_name)
-    lib.check_encoder(encoder_name(enc), source=f"encoder {encoder_name(enc)!r} for add:")
-    lib.check_encoder_config(enc)
-    if index is None:
-        index = (lib._manifest.get("index") or {}).get("requested", "auto")
-    return _ingest_folder(
-        lib,
-        music_dir,
-        enc,
-        metadata=metadata,
-        index=index,
-        space=space,
-        batch_size=batch_size,
-        progress=progress,
-    )
-
-
-def library_from_embeddings(
-    out: str | os.PathLike,
-    embeddings: np.ndarray,
-    metadata: pd.DataFrame,
-    *,
-    encoder: str,
-    encoder_config: dict | None = None,
-    index: str = "auto",
-    space: str = "auto",
-    batch_size: int = 100_000,
-    progress: bool = True,
-) -> MusicLibrary:
-    """Store precomputed per-window ``embeddings (n, n_windows, dim)`` as a new library (no audio read).
-
-    ``metadata`` has one row per track with a ``path`` column and optionally ``track_id``, ``title``,
-    ``artist``, ``genre``, ``duration``. Used for composed libraries whose embeddings already exist and
-    for benchmarks. Committed in batches like :func:`build_library`.
-    """
-    from tqdm.auto import tqdm
-
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    if embeddings.ndim == 2:
-        embeddings = embeddings[:, None, :]
-    if embeddings.ndim != 3 or len(embeddings) != len(metadata) or len(metadata) == 0:
-        raise DataError(
-            f"embeddings must be (n, n_windows, dim) with n = len(metadata) = {len(metadata)} > 0; "
-            f"got shape {embeddings.shape}"
-        )
-    if "path" not in metadata.columns:
-        raise DataError(f"metadata needs a 'path' column; found {list(metadata.columns)}")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out}: exists and is not empty; choose a new library folder")
-
-    class _Spec:
-        name = encoder
-        dim = embeddings.shape[2]
-        n_windows = embeddings.shape[1]
-
-        def config(self):
-            return dict(encoder_config or {})
-
-    lib = _new_library(out, _Spec())
-    meta = metadata.reset_index(drop=True)
-    for start in tqdm(range(0, len(meta), batch_size), desc="writing library", disable=not progress):
-        part = meta.iloc[start : start + batch_size]
-        rows = [
-            {
-                "path": str(r["path"]),
-                "track_id": str(r.get("track_id", Path(str(r["path"])).stem)),
-                "title": str(r.get("title", Path(str(r["path"])).stem)),
-                "artist": str(r.get("artist", "")),
-                "genre": str(r.get("genre", "")),
-                "duration": float(r.get("duration", STIMULUS_DURATION)),
-            }
-            for r in part.to_dict(orient="records")
+        Returns
+        -------
+        list of :class:`Match`, best first.
+        """
+        if int(k) < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        store = self.window_store
+        with _one_blas_thread():
+            span = self.embed_query(audio, sr, encoder=encoder)
+            hits = match(store, store.to_space(span.embeddings), span.starts, int(k), exact=exact)
+        meta = self.metadata
+        return [
+            Match(
+                item=h.item,
+                **{c: str(meta.at[h.item, c]) for c in ("path", "track_id", "title", "artist", "genre")},
+                offset=h.offset,
+                score=h.score,
+                n_windows=h.n_pairs,
+            )
+            for h in hits
         ]
-        win = embeddings[start : start + batch_size]
-        _commit(lib, rows, l2_normalize(win.mean(axis=1)), win, [])
-    lib.rebuild_index(kind=index, space=space)
-    lib.last_ingest_ = {"n_added": len(meta), "n_already_present": 0, "skipped": []}
-    return lib
+
+    def read_window(
+        self, item: int, start: float, duration: float | None = None, *, sr: int | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Audio of a track from ``start`` s for ``duration`` s (default: one encoder window), mono.
+
+        What a window found by :meth:`search_windows` sounds like: ``(audio (n_samples,), sr)``.
+        """
+        if not 0 <= int(item) < len(self):
+            raise DataError(f"item must lie in [0, {len(self)}), got {item!r}")
+        if duration is None:
+            duration = float(self.encoder_config.get("window", STIMULUS_DURATION))
+        return read_audio(self.metadata.at[int(item), "path"], sr=sr, offset=float(start), duration=duration)
+
+    def search_windows(
+        self, embeddings: np.ndarray, k: int = 10
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Nearest single library windows of raw window embeddings ``(n, dim)``.
+
+        Returns ``scores (n, k)`` (cosine in the window space), ``items (n, k)`` and ``starts (n, k)`` (s
+        into each track); ``-1`` items where the library has fewer than ``k`` windows.
+        """
+        store = self.window_store
+        emb = np.asarray(embeddings, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[1] != self.dim:
+            raise DataError(f"window embeddings must have shape (n, {self.dim}); got {emb.shape}")
+        scores, rows = store.nearest(store.to_space(emb), k)
+        items = np.where(rows >= 0, store.items[np.maximum(rows, 0)], -1)
+        starts = np.where(rows >= 0, store.starts[np.maximum(rows, 0)], np.nan)
+        return scores, items.astype(np.int64), starts
 
 
 def open_library(path: str | os.PathLike) -> MusicLibrary:
@@ -872,24 +690,65 @@ def search_library(
     embeddings: np.ndarray | None = None,
     k: int = 5,
     encoder: Any = None,
+    exact: bool | None = None,
+    encoder_options: dict | None = None,
 ) -> pd.DataFrame:
-    """Top-``k`` library tracks for query audio files or query embeddings.
+    """Top-``k`` library tracks for query audio files or query clip embeddings.
 
-    ``audio`` files are embedded with ``encoder`` (default: the library's); ``embeddings`` are
-    ``(n, dim)`` or ``(n, n_windows, dim)``. Returns the table of :meth:`MusicLibrary.search_table`
-    with a ``query_path`` column for audio queries.
+    ``encoder_options`` update the options the library recorded for its encoder (e.g. ``device``).
+
+    ``audio`` files (any length from one window up) are matched window by window with
+    :meth:`MusicLibrary.query` (encoder: the library's by default): one row per (query, rank) with
+    ``query_path``, ``score``, ``offset`` (s into the track where the query begins), ``n_windows`` and the
+    track's metadata. ``embeddings`` (``(n, dim)`` or ``(n, n_windows, dim)``, e.g. decoder predictions)
+    are searched by clip vector: the table of :meth:`MusicLibrary.search_table`.
     """
     lib = library if isinstance(library, MusicLibrary) else MusicLibrary(library)
     if (audio is None) == (embeddings is None):
         raise ConfigError("give exactly one of audio (query files) or embeddings")
     if audio is not None:
         paths = [audio] if isinstance(audio, (str, os.PathLike)) else list(audio)
-        enc = encoder if encoder is not None else lib.encoder_name
-        if isinstance(enc, str):
-            lib.check_encoder(enc)
-        embs = np.stack([lib.embed_audio(p, encoder=enc) for p in paths])
-        table = lib.search_table(embs, k)
-        table.insert(1, "query_path", [str(paths[q]) for q in table["query"]])
-        return table
+        if isinstance(encoder, str):
+            lib.check_encoder(encoder)
+        if encoder is None or encoder == lib.encoder_name:
+            encoder = lib.make_encoder(**(encoder_options or {}))
+        elif encoder_options:
+            encoder = resolve_encoder(encoder, **encoder_options)
+        rows = []
+        for q, p in enumerate(paths):
+            for rank, m in enumerate(lib.query(p, k=k, encoder=encoder, exact=exact)):
+                meta = lib.metadata.iloc[m.item]
+                rows.append(
+                    {
+                        "query": q,
+                        "query_path": str(p),
+                        "rank": rank + 1,
+                        "score": m.score,
+                        "offset": m.offset,
+                        "n_windows": m.n_windows,
+                        **{c: meta[c] for c in META_COLUMNS},
+                    }
+                )
+        return pd.DataFrame(
+            rows, columns=["query", "query_path", "rank", "score", "offset", "n_windows", *META_COLUMNS]
+        )
     name = encoder if isinstance(encoder, str) or encoder is None else encoder_name(encoder)
     return lib.search_table(embeddings, k, encoder=name)
+
+
+# The writers live in their own module (which imports this one); re-exported here, where users look.
+_BUILD_EXPORTS = (
+    "add_to_library",
+    "build_library",
+    "find_audio_files",
+    "library_from_embeddings",
+    "read_fma_tracks",
+)
+
+
+def __getattr__(name: str):
+    if name in _BUILD_EXPORTS:
+        from brain2music.reconstruct import library_build
+
+        return getattr(library_build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
