@@ -157,7 +157,7 @@ class RidgeDecoder(BaseEstimator):
         splits = grouped_splits(groups, int(self.cv))
         self.coef_ = None
         self.nystroem_ = None
-        form = self._form(n_samples, n_features)
+        form = self.form_for(n_samples, n_features)
         if kernel is not None and form != "dual":
             raise ConfigError(
                 f"a precomputed kernel serves the linear dual form only; this fit uses {form!r}"
@@ -182,7 +182,9 @@ class RidgeDecoder(BaseEstimator):
             self.intercept_ = self.y_mean_.astype(np.float32)
         return self
 
-    def _form(self, n_samples: int, n_features: int) -> str:
+    def form_for(self, n_samples: int, n_features: int) -> str:
+        """The form a fit on ``(n_samples, n_features)`` would use: ``primal``, ``dual``, ``rbf`` or
+        ``rbf-nystroem`` (a precomputed ``kernel=`` serves ``dual`` only)."""
         if self.kernel == "rbf":
             if self.max_exact_samples is not None and n_samples > self.max_exact_samples:
                 return "rbf-nystroem"
