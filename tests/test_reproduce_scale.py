@@ -56,7 +56,9 @@ def _run(study, name, **kw):
 
 
 def _figures(res):
-    rows = {(r.subject, r.encoder, r.method, r.split): (r.id_acc, r.pearson_r, r.train_cv_r) for r in res.rows}
+    rows = {
+        (r.subject, r.encoder, r.method, r.split): (r.id_acc, r.pearson_r, r.train_cv_r) for r in res.rows
+    }
     logo = {(g.subject, g.encoder, g.genre): g.id_acc for g in res.leave_one_genre_out}
     return rows, logo
 
