@@ -298,3 +298,21 @@ def test_threads_over_penalties_or_folds_equal_sequential(n_clips, p, form):
     np.testing.assert_array_equal(par.best_alphas_, seq.best_alphas_)
     np.testing.assert_allclose(par.cv_scores_, seq.cv_scores_, atol=1e-6)
     np.testing.assert_allclose(par.coef_, seq.coef_, rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_parcels_fitted_concurrently_match_the_serial_fit():
+    from brain2music.models import EnsembleDecoder
+
+    rng = np.random.default_rng(7)
+    n, dim = 240, 4
+    labels = rng.permutation(np.repeat(np.arange(1, 9), 12))
+    Y = rng.standard_normal((n, dim)).astype(np.float32)
+    X = rng.standard_normal((n, labels.size)).astype(np.float32)
+    X[:, labels == 3] += Y @ rng.standard_normal((dim, 12)).astype(np.float32)
+    groups = np.arange(n) % 8
+    serial = EnsembleDecoder(labels, n_top=3, min_voxels=5).fit(X, Y, groups)
+    with threadpool_limits(3):  # three parcels at a time, each single-threaded
+        threaded = EnsembleDecoder(labels, n_top=3, min_voxels=5).fit(X, Y, groups)
+    np.testing.assert_array_equal(threaded.parcel_scores_, serial.parcel_scores_)
+    np.testing.assert_array_equal(threaded.selected_, serial.selected_)
+    np.testing.assert_array_equal(threaded.predict(X), serial.predict(X))
