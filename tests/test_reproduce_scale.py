@@ -139,3 +139,19 @@ def test_torch_backend_gives_the_numpy_figures(study):
     torch_run = _run(study, "torch", logo=False, backend="torch")
     assert torch_run.config["backend"] == "torch"
     _assert_same(torch_run, numpy_run, study["tmp"] / "torch", study["tmp"] / "numpy")
+
+
+def test_cli_backend_and_scheduler_options(study, capsys):
+    from brain2music.cli import main
+
+    study["embeddings"]["acoustic"].save(study["tmp"] / "emb.npz")
+    base = ["reproduce", str(study["bids"]), "--out", str(study["tmp"] / "cli"), "--embeddings",
+            f"acoustic={study['tmp'] / 'emb.npz'}", "--methods", "ridge", "--subjects", "1", "--no-logo",
+            "--n-permutations", "10", "--n-bootstrap", "10", "--quiet"]  # fmt: skip
+    assert main(base + ["--backend", "tensorflow"]) == 2
+    assert (
+        "backend must be one of numpy, torch, torch_cuda, cupy; got 'tensorflow'" in capsys.readouterr().err
+    )
+    assert main(base + ["--scheduler", "threads", "--workers", "1"]) == 0
+    config = ResultsFolder(study["tmp"] / "cli").read().config
+    assert (config["backend"], config["scheduler"], config["workers"]) == ("numpy", "threads", 1)
