@@ -125,6 +125,8 @@ class KernelView:
         self.r = int(r)
         self.clips = np.asarray(clips, dtype=np.int64)
         self._cv: dict = {}
+        #: Keep the per-penalty factorisations of :meth:`cv` (default: the parent's ``cache_factors``).
+        self.keep_factors = parent.cache_factors
 
     @property
     def n_samples(self) -> int:
@@ -190,7 +192,7 @@ class KernelView:
         )
         if key in self._cv:
             return self._cv[key]
-        solver = DualCV(self.b, self._kernel, splits, alphas, keep=self.parent.cache_factors)
-        if self.parent.cache_factors:
+        solver = DualCV(self.b, self._kernel, splits, alphas, keep=self.keep_factors)
+        if self.keep_factors:
             self._cv = {key: solver}  # the most recent CV only: factors are large
         return solver

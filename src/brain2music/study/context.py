@@ -286,7 +286,10 @@ class SubjectContext:
             if self._kernel_parent is not None:
                 parent, keep = self._kernel_parent
                 view = parent.kernel(window, ridge)
-                self.cache[key] = None if view is None else view.subset(keep)
+                if view is not None:
+                    view = view.subset(keep)
+                    view.keep_factors = False  # this context fits once per embedding: nothing to reuse
+                self.cache[key] = view
             else:
                 sk = SubjectKernel(
                     x_train, backend=self.backend, cache_factors=float(window) in self.keep_factors
