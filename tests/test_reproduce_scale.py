@@ -110,13 +110,6 @@ def test_shared_kernels_give_the_same_figures_with_fewer_kernels_and_factorisati
     assert reused.config["reuse_kernels"] is True and plain.config["reuse_kernels"] is False
 
 
-def test_scheduler_threads_equals_serial(study):
-    serial = _run(study, "serial", logo=False)
-    threaded = _run(study, "threads", logo=False, scheduler="threads", workers=2)
-    _assert_same(threaded, serial, study["tmp"] / "threads", study["tmp"] / "serial")
-    assert threaded.config["scheduler"] == "threads" and serial.config["scheduler"] is None
-
-
 def test_backend_is_validated_and_recorded(study):
     with pytest.raises(ConfigError, match="backend must be one of"):
         _run(study, "bad", backend="tensorflow")
@@ -133,11 +126,12 @@ def test_backend_is_validated_and_recorded(study):
         _run(study, "workers", scheduler="threads", workers=0)
 
 
-def test_torch_backend_gives_the_numpy_figures(study):
+def test_torch_backend_and_threads_scheduler_give_the_serial_numpy_figures(study):
     pytest.importorskip("torch")
     numpy_run = _run(study, "numpy", logo=False)
-    torch_run = _run(study, "torch", logo=False, backend="torch")
-    assert torch_run.config["backend"] == "torch"
+    torch_run = _run(study, "torch", logo=False, backend="torch", scheduler="threads", workers=2)
+    assert (torch_run.config["backend"], torch_run.config["scheduler"]) == ("torch", "threads")
+    assert numpy_run.config["scheduler"] is None
     _assert_same(torch_run, numpy_run, study["tmp"] / "torch", study["tmp"] / "numpy")
 
 
@@ -155,3 +149,28 @@ def test_cli_backend_and_scheduler_options(study, capsys):
     assert main(base + ["--scheduler", "threads", "--workers", "1"]) == 0
     config = ResultsFolder(study["tmp"] / "cli").read().config
     assert (config["backend"], config["scheduler"], config["workers"]) == ("numpy", "threads", 1)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_equals_serial_on_a_tiny_simulated_study(tmp_path):
+    """Subjects as tasks on two worker processes (real loaders in the workers, no monkeypatching)."""
+    from brain2music.simulate import simulate_study
+
+    sim = simulate_study(
+        tmp_path / "sim", n_subjects=2, n_voxels=200, seed=0, clips_per_genre=5, test_clips_per_genre=2,
+        train_runs=5, test_runs=2, n_parcels=16, n_auditory_parcels=3, snr=3.0, progress=False,
+    )  # fmt: skip
+    kw = dict(
+        stimuli=sim / "stimuli", methods=["ridge", "encsel"], n_permutations=50, n_bootstrap=50, logo=False,
+        cache_dir=tmp_path / "cache", verbose=False,
+    )  # fmt: skip
+    serial = rep.reproduce(sim / "bids", out=tmp_path / "serial", **kw)
+    local = rep.reproduce(sim / "bids", out=tmp_path / "local", scheduler="local", workers=2, **kw)
+    assert local.config["scheduler"] == "local" and local.config["workers"] == 2
+    assert [(r.subject, r.method, r.split) for r in local.rows] == [
+        (r.subject, r.method, r.split) for r in serial.rows
+    ]
+    rows_a, _ = _figures(local)
+    rows_b, _ = _figures(serial)
+    for key in rows_a:
+        np.testing.assert_allclose(rows_a[key], rows_b[key], atol=1e-6, err_msg=str(key))
