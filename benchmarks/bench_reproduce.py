@@ -95,6 +95,22 @@ def _child(args) -> None:
                       ("backend", "scheduler", "workers", "reuse_kernels")}}))  # fmt: skip
 
 
+def _compare(figures: dict, reference: str) -> None:
+    """Print the largest differences of test id acc and r against another results folder's test rows."""
+    from brain2music.study.results import ResultsFolder
+
+    ref = {f"{r.subject}/{r.encoder}/{r.method}": [r.id_acc, r.pearson_r] for r in ResultsFolder(reference).read().rows
+           if r.split == "test"}  # fmt: skip
+    keys = sorted(ref.keys() & figures.keys())
+    for key in keys:
+        (a, ra), (b, rb) = figures[key], ref[key]
+        print(
+            f"  vs reference {key:32s} id acc {a:.4f} / {b:.4f} ({a - b:+.4f}), r {ra:.4f} / {rb:.4f} ({ra - rb:+.4f})"
+        )
+    worst = max(abs(x - y) for k in keys for x, y in zip(figures[k], ref[k]))
+    print(f"max |diff| vs {reference} over {len(keys)} test rows: {worst:.4f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sim", help="simulated study folder (from `brain2music simulate`)")
@@ -103,6 +119,11 @@ def main() -> None:
     p.add_argument("--cache-dir", default=None, help="embedding cache (warm it with a first run)")
     p.add_argument("--backend", default=None)
     p.add_argument("--profile", action="store_true", help="cProfile the first setting's stages")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="a results folder of the same study (e.g. from main): compare every test row",
+    )
     p.add_argument("--setting", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -149,6 +170,8 @@ def main() -> None:
         )
         for label, seconds in run["stages"].items():
             print(f"           {label:40s} {seconds:7.1f} s")
+    if args.reference:
+        _compare(first["figures"], args.reference)
     by_method = {}
     for key, (acc, _) in first["figures"].items():
         by_method.setdefault(key.split("/", 1)[1], []).append(acc)
