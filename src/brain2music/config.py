@@ -47,6 +47,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     "decoding": {
         "methods": (["ridge", "ensemble", "encsel", "aligned"], "list"),
         "n_jobs": (1, "int"),
+        "backend": ("numpy", "str"),
+        "scheduler": (None, "str?"),
     },
     "library": {
         "music": (None, "path?"),
@@ -102,6 +104,8 @@ embeddings:
 decoding:
   methods: [ridge, ensemble, encsel, aligned]
   n_jobs: 1
+  backend: numpy                  # numpy, torch, torch_cuda or cupy (himalaya backends; GPU: float32 on the device)
+  scheduler: null                 # null (in-process), threads, local (Dask processes) or tcp://host:8786
 
 library:
   music: null                     # folder of audio to build a retrieval library from (null: skip retrieval)

@@ -77,6 +77,17 @@ def register(subparsers) -> None:
         "--n-bootstrap", type=int, default=1000, help="bootstrap resamples of the 95%% CIs (default 1000)"
     )
     p.add_argument("--cache-dir", default=None, help="embedding cache folder")
+    p.add_argument(
+        "--backend", default="numpy",
+        help="compute backend of every ridge and encoding model: numpy (default), torch, torch_cuda or cupy "
+        "(himalaya's backends; float32 on the device)",
+    )  # fmt: skip
+    p.add_argument(
+        "--scheduler", default=None,
+        help="where subjects run, one task each: none (default, this process), threads, local (a Dask "
+        "LocalCluster) or a Dask scheduler address such as tcp://host:8786 (workers must see the data and --out)",
+    )  # fmt: skip
+    p.add_argument("--workers", type=int, default=None, help="threads / local workers (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bars and no table")
     p.set_defaults(func=_run)
 
@@ -106,6 +117,9 @@ def _run(args: argparse.Namespace) -> int:
         metric_space="paper" if args.no_standardize else args.metric_space,
         n_bootstrap=args.n_bootstrap,
         cache_dir=args.cache_dir,
+        backend=args.backend,
+        scheduler=args.scheduler,
+        workers=args.workers,
         verbose=not args.quiet,
     )
     return 0

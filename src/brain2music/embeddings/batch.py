@@ -267,6 +267,7 @@ def local_cluster(n_workers: int):
 
 
 def _check_scheduler(scheduler: Any) -> Any:
+    """``None`` for in-process, else the validated scheduler (``"local"``, an address or a Client)."""
     if scheduler is None or scheduler == "none":
         return None
     if not isinstance(scheduler, str):
@@ -502,3 +503,8 @@ def _packaged_clips():
     from brain2music.data import clip_table, packaged_design
 
     return clip_table(packaged_design())
+
+
+#: For the other stages that map work over Dask the way ``embed`` does (``reproduce --scheduler``).
+dask_client = _dask_client
+check_scheduler = _check_scheduler

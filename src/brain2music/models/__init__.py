@@ -17,6 +17,7 @@ from brain2music.models.encoding import (
 )
 from brain2music.models.ensemble import EnsembleDecoder
 from brain2music.models.io import load_decoder, load_decoder_record, save_decoder
+from brain2music.models.kernel import KernelView, SubjectKernel
 from brain2music.models.ridge import DEFAULT_ALPHAS, RidgeDecoder, correlation_per_target, grouped_splits
 from brain2music.models.subset import SubsetDecoder
 
@@ -26,7 +27,9 @@ __all__ = [
     "EncodingModel",
     "EnsembleDecoder",
     "FunctionalAlignment",
+    "KernelView",
     "RidgeDecoder",
+    "SubjectKernel",
     "SubsetDecoder",
     "correlation_per_target",
     "delay_features",

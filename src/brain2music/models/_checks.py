@@ -7,13 +7,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from brain2music._checks import check_2d  # noqa: F401  (re-exported: the decoders' import path)
+from brain2music._checks import column_chunks as _column_chunks
 from brain2music.errors import DataError
 
 
 def check_not_constant(array: np.ndarray, name: str, what: str) -> None:
     """Raise when a column of ``array`` is constant over samples (it has no signal to learn from)."""
-    std = array.std(axis=0)
-    const = np.flatnonzero(std <= 1e-8 * (1.0 + np.abs(array).max(axis=0)))
+    const = []
+    for cols in _column_chunks(array):
+        block = array[:, cols]
+        std = block.std(axis=0)
+        const.append(cols.start + np.flatnonzero(std <= 1e-8 * (1.0 + np.abs(block).max(axis=0))))
+    const = np.concatenate(const)
     if const.size:
         raise DataError(
             f"{name} has {const.size} constant {what}(s) (e.g. column(s) {const[:5].tolist()}): "

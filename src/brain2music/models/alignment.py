@@ -23,15 +23,20 @@ ALIGNMENT_ALPHAS = np.logspace(-1, 4, 11)
 class FunctionalAlignment(BaseEstimator):
     """Ridge map from a source subject's voxels to a reference subject's voxels (penalty per reference voxel).
 
+    Parameters
+    ----------
+    alphas, cv, backend : as :class:`~brain2music.models.RidgeDecoder` (penalties: Ciferri et al.'s grid).
+
     Attributes
     ----------
     ridge_ : fitted RidgeDecoder
     cv_r_ : ndarray (n_reference_voxels,) cross-validated r of each reference voxel
     """
 
-    def __init__(self, alphas=ALIGNMENT_ALPHAS, *, cv: int = 5):
+    def __init__(self, alphas=ALIGNMENT_ALPHAS, *, cv: int = 5, backend: str = "numpy"):
         self.alphas = alphas
         self.cv = cv
+        self.backend = backend
 
     def fit(self, source, reference, groups=None) -> FunctionalAlignment:
         """``source (n_samples, n_source_voxels)`` and ``reference (n_samples, n_ref_voxels)``: same stimuli, same order."""
@@ -42,7 +47,9 @@ class FunctionalAlignment(BaseEstimator):
                 f"source and reference must hold the same shared samples; got {source.shape[0]} and "
                 f"{reference.shape[0]} rows"
             )
-        self.ridge_ = RidgeDecoder(alphas=self.alphas, cv=self.cv).fit(source, reference, groups)
+        self.ridge_ = RidgeDecoder(alphas=self.alphas, cv=self.cv, backend=self.backend).fit(
+            source, reference, groups
+        )
         self.cv_r_ = self.ridge_.cv_scores_
         return self
 

@@ -105,15 +105,29 @@ def permutation_test(
         )
     zp = _zscore_samples(predicted)
     za = _zscore_samples(actual)
-    n = zp.shape[0] * zp.shape[1]
-    r = np.einsum("ctv,ctv->v", zp, za) / n
+    n_clips, n_trs, n_vox = zp.shape
     rng = np.random.default_rng(random_state)
-    exceed = np.zeros(r.shape, dtype=np.int64)
-    for _ in range(int(n_permutations)):
-        perm = rng.permutation(zp.shape[0])
-        exceed += (np.einsum("ctv,ctv->v", zp[perm], za) / n) >= r
+    # Row 0 pairs every clip with itself (the observed r), the others are the permutations. A clip
+    # permutation only reorders the clip-by-clip cross products S[c, d, v] = sum_t za[c,t,v] zp[d,t,v], so
+    # each permuted r is a sum of n_clips rows of S (computed once) instead of a pass over all samples.
+    pairing = np.vstack([np.arange(n_clips)] + [rng.permutation(n_clips) for _ in range(int(n_permutations))])
+    rows = np.arange(n_clips)[None, :] * n_clips + pairing  # (1 + n_permutations, n_clips) rows of S
+    r = np.empty(n_vox)
+    exceed = np.zeros(n_vox, dtype=np.int64)
+    step = max(1, 2**24 // (n_clips * n_clips))
+    for start in range(0, n_vox, step):
+        v = slice(start, start + step)
+        a = np.ascontiguousarray(za[..., v].transpose(2, 0, 1))  # (v, clips, trs)
+        p_ = np.ascontiguousarray(zp[..., v].transpose(2, 1, 0))  # (v, trs, clips)
+        S = (a @ p_).transpose(1, 2, 0).reshape(n_clips * n_clips, -1)  # (clips * clips, v)
+        values = np.zeros((rows.shape[0], S.shape[1]), dtype=np.float32)
+        for c in range(n_clips):  # the same summation order for the observed and the permuted r
+            values += S[rows[:, c]]
+        values /= n_clips * n_trs
+        r[v] = values[0]
+        exceed[v] = (values[1:] >= values[0]).sum(axis=0)
     p = (1.0 + exceed) / (1.0 + int(n_permutations))
-    return r.astype(np.float64), p
+    return r, p
 
 
 def fdr_bh(p_values: np.ndarray) -> np.ndarray:
@@ -163,7 +177,7 @@ class EncodingModel(BaseEstimator):
     base_delay : int
         Shift already applied to the responses by the data layer (``SubjectData.delay``).
     tr : float
-    alphas, cv, n_targets_batch : as :class:`RidgeDecoder`.
+    alphas, cv, n_targets_batch, backend : as :class:`RidgeDecoder`.
 
     Attributes
     ----------
@@ -181,6 +195,7 @@ class EncodingModel(BaseEstimator):
         alphas=DEFAULT_ALPHAS,
         cv: int = 5,
         n_targets_batch: int | None = 4096,
+        backend: str = "numpy",
     ):
         self.window = window
         self.delays = delays
@@ -189,6 +204,7 @@ class EncodingModel(BaseEstimator):
         self.alphas = alphas
         self.cv = cv
         self.n_targets_batch = n_targets_batch
+        self.backend = backend
 
     def _features(self, embeddings: np.ndarray, n_trs: int) -> np.ndarray:
         feats = tr_features(embeddings, self.window, n_trs, tr=self.tr)
@@ -218,8 +234,9 @@ class EncodingModel(BaseEstimator):
         Y = responses.reshape(n_clips * n_trs, n_vox)
         g = None if groups is None else np.repeat(np.asarray(groups), n_trs)
         self.ridge_ = RidgeDecoder(
-            alphas=self.alphas, cv=self.cv, solver="primal", n_targets_batch=self.n_targets_batch
-        ).fit(X, Y, g)
+            alphas=self.alphas, cv=self.cv, solver="primal", n_targets_batch=self.n_targets_batch,
+            backend=self.backend,
+        ).fit(X, Y, g)  # fmt: skip
         self.cv_r_ = self.ridge_.cv_scores_
         self.n_voxels_ = n_vox
         return self

@@ -26,7 +26,7 @@ class EnsembleDecoder(BaseEstimator):
         Number of parcels kept (paper: 6).
     min_voxels : int
         Parcels with fewer voxels are skipped.
-    alphas, cv : as :class:`RidgeDecoder`.
+    alphas, cv, backend : as :class:`RidgeDecoder`.
 
     Attributes
     ----------
@@ -38,12 +38,22 @@ class EnsembleDecoder(BaseEstimator):
     voxels_ : list of ndarray, the columns of X used by each selected decoder
     """
 
-    def __init__(self, labels, *, n_top: int = 6, min_voxels: int = 10, alphas=DEFAULT_ALPHAS, cv: int = 5):
+    def __init__(
+        self,
+        labels,
+        *,
+        n_top: int = 6,
+        min_voxels: int = 10,
+        alphas=DEFAULT_ALPHAS,
+        cv: int = 5,
+        backend: str = "numpy",
+    ):
         self.labels = labels
         self.n_top = n_top
         self.min_voxels = min_voxels
         self.alphas = alphas
         self.cv = cv
+        self.backend = backend
 
     def fit(self, X, Y, groups=None) -> EnsembleDecoder:
         """Fit on ``X (n_samples, n_voxels)`` → ``Y (n_samples, dim)``; ``groups`` = run of each sample."""
@@ -63,13 +73,10 @@ class EnsembleDecoder(BaseEstimator):
                 f"no parcel has at least {self.min_voxels} voxels (labels hold {np.unique(labels).size} "
                 "distinct values); check that the parcel image is on the BOLD grid"
             )
-        scores, fitted = [], {}
-        for pid in ids:
-            cols = np.flatnonzero(labels == pid)
-            dec = RidgeDecoder(alphas=self.alphas, cv=self.cv).fit(X[:, cols], Y, groups)
-            scores.append(float(np.mean(dec.cv_scores_)))
-            fitted[int(pid)] = (dec, cols)
-        scores = np.asarray(scores)
+        columns = [np.flatnonzero(labels == pid) for pid in ids]
+        decoders = self._fit_parcels(X, Y, groups, columns)
+        fitted = {int(pid): (dec, cols) for pid, dec, cols in zip(ids, decoders, columns)}
+        scores = np.asarray([float(np.mean(dec.cv_scores_)) for dec in decoders])
         order = np.argsort(-scores, kind="stable")[: int(self.n_top)]
         self.parcel_ids_ = ids.astype(int)
         self.parcel_scores_ = scores
@@ -79,6 +86,28 @@ class EnsembleDecoder(BaseEstimator):
         self.voxels_ = [fitted[int(p)][1] for p in self.selected_]
         self.n_features_in_ = X.shape[1]
         return self
+
+    def _fit_parcels(self, X, Y, groups, columns: list[np.ndarray]) -> list[RidgeDecoder]:
+        """One ridge per parcel, in order; parcels run concurrently, one per BLAS thread, each on one thread.
+
+        A parcel's fit (tens of voxels) is far too thin for threaded BLAS, so serially it kept one core busy.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from brain2music.models import _backend as B
+
+        b = B.get_backend(self.backend)
+        workers = min(B.cpu_workers(b), len(columns))
+
+        def fit(cols):
+            return RidgeDecoder(alphas=self.alphas, cv=self.cv, backend=self.backend).fit(
+                X[:, cols], Y, groups
+            )
+
+        if workers <= 1:
+            return [fit(cols) for cols in columns]
+        with B.single_thread(b), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(fit, columns))
 
     def predict(self, X) -> np.ndarray:
         """Average of the selected parcels' predictions, ``(n_samples, dim)``."""

@@ -145,6 +145,11 @@ class SubjectContext:
         n_train = data.train.shape[0]
         self.train_keep = np.ones(n_train, dtype=bool) if train_keep is None else np.asarray(train_keep, bool)
         self.cache: dict[Any, Any] = {}
+        #: Windows whose kernel factorisations are kept for a later embedding (set by the study loop).
+        self.keep_factors: set[float] = set()
+        #: ``(parent context, boolean mask over its training clips)`` of a :meth:`without_train` context:
+        #: its kernels are exact blocks of the parent's (no second pass over the responses).
+        self._kernel_parent: tuple[SubjectContext, np.ndarray] | None = None
         #: Columns of the subject's full voxel vector this context holds (all, unless :meth:`subset`).
         self.parent_voxels = np.arange(data.n_voxels)
         self.parent_n_voxels = data.n_voxels
@@ -169,6 +174,11 @@ class SubjectContext:
     @property
     def train_runs(self) -> np.ndarray:
         return np.asarray(self.data.train_runs)[self.train_keep]
+
+    @property
+    def backend(self) -> str:
+        """The study's compute backend (himalaya's: ``numpy``, ``torch``, ``torch_cuda``, ``cupy``)."""
+        return str(getattr(self.settings, "backend", "numpy"))
 
     def groups(self, r: int) -> np.ndarray:
         """Run of every training window sample ``(n_train * r,)`` (CV folds keep runs together)."""
@@ -202,7 +212,7 @@ class SubjectContext:
         At full size each window's responses are about 1 GB and an encoding model's weights up to 0.4 GB.
         """
         if window is not None:
-            for kind in ("windowed", "test_repeats"):
+            for kind in ("windowed", "test_repeats", "kernel"):
                 self.cache.pop((kind, float(window)), None)
         if encoder is not None:
             self.cache.pop(("encoding", encoder), None)
@@ -220,7 +230,7 @@ class SubjectContext:
             s = self.settings
             model = EncodingModel(
                 targets.window, delays=s.delays, base_delay=self.data.delay, tr=self.data.tr,
-                alphas=s.alphas, cv=s.cv,
+                alphas=s.alphas, cv=s.cv, backend=self.backend,
             )  # fmt: skip
             self.cache[key] = model.fit(targets.train, self._train_rows(self.data.train), self.train_runs)
         return self.cache[key]
@@ -244,10 +254,48 @@ class SubjectContext:
         """
         from brain2music.models import RidgeDecoder
 
-        kw = (
-            {"alphas": self.settings.alphas, "cv": self.settings.cv} | self.settings.ridge_options | overrides
-        )
+        s = self.settings
+        kw = {"alphas": s.alphas, "cv": s.cv, "backend": self.backend} | s.ridge_options | overrides
         return RidgeDecoder(**kw)
+
+    def kernel(self, window: float, ridge=None):
+        """The linear kernel of the training window samples (all voxels), shared by every fit that reads them.
+
+        Returns a :class:`~brain2music.models.KernelView` whose rows are ``windowed(window)[0]`` flattened
+        clip-major, or ``None`` when ``ridge`` (default ``self.ridge()``) would not use the dual form on them
+        (more samples than voxels, an RBF kernel) or the study switched reuse off
+        (``StudySettings.reuse_kernels``). Cached per window (``cache[("kernel", window)]``), so every
+        method and every embedding of that window pays one ``X X^T``; a :meth:`without_train` context
+        takes a block of its parent's kernel. The per-penalty factorisations are kept too when a later
+        embedding has the same window (:attr:`keep_factors`).
+        """
+        from brain2music.models import SubjectKernel
+
+        ridge = self.ridge() if ridge is None else ridge
+        x_train, _ = self.windowed(window)
+        n_samples = x_train.shape[0] * x_train.shape[1]
+        if (
+            not getattr(self.settings, "reuse_kernels", True)
+            or ridge.form_for(n_samples, self.n_voxels) != "dual"
+        ):
+            return None
+        if ridge.backend != self.backend:
+            return None
+        key = ("kernel", float(window))
+        if key not in self.cache:
+            if self._kernel_parent is not None:
+                parent, keep = self._kernel_parent
+                view = parent.kernel(window, ridge)
+                if view is not None:
+                    view = view.subset(keep)
+                    view.keep_factors = False  # this context fits once per embedding: nothing to reuse
+                self.cache[key] = view
+            else:
+                sk = SubjectKernel(
+                    x_train, backend=self.backend, cache_factors=float(window) in self.keep_factors
+                )
+                self.cache[key] = sk.view()
+        return self.cache[key]
 
     # -- derived contexts -------------------------------------------------------------------------------
     def without_train(self, drop: np.ndarray) -> SubjectContext:
@@ -263,9 +311,13 @@ class SubjectContext:
             )
         keep = self.train_keep.copy()
         keep[np.flatnonzero(self.train_keep)[drop]] = False
-        return SubjectContext(
+        ctx = SubjectContext(
             self.data, self.settings, parcels=self.parcels, parcel_names=self.parcel_names, train_keep=keep
         )
+        # The kernel of the remaining clips is a block of this one, centred again: exact, and it holds
+        # nothing of the dropped clips.
+        ctx._kernel_parent = (self, ~drop)
+        return ctx
 
     def subset(self, voxels: np.ndarray) -> SubjectContext:
         """A context holding only the columns ``voxels`` of the responses (a copy: the rest can be freed)."""

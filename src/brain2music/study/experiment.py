@@ -238,10 +238,13 @@ def _reproduce(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
             plan.bids, stimuli=plan.stimuli, encoders=plan.encoders, out=plan.out,
             subjects=cfg["data"]["subjects"], derivatives=plan.derivatives, methods=cfg["decoding"]["methods"],
             delay=cfg["data"]["delay"], random_state=cfg["experiment"]["seed"], verbose=verbose,
+            backend=cfg["decoding"]["backend"], scheduler=cfg["decoding"]["scheduler"],
         )  # fmt: skip
 
+    # Where the subjects run does not change the results, so it is not part of the stage's fingerprint.
+    decoding = {k: v for k, v in cfg["decoding"].items() if k != "scheduler"}
     payload = {
-        "data": cfg["data"], "embeddings": cfg["embeddings"], "decoding": cfg["decoding"],
+        "data": cfg["data"], "embeddings": cfg["embeddings"], "decoding": decoding,
         "seed": cfg["experiment"]["seed"], "upstream": stages.fingerprints.get("simulate"),
         # A results folder of another layout must be rewritten even when nothing else changed.
         "schema": SCHEMA_VERSION,

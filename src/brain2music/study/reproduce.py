@@ -87,7 +87,13 @@ class StudySettings:
     n_permutations_id: int = 1000  # of the identification p-values and paired tests
     random_state: int = 0
     cache_dir: str | None = None
-    ridge_options: dict = field(default_factory=dict)  # extra RidgeDecoder keywords (solver, backend, ...)
+    ridge_options: dict = field(default_factory=dict)  # extra RidgeDecoder keywords (solver, ...)
+    backend: str = "numpy"  # himalaya backend of every ridge, encoding model and alignment
+    reuse_kernels: bool = (
+        True  # one kernel per subject and window for every dual ridge (False: each fit its own)
+    )
+    scheduler: str | None = None  # None: subjects in this process; "threads", "local" or a Dask address
+    workers: int | None = None  # workers of "threads" / "local" (default: all cores)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -130,6 +136,10 @@ def reproduce(
     n_bootstrap: int = 1000,
     random_state: int = 0,
     cache_dir: str | os.PathLike | None = None,
+    backend: str = "numpy",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    reuse_kernels: bool = True,
     verbose: bool = True,
 ) -> StudyResults:
     """Run the decoding study, write the results folder ``out`` and return its :class:`StudyResults`.
@@ -162,10 +172,16 @@ def reproduce(
     n_bootstrap : bootstrap resamples of the confidence intervals.
     random_state : seed of the permutations and bootstraps.
     cache_dir : per-clip embedding cache (default: ``$BRAIN2MUSIC_CACHE`` or ``~/.cache/brain2music``).
+    backend : himalaya backend of every ridge, encoding model and alignment (``numpy``, ``torch``,
+        ``torch_cuda``, ``cupy``): float32 on its device, results back as numpy.
+    scheduler : where the subjects run, one task each (:func:`study_subject`): ``None``/``"none"`` in this
+        process; ``"threads"`` a Dask thread pool; ``"local"`` a Dask ``LocalCluster`` of ``workers``
+        processes; ``"tcp://host:8786"`` that Dask cluster (its workers must see the data and ``out``).
+        The figures do not depend on it. ``workers`` : threads / local processes (default: all cores).
+    reuse_kernels : compute each subject's kernel once per window and share it between the fits on those
+        samples (``False`` gives every fit its own; same figures, for checking).
     verbose : progress bars (stderr) and the printed table (stdout).
     """
-    from tqdm import tqdm
-
     from brain2music.study.table import format_table
 
     t_start = time.time()
@@ -180,10 +196,7 @@ def reproduce(
             float(es.window), int(es.embeddings.shape[1]), int(es.embeddings.shape[2]),
             folder.write_embeddings(enc, es), settings.metric_spaces[enc],
         )  # fmt: skip
-    outcomes = [
-        study_subject(settings, subject, sets, folder)
-        for subject in tqdm(settings.subjects, desc="reproduce", disable=not verbose, file=sys.stderr)
-    ]
+    outcomes = _run_subjects(settings, sets, folder, verbose)
     scores = {}
     for o in outcomes:
         results.add(*o.records)
@@ -222,6 +235,9 @@ def study_subject(
     parallel.
     """
     ctx = _context(settings, subject)
+    windows = [float(embeddings[e].window) for e in settings.encoders]
+    # A window read by several embeddings keeps its kernel factorisations for the later ones.
+    ctx.keep_factors = {w for w in windows if windows.count(w) > 1}
     outcome = SubjectOutcome(subject)
     for k, enc in enumerate(settings.encoders):
         targets = _targets(ctx, embeddings[enc], settings.metric_spaces[enc])
@@ -232,6 +248,40 @@ def study_subject(
         ctx.forget(window=None if any(embeddings[e].window == targets.window for e in later) else targets.window,
                    encoder=enc)  # fmt: skip
     return outcome
+
+
+def _run_subjects(settings: StudySettings, sets: dict, folder: ResultsFolder, verbose: bool) -> list:
+    """:func:`study_subject` for every subject, in subject order: here, or one Dask task per subject."""
+    from tqdm import tqdm
+
+    subjects = settings.subjects
+    bar = tqdm(total=len(subjects), desc="reproduce", disable=not verbose, file=sys.stderr)
+    with bar:
+        if settings.scheduler is None:
+            return [_tick(bar, study_subject(settings, s, sets, folder)) for s in subjects]
+        if settings.scheduler == "threads":
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(settings.workers or os.cpu_count() or 1) as pool:
+                futures = [pool.submit(study_subject, settings, s, sets, folder) for s in subjects]
+                return [_tick(bar, f.result()) for f in futures]
+        import distributed
+
+        from brain2music.embeddings.batch import dask_client
+
+        with dask_client(settings.scheduler, settings.workers) as client:
+            [shared] = client.scatter([sets], broadcast=True)
+            futures = [
+                client.submit(study_subject, settings, s, shared, folder, pure=False) for s in subjects
+            ]
+            for _ in distributed.as_completed(futures):
+                bar.update(1)
+            return client.gather(futures)
+
+
+def _tick(bar, value):
+    bar.update(1)
+    return value
 
 
 def _study_embedding(
@@ -493,6 +543,9 @@ def _settings(args: dict) -> StudySettings:
     for e, sp in spaces.items():
         check_space(sp, what=f"metric space of {e}")
     alphas = args["alphas"] if args["alphas"] is not None else DEFAULT_ALPHAS
+    backend, scheduler, workers = _execution(
+        args.get("backend", "numpy"), args.get("scheduler"), args.get("workers")
+    )
     return StudySettings(
         source=source, encoders=encoders, subjects=subjects, methods=methods, out=Path(args["out"]),
         stimuli=Path(args["stimuli"]) if args["stimuli"] is not None else None, parcels=parcels,
@@ -502,7 +555,26 @@ def _settings(args: dict) -> StudySettings:
         fdr_alpha=float(args["fdr_alpha"]), logo=bool(args["logo"]), logo_method=args["logo_method"],
         metric_spaces=spaces, n_bootstrap=int(args["n_bootstrap"]), random_state=int(args["random_state"]),
         cache_dir=str(args["cache_dir"]) if args["cache_dir"] is not None else None,
+        backend=backend, reuse_kernels=bool(args.get("reuse_kernels", True)), scheduler=scheduler, workers=workers,
     )  # fmt: skip
+
+
+def _execution(backend, scheduler, workers) -> tuple[str, str | None, int | None]:
+    """Validate ``backend`` (loadable here), ``scheduler`` and ``workers`` (errors name the option)."""
+    from brain2music.embeddings.batch import check_scheduler
+    from brain2music.models._backend import get_backend
+
+    # ConfigError for an unknown name, or naming what to install when its library or device is missing.
+    get_backend(backend)
+    if scheduler == "threads":
+        pass
+    elif check_scheduler(scheduler) is None:
+        scheduler = None
+    elif not isinstance(scheduler, str):
+        raise ConfigError("scheduler must be 'none', 'threads', 'local' or a Dask address (a string)")
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise ConfigError(f"workers must be a positive integer; got {workers!r}")
+    return backend, scheduler, None if workers is None else int(workers)
 
 
 def _drop_unavailable(methods: list[str], parcels, subjects, default_parcels) -> list[str]:

@@ -53,7 +53,9 @@ class AlignedMethod(GroupMethod):
                 maps[s], xs = None, src
             else:
                 dst = ref.windowed(ref_t.window)[0][ri].reshape(-1, ref.n_voxels)
-                maps[s] = FunctionalAlignment(alphas=ALIGNMENT_ALPHAS, cv=cv).fit(src, dst, g)
+                maps[s] = FunctionalAlignment(alphas=ALIGNMENT_ALPHAS, cv=cv, backend=ref.backend).fit(
+                    src, dst, g
+                )
                 xs = maps[s].transform(src)
             parts_x.append(xs)
             parts_y.append(t.train[si].reshape(-1, t.dim))

@@ -22,7 +22,9 @@ class EnsembleMethod(DecoderMethod):
         X, Y, groups = flat(x_train), flat(targets.train), ctx.groups(targets.r)
         s = ctx.settings
         t0 = time.perf_counter()
-        dec = EnsembleDecoder(ctx.parcels, n_top=s.n_top_parcels, alphas=s.alphas, cv=s.cv).fit(X, Y, groups)
+        dec = EnsembleDecoder(
+            ctx.parcels, n_top=s.n_top_parcels, alphas=s.alphas, cv=s.cv, backend=ctx.backend
+        ).fit(X, Y, groups)
         fit_s = time.perf_counter() - t0
         record = EnsembleParcels(
             subject=ctx.subject, encoder=targets.encoder, parcels=dec.selected_.tolist(),

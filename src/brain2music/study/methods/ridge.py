@@ -16,7 +16,12 @@ class RidgeMethod(DecoderMethod):
     def fit(self, ctx, targets) -> FittedMethod:
         x_train, _ = ctx.windowed(targets.window)
         t0 = time.perf_counter()
-        dec = ctx.ridge().fit(flat(x_train), flat(targets.train), ctx.groups(targets.r))
+        dec = ctx.ridge()
+        # The subject's kernel of this window: one X X^T (and, with a second embedding of the same window,
+        # one set of factorisations) for every fit on these samples.
+        dec.fit(
+            flat(x_train), flat(targets.train), ctx.groups(targets.r), kernel=ctx.kernel(targets.window, dec)
+        )
         return FittedMethod(
             dec, float(np.mean(dec.cv_scores_)), ctx.n_voxels, fit_seconds=time.perf_counter() - t0
         )
