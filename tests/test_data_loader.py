@@ -23,7 +23,7 @@ from brain2music.data import (
     write_example_dataset,
     zscore,
 )
-from brain2music.errors import DataError, DataFileNotFoundError
+from brain2music.errors import DataError, DataFileNotFoundError, NoMotionCorrectionWarning
 from conftest import DS003720, make_bids_tree, write_bold
 
 SUBJECTS = ("sub-001", "sub-002", "sub-003", "sub-004", "sub-005")
@@ -284,6 +284,8 @@ def test_example_dataset_roundtrip(tmp_path, capsys):
     assert s["subjects"] == ["sub-001", "sub-002"] and s["n_train_clips"] == 480
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        # The one expected warning: raw BIDS BOLD is used without motion correction.
+        warnings.simplefilter("ignore", NoMotionCorrectionWarning)
         sub = load_subject(out, 2)
     assert sub.train.shape[:2] == (480, 10) and sub.n_voxels == 6 * 6 * 4
     assert main(["example-data", str(out)]) == 2

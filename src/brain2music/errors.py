@@ -50,3 +50,15 @@ def require(module: str, extra: str, purpose: str):
             f"{purpose} needs the optional dependency {module!r}, which is not installed. "
             f"Install it with: pip install 'brain2music[{extra}]'"
         ) from exc
+
+
+class NoMotionCorrectionWarning(UserWarning):
+    """Raw BIDS BOLD enters the analysis without realignment or motion confound regression."""
+
+
+NO_MOTION_CORRECTION = (
+    "raw BIDS BOLD is read as it is: brain2music applies no motion correction (no realignment, no motion "
+    "confounds). For real recordings use preprocessed data instead: run fMRIPrep and pass its output with "
+    "--fmriprep DIR (confounds regressed with --confounds, e.g. motion,wm_csf,high_pass), or the authors' "
+    "preprocessed arrays with --derivatives DIR."
+)
