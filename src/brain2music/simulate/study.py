@@ -19,6 +19,11 @@ Output (``OUT``)::
                                noise_sd, ar_coef, baseline, scale, psc, pref_freq, pref_rate, slow_share
     OUT/simulation.json        config + version; written last: its presence marks a complete study
 
+With ``layout="fmriprep"`` the BOLD goes to ``OUT/bids/derivatives/fmriprep`` instead (preprocessed runs
+with simulated head motion, confounds, brain masks, FreeSurfer ``aparc.a2009s+aseg.mgz``; see
+:mod:`brain2music.simulate.fmriprep_layout`), ``OUT/bids`` keeps events and sidecars, and the truth adds
+each run's head motion (``OUT/truth/sub-00N_motion.npz``).
+
 The study is built in ``OUT.partial`` and renamed to ``OUT`` at the very end, so an interrupted run never
 leaves a dataset at ``OUT`` that looks complete. The noise-free BOLD of a run is
 ``baseline + scale * (X_run @ weights)``; see :func:`load_truth`.
@@ -66,7 +71,11 @@ _FLAGS = {
     "snr": "--snr",
     "n_jobs": "--jobs",
     "seed": "--seed",
+    "layout": "--layout",
 }
+
+#: Output layouts: raw BIDS BOLD (motion-free), or fMRIPrep derivatives with simulated head motion.
+LAYOUTS = ("bids", "fmriprep")
 
 
 def _check_options(**o) -> None:
@@ -117,6 +126,7 @@ def _check_options(**o) -> None:
     need("train_runs", o["train_runs"] <= 99, "at most 99")
     need("test_runs", o["test_runs"] <= 99, "at most 99")
     need("snr", isinstance(o["snr"], (int, float)) and o["snr"] > 0, "a positive number")
+    need("layout", o["layout"] in LAYOUTS, f"one of {', '.join(LAYOUTS)}")
 
 
 def _track_job(args):
@@ -210,6 +220,7 @@ def simulate_study(
     n_auditory_parcels: int = 10,
     snr: float = 1.0,
     n_jobs: int = 1,
+    layout: str = "bids",
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
@@ -225,6 +236,10 @@ def simulate_study(
     n_parcels, n_auditory_parcels : parcels of the label image, and how many carry tuned voxels.
     snr : multiplies every tuned voxel's signal-to-noise ratio (1 = default difficulty).
     n_jobs : processes for composing/rendering and stimulus features.
+    layout : ``"bids"`` (raw BIDS BOLD without head motion) or ``"fmriprep"``: the same study (same seed,
+        same signal and noise) with simulated head motion and its artifacts, written as fMRIPrep
+        derivatives with confounds, brain masks and a FreeSurfer ``aparc.a2009s+aseg.mgz``
+        (:mod:`brain2music.simulate.fmriprep_layout`); ``OUT/bids`` then holds events and sidecars only.
     overwrite : replace an existing non-empty ``out`` (only once the new study is complete).
     progress : tqdm progress bars on stderr.
 
@@ -246,6 +261,7 @@ def simulate_study(
         n_auditory_parcels=n_auditory_parcels,
         snr=snr,
         n_jobs=n_jobs,
+        layout=layout,
     )
     _check_options(**config)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -291,6 +307,9 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
     # Independent streams per part, so changing e.g. the number of subjects leaves the music unchanged.
     ss = np.random.SeedSequence(seed)
     s_design, s_music, s_genre, s_atlas, s_subjects = ss.spawn(5)
+    # A sixth stream for head motion: the first five (and so every motion-free file) do not change.
+    s_motion = ss.spawn(1)[0]
+    layout = c.get("layout", "bids")
 
     clock = time.perf_counter()
 
@@ -412,7 +431,14 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
     write_text(
         bids / "README",
         "Simulated study written by `brain2music simulate` in the layout of OpenNeuro "
-        "ds003720: composed 10-genre music and simulated BOLD responses. Ground truth in ../truth/.\n",
+        "ds003720: composed 10-genre music and simulated BOLD responses. Ground truth in ../truth/.\n"
+        + (
+            "Layout fmriprep: the BOLD is in derivatives/fmriprep (preprocessed runs with head motion, "
+            "confounds, brain masks, FreeSurfer segmentation in sourcedata/freesurfer); this folder holds the "
+            "events and sidecars only (no raw BOLD images).\n"
+            if layout == "fmriprep"
+            else ""
+        ),
     )
     for task in ("Training", "Test"):
         write_json(bids / f"task-{task}_bold.json", {"TaskName": task, "RepetitionTime": TR})
@@ -420,7 +446,23 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
     # NIfTI stores Fortran order: filling a Fortran-ordered grid saves a full copy per run on writing.
     flat_f = np.ravel_multi_index(np.unravel_index(flat, atlas.mask.shape), atlas.mask.shape, order="F")
     sub_seeds = s_subjects.spawn(n_subjects)
-    summaries = {}
+    motion_seeds = s_motion.spawn(n_subjects)
+    summaries, motion_summaries = {}, {}
+    writer = None
+    if layout == "fmriprep":
+        from brain2music.simulate.fmriprep_layout import FmriprepWriter
+
+        writer = FmriprepWriter(bids, atlas, TR, __version__)
+
+    def write_grid(path: Path, data: np.ndarray | None) -> None:
+        """Masked data ``(n_volumes, n_voxels)`` (or the mask itself for ``None``) as a NIfTI image."""
+        if data is None:
+            _write_nifti(path, atlas.mask.astype(np.uint8), atlas.affine)
+            return
+        grid = np.zeros(atlas.mask.shape + (data.shape[0],), dtype=np.int16, order="F")
+        grid.reshape(atlas.mask.size, -1, order="F")[flat_f] = np.clip(np.round(data.T), -32768, 32767)
+        _write_nifti(path, grid, atlas.affine, tr=TR)
+
     bar = tqdm(total=n_subjects * len(runs), desc="simulating BOLD", disable=not progress, leave=False)
     for s in range(n_subjects):
         sub = f"sub-{s + 1:03d}"
@@ -430,6 +472,20 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
         func.mkdir(parents=True)
         sig_ss = np.zeros(n_voxels)
         noise_ss = np.zeros(n_voxels)
+        motion_truth: dict = {}
+        if writer is not None:
+            from brain2music.simulate.motion import (
+                motion_artifact,
+                motion_loadings,
+                motion_summary,
+                simulate_motion,
+                subject_motion_scale,
+            )
+
+            mrng = np.random.default_rng(motion_seeds[s])
+            motion_scale = subject_motion_scale(mrng)
+            position, spike = motion_loadings(n_voxels, mrng)
+            writer.write_subject(sub)
         for (split, run), ev in runs.items():
             task = "Training" if split == "train" else "Test"
             stem = func / f"{sub}_task-{task}_run-{run:02d}"
@@ -439,11 +495,14 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
             sig_ss += ((signal - signal.mean(0)) ** 2).sum(0)
             noise_ss += ((noise - noise.mean(0)) ** 2).sum(0)
             del signal, noise
-            grid = np.zeros(atlas.mask.shape + (bold.shape[0],), dtype=np.int16, order="F")
-            grid.reshape(atlas.mask.size, -1, order="F")[flat_f] = np.clip(np.round(bold.T), -32768, 32767)
+            if writer is None:
+                write_grid(Path(f"{stem}_bold.nii.gz"), bold)
+            else:
+                motion = simulate_motion(bold.shape[0], TR, mrng, scale=motion_scale)
+                bold += model.baseline * motion_artifact(motion, position, spike)
+                writer.write_run(sub, task, run, bold, motion, write_grid)
+                motion_truth[f"{split}_run-{run:02d}"] = motion.astype(np.float32)
             del bold
-            _write_nifti(Path(f"{stem}_bold.nii.gz"), grid, atlas.affine, tr=TR)
-            del grid
             bar.update()
         ev_realized = sig_ss / np.maximum(sig_ss + noise_ss, 1e-12)
         auditory = np.isin(atlas.voxel_parcel, atlas.auditory)
@@ -464,7 +523,28 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
             pref_freq=model.pref_freq,
             pref_rate=model.pref_rate,
             slow_share=model.slow_share,
+            **(
+                {
+                    "motion_position": position,
+                    "motion_spike": spike,
+                    "motion_scale": np.float32(motion_scale),
+                    "tissue": writer.anat["tissue"],
+                    "aparc_label": writer.anat["label"],
+                }
+                if writer is not None
+                else {}
+            ),  # fmt: skip
         )
+        if writer is not None:
+            save_npz(tmp / "truth" / f"{sub}_motion.npz", **motion_truth)
+            per_run = [motion_summary(m) for m in motion_truth.values()]
+            motion_summaries[sub] = {
+                "motion_scale": motion_scale,
+                "fd_mean": float(np.mean([r["fd_mean"] for r in per_run])),
+                "fd_max": float(np.max([r["fd_max"] for r in per_run])),
+                "max_displacement_mean": float(np.mean([r["max_displacement"] for r in per_run])),
+                "n_fd_over_0.5": int(np.sum([r["n_fd_over_0.5"] for r in per_run])),
+            }
         summaries[sub] = _ev_summary(ev_realized, model.tuned, auditory)
         del model
         lap(f"{sub}: tuning, {len(runs)} runs of BOLD written")
@@ -484,6 +564,8 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
             "slow_features": [n for n, s_ in zip(feature_names, slow) if s_],
             "n_voxels": n_voxels,
             "explainable_variance": summaries,
+            "layout": layout,
+            **({"motion": motion_summaries} if writer is not None else {}),
             "files": {
                 "features.npz": "run design matrices X_run (z-scored, HRF-convolved features at TR) and clip features",
                 "sub-XXX.npz": "voxel tuning (weights), noise parameters and explainable variance per voxel",
@@ -509,7 +591,14 @@ What the simulator knows and a decoder must not see. Read it with `brain2music.s
 - `sub-00N.npz`: `weights` (n_features, n_voxels), `voxel_indices` (C-order flat indices of the mask
   voxels: the loader's voxel order), `parcel`, `tuned`, `auditory`, `ev` (target), `ev_realized`
   (var(signal) / (var(signal) + var(noise)) over all runs), `noise_sd`, `ar_coef`, `baseline`, `scale`,
-  `psc`, `pref_freq`, `pref_rate`, `slow_share`.
+  `psc`, `pref_freq`, `pref_rate`, `slow_share`; with `--layout fmriprep` also `motion_position` (6, n_voxels)
+  and `motion_spike` (n_voxels,) (artifact per mm, fraction of baseline), `motion_scale`, `tissue` (0 cortex,
+  1 white matter, 2 ventricle) and `aparc_label` (the aparc.a2009s+aseg label of every voxel).
+- `sub-00N_motion.npz` (`--layout fmriprep`): the head motion of every run, `train_run-NN` / `test_run-NN`
+  (n_volumes, 6): trans_x/y/z in mm, rot_x/y/z in rad (the confounds table's columns).
+
+With `--layout fmriprep` the preprocessed BOLD is the motion-free BOLD plus
+`baseline * (motion_mm @ motion_position + FD * motion_spike)` (`StudyTruth.motion_artifact`).
 
 Noise-free response of a run: `X_run @ weights` (unit variance for tuned voxels, 0 elsewhere), in scanner
 units `baseline + scale * (X_run @ weights)`. The model is documented in `brain2music.simulate.brain`.
@@ -571,6 +660,29 @@ class StudyTruth:
         if units == "bold":
             return sub["baseline"] + sub["scale"] * signal
         raise ConfigError(f"units must be 'signal' or 'bold'; got {units!r}")
+
+    def motion(self, subject: str | int, split: str, run: int) -> np.ndarray:
+        """Head motion of a run ``(n_volumes, 6)`` (trans mm, rot rad) of an ``--layout fmriprep`` study."""
+        from brain2music.data import normalize_subject
+
+        path = self.root / "truth" / f"{normalize_subject(subject)}_motion.npz"
+        if not path.is_file():
+            raise DataFileNotFoundError(
+                f"no head-motion truth {path} (the study was not simulated with --layout fmriprep)"
+            )
+        key = f"{split}_run-{int(run):02d}"
+        with np.load(path) as z:
+            if key not in z.files:
+                raise ConfigError(f"no run {key!r} in {path}")
+            return z[key].astype(np.float64)
+
+    def motion_artifact(self, subject: str | int, split: str, run: int) -> np.ndarray:
+        """The motion artifact added to a run's BOLD ``(n_volumes, n_voxels)``, in scanner units."""
+        from brain2music.simulate.motion import motion_artifact
+
+        sub = self.subject(subject)
+        frac = motion_artifact(self.motion(subject, split, run), sub["motion_position"], sub["motion_spike"])
+        return sub["baseline"] * frac
 
     def noise_free_clips(self, subject: str | int, *, delay: int = 3) -> dict:
         """Noise-free responses arranged like :func:`brain2music.data.load_subject`'s arrays.
