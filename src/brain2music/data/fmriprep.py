@@ -257,8 +257,6 @@ def plan_subject(
     and the columns the strategy needs; the FreeSurfer segmentation exists when Destrieux parcels or the
     cortex mask are asked for.
     """
-    import nibabel as nib
-
     from brain2music.data.events import build_design
 
     fmriprep = Path(fmriprep_dir)
@@ -282,38 +280,8 @@ def plan_subject(
         )
     n_vols, trs, grid = [], [], None
     for ev, fp in pairs:
-        try:
-            img = nib.load(str(fp.bold))
-        except Exception as exc:
-            raise DataError(f"{fp.bold}: cannot read as a NIfTI image ({exc})") from exc
-        if len(img.shape) != 4:
-            raise DataError(f"{fp.bold}: expected a 4-D image (x, y, z, time), found shape {img.shape}")
-        tr = _run_tr(ev, fp, bids_root, img.header)
-        from brain2music.data.events import read_events
-
-        need = expected_volumes(read_events(ev.events), tr)
-        if img.shape[3] != need:
-            raise DataError(
-                f"{fp.bold}: has {img.shape[3]} volumes but its events ({ev.events.name}) need {need} at TR {tr} s"
-            )
-        if grid is None:
-            grid = (tuple(img.shape[:3]), img.affine)
-        elif tuple(img.shape[:3]) != grid[0] or not np.allclose(img.affine, grid[1], atol=1e-3):
-            raise DataError(
-                f"{fp.bold}: grid {img.shape[:3]} differs from {pairs[0][1].bold.name}'s {grid[0]} "
-                "(every run of a space must share one grid)"
-            )
-        _check_mask_file(fp, grid)
-        if strategy.enabled:
-            if fp.confounds is None:
-                raise DataFileNotFoundError(
-                    f"confounds table missing for {fp.bold.name}: expected "
-                    f"{fp.bold.parent / (fp.name + '_desc-confounds_timeseries.tsv')} (or --confounds none)"
-                )
-            table = read_confounds_table(fp.confounds)
-            meta = _json(fp.confounds.with_suffix(".json")) if "compcor" in strategy.components else None
-            check_confounds(table, strategy, tsv=fp.confounds, n_volumes=img.shape[3], meta=meta)
-        n_vols.append(int(img.shape[3]))
+        n_vol, tr, grid = _check_run(ev, fp, bids_root, strategy, grid, first=pairs[0][1])
+        n_vols.append(n_vol)
         trs.append(tr)
     if len({round(t, 6) for t in trs}) > 1:
         raise DataError(f"{fmriprep / subject}: runs have different TRs {sorted(set(trs))}")
@@ -340,6 +308,44 @@ def plan_subject(
         analysis_runs=analysis_runs, tr=float(trs[0]), design=design, n_volumes=n_vols, strategy=strategy,
         grid=grid, aparc=aparc,
     )  # fmt: skip
+
+
+def _check_run(ev: Run, fp: FmriprepRun, bids_root: Path, strategy: ConfoundStrategy, grid, *, first):
+    """Header and table checks of one run; returns ``(n_volumes, tr, grid)`` (the grid of the first run)."""
+    import nibabel as nib
+
+    from brain2music.data.events import read_events
+
+    try:
+        img = nib.load(str(fp.bold))
+    except Exception as exc:
+        raise DataError(f"{fp.bold}: cannot read as a NIfTI image ({exc})") from exc
+    if len(img.shape) != 4:
+        raise DataError(f"{fp.bold}: expected a 4-D image (x, y, z, time), found shape {img.shape}")
+    tr = _run_tr(ev, fp, bids_root, img.header)
+    need = expected_volumes(read_events(ev.events), tr)
+    if img.shape[3] != need:
+        raise DataError(
+            f"{fp.bold}: has {img.shape[3]} volumes but its events ({ev.events.name}) need {need} at TR {tr} s"
+        )
+    if grid is None:
+        grid = (tuple(img.shape[:3]), img.affine)
+    elif tuple(img.shape[:3]) != grid[0] or not np.allclose(img.affine, grid[1], atol=1e-3):
+        raise DataError(
+            f"{fp.bold}: grid {img.shape[:3]} differs from {first.bold.name}'s {grid[0]} "
+            "(every run of a space must share one grid)"
+        )
+    _check_mask_file(fp, grid)
+    if strategy.enabled:
+        if fp.confounds is None:
+            raise DataFileNotFoundError(
+                f"confounds table missing for {fp.bold.name}: expected "
+                f"{fp.bold.parent / (fp.name + '_desc-confounds_timeseries.tsv')} (or --confounds none)"
+            )
+        table = read_confounds_table(fp.confounds)
+        meta = _json(fp.confounds.with_suffix(".json")) if "compcor" in strategy.components else None
+        check_confounds(table, strategy, tsv=fp.confounds, n_volumes=img.shape[3], meta=meta)
+    return int(img.shape[3]), tr, grid
 
 
 def _events(ev: Run):

@@ -154,3 +154,41 @@ def motion_artifact(motion: np.ndarray, position: np.ndarray, spike: np.ndarray)
     mm = _to_mm(motion).astype(np.float32)
     fd = np.nan_to_num(framewise_displacement(motion)).astype(np.float32)
     return mm @ position + fd[:, None] * spike[None, :]
+
+
+class SubjectMotion:
+    """One simulated subject's head motion: its scale and artifact loadings, and every run's trace.
+
+    ``apply`` adds a new run's artifact to its BOLD (in place) and records the trace; ``truth`` and
+    ``summary`` give what the study's ground truth keeps.
+    """
+
+    def __init__(self, n_voxels: int, rng: np.random.Generator):
+        self.rng = rng
+        self.scale = subject_motion_scale(rng)
+        self.position, self.spike = motion_loadings(n_voxels, rng)
+        self.runs: dict[str, np.ndarray] = {}
+
+    def apply(self, bold: np.ndarray, baseline: np.ndarray, key: str, tr: float) -> np.ndarray:
+        """Add the artifact of a new run to ``bold (n_volumes, n_voxels)``; return its motion ``(n, 6)``."""
+        motion = simulate_motion(bold.shape[0], tr, self.rng, scale=self.scale)
+        bold += baseline * motion_artifact(motion, self.position, self.spike)
+        self.runs[key] = motion.astype(np.float32)
+        return motion
+
+    def truth(self) -> dict[str, np.ndarray]:
+        return {
+            "motion_position": self.position,
+            "motion_spike": self.spike,
+            "motion_scale": np.float32(self.scale),
+        }
+
+    def summary(self) -> dict:
+        per_run = [motion_summary(m) for m in self.runs.values()]
+        return {
+            "motion_scale": self.scale,
+            "fd_mean": float(np.mean([r["fd_mean"] for r in per_run])),
+            "fd_max": float(np.max([r["fd_max"] for r in per_run])),
+            "max_displacement_mean": float(np.mean([r["max_displacement"] for r in per_run])),
+            "n_fd_over_0.5": int(np.sum([r["n_fd_over_0.5"] for r in per_run])),
+        }

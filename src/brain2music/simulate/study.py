@@ -472,19 +472,11 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
         func.mkdir(parents=True)
         sig_ss = np.zeros(n_voxels)
         noise_ss = np.zeros(n_voxels)
-        motion_truth: dict = {}
+        head = None
         if writer is not None:
-            from brain2music.simulate.motion import (
-                motion_artifact,
-                motion_loadings,
-                motion_summary,
-                simulate_motion,
-                subject_motion_scale,
-            )
+            from brain2music.simulate.motion import SubjectMotion
 
-            mrng = np.random.default_rng(motion_seeds[s])
-            motion_scale = subject_motion_scale(mrng)
-            position, spike = motion_loadings(n_voxels, mrng)
+            head = SubjectMotion(n_voxels, np.random.default_rng(motion_seeds[s]))
             writer.write_subject(sub)
         for (split, run), ev in runs.items():
             task = "Training" if split == "train" else "Test"
@@ -498,10 +490,8 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
             if writer is None:
                 write_grid(Path(f"{stem}_bold.nii.gz"), bold)
             else:
-                motion = simulate_motion(bold.shape[0], TR, mrng, scale=motion_scale)
-                bold += model.baseline * motion_artifact(motion, position, spike)
+                motion = head.apply(bold, model.baseline, f"{split}_run-{run:02d}", TR)
                 writer.write_run(sub, task, run, bold, motion, write_grid)
-                motion_truth[f"{split}_run-{run:02d}"] = motion.astype(np.float32)
             del bold
             bar.update()
         ev_realized = sig_ss / np.maximum(sig_ss + noise_ss, 1e-12)
@@ -524,27 +514,14 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
             pref_rate=model.pref_rate,
             slow_share=model.slow_share,
             **(
-                {
-                    "motion_position": position,
-                    "motion_spike": spike,
-                    "motion_scale": np.float32(motion_scale),
-                    "tissue": writer.anat["tissue"],
-                    "aparc_label": writer.anat["label"],
-                }
-                if writer is not None
-                else {}
-            ),  # fmt: skip
+                {}
+                if head is None
+                else head.truth() | {"tissue": writer.anat["tissue"], "aparc_label": writer.anat["label"]}
+            ),
         )
-        if writer is not None:
-            save_npz(tmp / "truth" / f"{sub}_motion.npz", **motion_truth)
-            per_run = [motion_summary(m) for m in motion_truth.values()]
-            motion_summaries[sub] = {
-                "motion_scale": motion_scale,
-                "fd_mean": float(np.mean([r["fd_mean"] for r in per_run])),
-                "fd_max": float(np.max([r["fd_max"] for r in per_run])),
-                "max_displacement_mean": float(np.mean([r["max_displacement"] for r in per_run])),
-                "n_fd_over_0.5": int(np.sum([r["n_fd_over_0.5"] for r in per_run])),
-            }
+        if head is not None:
+            save_npz(tmp / "truth" / f"{sub}_motion.npz", **head.runs)
+            motion_summaries[sub] = head.summary()
         summaries[sub] = _ev_summary(ev_realized, model.tuned, auditory)
         del model
         lap(f"{sub}: tuning, {len(runs)} runs of BOLD written")
