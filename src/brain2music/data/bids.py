@@ -202,8 +202,15 @@ def find_runs(
         if run.events is None:
             raise DataFileNotFoundError(f"events file missing for run {run.name}: expected {stem}_events.tsv")
         if run.bold is None:
+            fmriprep = root / "derivatives" / "fmriprep"
+            hint = (
+                f"; {fmriprep} holds fMRIPrep derivatives: read those instead (brain2music inspect {fmriprep}, "
+                f"reproduce --fmriprep {fmriprep})"
+                if fmriprep.is_dir()
+                else ""
+            )
             raise DataFileNotFoundError(
-                f"BOLD image missing for run {run.name}: expected {stem}_bold.nii or {stem}_bold.nii.gz"
+                f"BOLD image missing for run {run.name}: expected {stem}_bold.nii or {stem}_bold.nii.gz{hint}"
             )
     order = {"train": 0, "test": 1}
     return sorted(runs.values(), key=lambda r: (order[r.split], r.run))
