@@ -19,14 +19,14 @@ Output (``OUT``)::
                                noise_sd, ar_coef, baseline, scale, psc, pref_freq, pref_rate, slow_share
     OUT/simulation.json        config + version; written last: its presence marks a complete study
 
+The study is built in ``OUT.partial`` and renamed to ``OUT`` at the very end, so an interrupted run never
+leaves a dataset at ``OUT`` that looks complete. The noise-free BOLD of a run is
+``baseline + scale * (X_run @ weights)``; see :func:`load_truth`.
+
 With ``layout="fmriprep"`` the BOLD goes to ``OUT/bids/derivatives/fmriprep`` instead (preprocessed runs
 with simulated head motion, confounds, brain masks, FreeSurfer ``aparc.a2009s+aseg.mgz``; see
 :mod:`brain2music.simulate.fmriprep_layout`), ``OUT/bids`` keeps events and sidecars, and the truth adds
 each run's head motion (``OUT/truth/sub-00N_motion.npz``).
-
-The study is built in ``OUT.partial`` and renamed to ``OUT`` at the very end, so an interrupted run never
-leaves a dataset at ``OUT`` that looks complete. The noise-free BOLD of a run is
-``baseline + scale * (X_run @ weights)``; see :func:`load_truth`.
 """
 
 from __future__ import annotations
@@ -287,47 +287,48 @@ def simulate_study(
     return out
 
 
+class _Lap:
+    """Logs the time of each stage of a build."""
+
+    def __init__(self):
+        self.clock = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        log.info("%s: %.1f s", stage, now - self.clock)
+        self.clock = now
+
+
 def _build(tmp: Path, config: dict, progress: bool) -> None:
-    """Write the whole study into ``tmp`` (see the module docstring)."""
-    from nilearn.glm.first_level import glover_hrf
-    from tqdm.auto import tqdm
-
-    from brain2music import __version__
-    from brain2music.simulate.brain import make_atlas, make_subject, simulate_run
-    from brain2music.simulate.design import make_design, write_events
-    from brain2music.simulate.features import FAST_FEATURES, TIMBRE_FACTORS
-
-    c = config
-    n_subjects, n_voxels, seed, snr = c["n_subjects"], c["n_voxels"], c["seed"], c["snr"]
-    clips_per_genre, test_clips_per_genre = c["clips_per_genre"], c["test_clips_per_genre"]
-    train_runs, test_runs, test_repeats = c["train_runs"], c["test_runs"], c["test_repeats"]
-    n_parcels, n_auditory_parcels, n_jobs = c["n_parcels"], c["n_auditory_parcels"], c["n_jobs"]
+    """Write the whole study into ``tmp`` (see the module docstring), step by step."""
     (tmp / "bids" / "derivatives").mkdir(parents=True)
     (tmp / "truth").mkdir()
     # Independent streams per part, so changing e.g. the number of subjects leaves the music unchanged.
-    ss = np.random.SeedSequence(seed)
+    ss = np.random.SeedSequence(config["seed"])
     s_design, s_music, s_genre, s_atlas, s_subjects = ss.spawn(5)
     # A sixth stream for head motion: the first five (and so every motion-free file) do not change.
     s_motion = ss.spawn(1)[0]
-    layout = c.get("layout", "bids")
-
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        log.info("%s: %.1f s", stage, now - clock)
-        clock = now
-
-    # 1. Design and music.
-    tracks, runs = make_design(
-        clips_per_genre=clips_per_genre,
-        test_clips_per_genre=test_clips_per_genre,
-        train_runs=train_runs,
-        test_runs=test_runs,
-        test_repeats=test_repeats,
-        rng=np.random.default_rng(s_design),
+    lap = _Lap()
+    tracks, runs = _write_music(tmp, config, s_design, s_music, progress)
+    lap(f"composing and rendering {len(tracks)} tracks")
+    features = _write_features(tmp, config, tracks, runs, s_genre, progress)
+    lap("stimulus features and run design matrices")
+    atlas = _write_atlas(tmp, config, s_atlas)
+    summaries, motion = _write_subjects(
+        tmp, config, atlas, runs, features, (s_subjects, s_motion), progress, lap
     )
+    _write_truth(tmp, config, atlas, features, summaries, motion)
+
+
+def _write_music(tmp: Path, c: dict, s_design, s_music, progress: bool):
+    """1. The presentation design, and the composed stimuli with their metadata."""
+    from brain2music.simulate.design import make_design
+
+    tracks, runs = make_design(
+        clips_per_genre=c["clips_per_genre"], test_clips_per_genre=c["test_clips_per_genre"],
+        train_runs=c["train_runs"], test_runs=c["test_runs"], test_repeats=c["test_repeats"],
+        rng=np.random.default_rng(s_design),
+    )  # fmt: skip
     track_seeds = s_music.generate_state(len(tracks), dtype=np.uint64)
     stim = tmp / "stimuli"
     jobs = [
@@ -336,43 +337,46 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
     ]
     for g in GENRES:
         (stim / "genres" / g).mkdir(parents=True, exist_ok=True)
-    params = _map(_track_job, jobs, n_jobs, "composing tracks", progress)
+    params = _map(_track_job, jobs, c["n_jobs"], "composing tracks", progress)
     meta = []
     for r, p in zip(tracks.itertuples(), params):
         d = p.to_dict()
         d.update({f"program_{k}": ("" if v is None else v) for k, v in d.pop("instruments").items()})
         meta.append({"clip_id": r.clip_id, "split": r.split, "excerpt_start": r.start, **d})
     write_text(stim / "metadata.csv", pd.DataFrame(meta).to_csv(index=False))
+    return tracks, runs
 
-    lap(f"composing and rendering {len(tracks)} tracks")
 
-    # 2. Stimulus features, once per unique clip, from the very excerpts the loader produces.
-    feats = _map(
-        _clip_job,
-        [(stim, r.genre, r.track, r.start) for r in tracks.itertuples()],
-        n_jobs,
-        "stimulus features",
-        progress,
-    )
+@dataclass
+class _Features:
+    names: list[str]
+    slow: np.ndarray
+    designs: dict  # (split, run) -> z-scored design matrix at TR
+    cov: np.ndarray
+
+
+def _write_features(tmp: Path, c: dict, tracks, runs, s_genre, progress: bool) -> _Features:
+    """2. Stimulus features, once per unique clip, from the very excerpts the loader produces."""
+    from nilearn.glm.first_level import glover_hrf
+
+    from brain2music.simulate.features import FAST_FEATURES, TIMBRE_FACTORS
+
+    stim = tmp / "stimuli"
+    jobs = [(stim, r.genre, r.track, r.start) for r in tracks.itertuples()]
+    feats = _map(_clip_job, jobs, c["n_jobs"], "stimulus features", progress)
     genre_factors = np.random.default_rng(s_genre).normal(size=(len(GENRES), N_GENRE_FACTORS))
     n_bins_clip = feats[0][0].shape[0]
     clip_feats = np.stack(
         [
             np.concatenate(
-                [
-                    f,
-                    np.repeat(tf[None], n_bins_clip, 0),
-                    np.repeat(genre_factors[GENRES.index(g)][None], n_bins_clip, 0),
-                ],
+                [f, np.repeat(tf[None], n_bins_clip, 0), np.repeat(genre_factors[GENRES.index(g)][None], n_bins_clip, 0)],
                 axis=1,
             )
             for (f, tf), g in zip(feats, tracks.genre)
         ]
-    ).astype(np.float32)
-    feature_names = (
-        list(FAST_FEATURES) + list(TIMBRE_FACTORS) + [f"genre_factor{k}" for k in range(N_GENRE_FACTORS)]
-    )
-    slow = np.array([not n.startswith(("rate", "scale", "level")) for n in feature_names])
+    ).astype(np.float32)  # fmt: skip
+    names = list(FAST_FEATURES) + list(TIMBRE_FACTORS) + [f"genre_factor{k}" for k in range(N_GENRE_FACTORS)]
+    slow = np.array([not n.startswith(("rate", "scale", "level")) for n in names])
     hrf = glover_hrf(t_r=BIN_DURATION, oversampling=1, time_length=32.0)
     clip_index = {(r.genre, int(r.track)): i for i, r in enumerate(tracks.itertuples())}
     raw = _run_designs(runs, clip_index, clip_feats, n_bins_clip, hrf, int(round(TR / BIN_DURATION)))
@@ -383,51 +387,38 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
     cov = np.cov(np.concatenate(list(designs.values()), axis=0), rowvar=False)
     save_npz(
         tmp / "truth" / "features.npz",
-        feature_names=np.array(feature_names),
-        slow=slow,
-        genres=np.array(GENRES),
-        genre_factors=genre_factors,
-        clip_ids=tracks.clip_id.to_numpy(dtype=str),
-        clip_features=clip_feats,
-        bin_duration=BIN_DURATION,
-        hrf=hrf,
-        feature_mean=mean,
-        feature_std=std,
+        feature_names=np.array(names), slow=slow, genres=np.array(GENRES), genre_factors=genre_factors,
+        clip_ids=tracks.clip_id.to_numpy(dtype=str), clip_features=clip_feats, bin_duration=BIN_DURATION,
+        hrf=hrf, feature_mean=mean, feature_std=std,
         **{f"{split}_run-{run:02d}": x for (split, run), x in designs.items()},
-    )
+    )  # fmt: skip
+    return _Features(names, slow, designs, cov)
 
-    lap("stimulus features and run design matrices")
 
-    # 3. Template space: mask and parcels.
-    atlas = make_atlas(n_voxels, n_parcels, n_auditory_parcels, np.random.default_rng(s_atlas))
+def _write_atlas(tmp: Path, c: dict, s_atlas):
+    """3. Template space: the mask, the parcels and the BIDS dataset descriptions."""
+    from brain2music import __version__
+    from brain2music.simulate.brain import make_atlas
+
+    atlas = make_atlas(c["n_voxels"], c["n_parcels"], c["n_auditory_parcels"], np.random.default_rng(s_atlas))
     der = tmp / "bids" / "derivatives"
     _write_nifti(der / "brain_mask.nii.gz", atlas.mask.astype(np.uint8), atlas.affine)
     _write_nifti(der / "parcels.nii.gz", atlas.parcels, atlas.affine)
     write_text(
         der / "parcels.tsv", "index\tname\n" + "".join(f"{i + 1}\t{n}\n" for i, n in enumerate(atlas.names))
     )
+    generated = [{"Name": "brain2music simulate", "Version": __version__}]
     write_json(
         der / "dataset_description.json",
-        {
-            "Name": "brain2music simulated derivatives",
-            "BIDSVersion": "1.4.0",
-            "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "brain2music simulate", "Version": __version__}],
-        },
-    )
-
-    # 4. Subjects, one run at a time (never a whole subject in memory).
+        {"Name": "brain2music simulated derivatives", "BIDSVersion": "1.4.0", "DatasetType": "derivative",
+         "GeneratedBy": generated},
+    )  # fmt: skip
     bids = tmp / "bids"
     write_json(
         bids / "dataset_description.json",
-        {
-            "Name": "brain2music simulated music-genre fMRI study",
-            "BIDSVersion": "1.4.0",
-            "License": "CC0",
-            "Authors": ["brain2music simulate"],
-            "GeneratedBy": [{"Name": "brain2music simulate", "Version": __version__}],
-        },
-    )
+        {"Name": "brain2music simulated music-genre fMRI study", "BIDSVersion": "1.4.0", "License": "CC0",
+         "Authors": ["brain2music simulate"], "GeneratedBy": generated},
+    )  # fmt: skip
     write_text(
         bids / "README",
         "Simulated study written by `brain2music simulate` in the layout of OpenNeuro "
@@ -436,23 +427,89 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
             "Layout fmriprep: the BOLD is in derivatives/fmriprep (preprocessed runs with head motion, "
             "confounds, brain masks, FreeSurfer segmentation in sourcedata/freesurfer); this folder holds the "
             "events and sidecars only (no raw BOLD images).\n"
-            if layout == "fmriprep"
+            if c.get("layout", "bids") == "fmriprep"
             else ""
         ),
     )
     for task in ("Training", "Test"):
         write_json(bids / f"task-{task}_bold.json", {"TaskName": task, "RepetitionTime": TR})
+    return atlas
+
+
+def _write_subjects(tmp: Path, c: dict, atlas, runs, features: _Features, seeds, progress, lap):
+    """4. Subjects, one run at a time (never a whole subject in memory).
+
+    ``seeds`` = (subjects stream, head-motion stream). Returns the EV summaries and, for the fMRIPrep
+    layout, the head-motion summaries per subject (else ``{}``).
+    """
+    from tqdm.auto import tqdm
+
+    from brain2music import __version__
+    from brain2music.simulate.brain import make_subject
+
+    s_subjects, s_motion = seeds
+    flat = np.flatnonzero(atlas.mask.ravel())
+    sub_seeds = s_subjects.spawn(c["n_subjects"])
+    motion_seeds = s_motion.spawn(c["n_subjects"])
+    summaries, motion_summaries = {}, {}
+    writer = None
+    if c.get("layout", "bids") == "fmriprep":
+        from brain2music.simulate.fmriprep_layout import FmriprepWriter
+
+        writer = FmriprepWriter(tmp / "bids", atlas, TR, __version__)
+    bar = tqdm(total=c["n_subjects"] * len(runs), desc="simulating BOLD", disable=not progress, leave=False)
+    for s in range(c["n_subjects"]):
+        sub = f"sub-{s + 1:03d}"
+        rng = np.random.default_rng(sub_seeds[s])
+        model = make_subject(
+            atlas, features.names, features.slow, features.cov, N_DRIFT_BASIS, rng, snr=c["snr"]
+        )
+        head = None
+        if writer is not None:
+            from brain2music.simulate.motion import SubjectMotion
+
+            head = SubjectMotion(flat.size, np.random.default_rng(motion_seeds[s]))
+            writer.write_subject(sub)
+        func = tmp / "bids" / sub / "func"
+        ev_realized = _write_runs(func, sub, atlas, runs, features, model, rng, bar, writer, head)
+        auditory = np.isin(atlas.voxel_parcel, atlas.auditory)
+        extra = (
+            {}
+            if head is None
+            else head.truth() | {"tissue": writer.anat["tissue"], "aparc_label": writer.anat["label"]}
+        )
+        save_npz(
+            tmp / "truth" / f"{sub}.npz",
+            weights=model.weights, voxel_indices=flat, parcel=atlas.voxel_parcel, tuned=model.tuned,
+            auditory=auditory, ev=model.ev, ev_realized=ev_realized.astype(np.float32), noise_sd=model.noise_sd,
+            ar_coef=model.ar_coef, baseline=model.baseline, scale=model.scale, psc=model.psc,
+            pref_freq=model.pref_freq, pref_rate=model.pref_rate, slow_share=model.slow_share, **extra,
+        )  # fmt: skip
+        if head is not None:
+            save_npz(tmp / "truth" / f"{sub}_motion.npz", **head.runs)
+            motion_summaries[sub] = head.summary()
+        summaries[sub] = _ev_summary(ev_realized, model.tuned, auditory)
+        del model
+        lap(f"{sub}: tuning, {len(runs)} runs of BOLD written")
+    bar.close()
+    return summaries, motion_summaries
+
+
+def _write_runs(
+    func: Path, sub: str, atlas, runs, features: _Features, model, rng, bar, writer=None, head=None
+) -> np.ndarray:
+    """Every run of one subject (events, sidecar, BOLD); returns the realised explainable variance per voxel.
+
+    With an fMRIPrep ``writer`` the BOLD (plus ``head``'s motion artifact) goes to the derivatives folder
+    and ``func`` keeps the events and sidecars only.
+    """
+    from brain2music.simulate.brain import simulate_run
+    from brain2music.simulate.design import write_events
+
+    func.mkdir(parents=True)
     flat = np.flatnonzero(atlas.mask.ravel())
     # NIfTI stores Fortran order: filling a Fortran-ordered grid saves a full copy per run on writing.
     flat_f = np.ravel_multi_index(np.unravel_index(flat, atlas.mask.shape), atlas.mask.shape, order="F")
-    sub_seeds = s_subjects.spawn(n_subjects)
-    motion_seeds = s_motion.spawn(n_subjects)
-    summaries, motion_summaries = {}, {}
-    writer = None
-    if layout == "fmriprep":
-        from brain2music.simulate.fmriprep_layout import FmriprepWriter
-
-        writer = FmriprepWriter(bids, atlas, TR, __version__)
 
     def write_grid(path: Path, data: np.ndarray | None) -> None:
         """Masked data ``(n_volumes, n_voxels)`` (or the mask itself for ``None``) as a NIfTI image."""
@@ -463,69 +520,30 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
         grid.reshape(atlas.mask.size, -1, order="F")[flat_f] = np.clip(np.round(data.T), -32768, 32767)
         _write_nifti(path, grid, atlas.affine, tr=TR)
 
-    bar = tqdm(total=n_subjects * len(runs), desc="simulating BOLD", disable=not progress, leave=False)
-    for s in range(n_subjects):
-        sub = f"sub-{s + 1:03d}"
-        rng = np.random.default_rng(sub_seeds[s])
-        model = make_subject(atlas, feature_names, slow, cov, N_DRIFT_BASIS, rng, snr=snr)
-        func = bids / sub / "func"
-        func.mkdir(parents=True)
-        sig_ss = np.zeros(n_voxels)
-        noise_ss = np.zeros(n_voxels)
-        head = None
-        if writer is not None:
-            from brain2music.simulate.motion import SubjectMotion
+    sig_ss = np.zeros(flat.size)
+    noise_ss = np.zeros(flat.size)
+    for (split, run), ev in runs.items():
+        task = "Training" if split == "train" else "Test"
+        stem = func / f"{sub}_task-{task}_run-{run:02d}"
+        write_events(Path(f"{stem}_events.tsv"), ev)
+        write_json(Path(f"{stem}_bold.json"), {"TaskName": task, "RepetitionTime": TR})
+        bold, signal, noise = simulate_run(model, features.designs[(split, run)], TR, rng)
+        sig_ss += ((signal - signal.mean(0)) ** 2).sum(0)
+        noise_ss += ((noise - noise.mean(0)) ** 2).sum(0)
+        del signal, noise
+        if writer is None:
+            write_grid(Path(f"{stem}_bold.nii.gz"), bold)
+        else:
+            motion = head.apply(bold, model.baseline, f"{split}_run-{run:02d}", TR)
+            writer.write_run(sub, task, run, bold, motion, write_grid)
+        del bold
+        bar.update()
+    return sig_ss / np.maximum(sig_ss + noise_ss, 1e-12)
 
-            head = SubjectMotion(n_voxels, np.random.default_rng(motion_seeds[s]))
-            writer.write_subject(sub)
-        for (split, run), ev in runs.items():
-            task = "Training" if split == "train" else "Test"
-            stem = func / f"{sub}_task-{task}_run-{run:02d}"
-            write_events(Path(f"{stem}_events.tsv"), ev)
-            write_json(Path(f"{stem}_bold.json"), {"TaskName": task, "RepetitionTime": TR})
-            bold, signal, noise = simulate_run(model, designs[(split, run)], TR, rng)
-            sig_ss += ((signal - signal.mean(0)) ** 2).sum(0)
-            noise_ss += ((noise - noise.mean(0)) ** 2).sum(0)
-            del signal, noise
-            if writer is None:
-                write_grid(Path(f"{stem}_bold.nii.gz"), bold)
-            else:
-                motion = head.apply(bold, model.baseline, f"{split}_run-{run:02d}", TR)
-                writer.write_run(sub, task, run, bold, motion, write_grid)
-            del bold
-            bar.update()
-        ev_realized = sig_ss / np.maximum(sig_ss + noise_ss, 1e-12)
-        auditory = np.isin(atlas.voxel_parcel, atlas.auditory)
-        save_npz(
-            tmp / "truth" / f"{sub}.npz",
-            weights=model.weights,
-            voxel_indices=flat,
-            parcel=atlas.voxel_parcel,
-            tuned=model.tuned,
-            auditory=auditory,
-            ev=model.ev,
-            ev_realized=ev_realized.astype(np.float32),
-            noise_sd=model.noise_sd,
-            ar_coef=model.ar_coef,
-            baseline=model.baseline,
-            scale=model.scale,
-            psc=model.psc,
-            pref_freq=model.pref_freq,
-            pref_rate=model.pref_rate,
-            slow_share=model.slow_share,
-            **(
-                {}
-                if head is None
-                else head.truth() | {"tissue": writer.anat["tissue"], "aparc_label": writer.anat["label"]}
-            ),
-        )
-        if head is not None:
-            save_npz(tmp / "truth" / f"{sub}_motion.npz", **head.runs)
-            motion_summaries[sub] = head.summary()
-        summaries[sub] = _ev_summary(ev_realized, model.tuned, auditory)
-        del model
-        lap(f"{sub}: tuning, {len(runs)} runs of BOLD written")
-    bar.close()
+
+def _write_truth(tmp: Path, config: dict, atlas, features: _Features, summaries: dict, motion: dict) -> None:
+    """5. What the simulator knows (truth.json, README) and the completion marker."""
+    from brain2music import __version__
 
     write_json(
         tmp / "truth" / "truth.json",
@@ -537,12 +555,12 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
             "auditory_parcels": atlas.auditory,
             "core_parcels": atlas.core,
             "belt_parcels": atlas.belt,
-            "feature_names": feature_names,
-            "slow_features": [n for n, s_ in zip(feature_names, slow) if s_],
-            "n_voxels": n_voxels,
+            "feature_names": features.names,
+            "slow_features": [n for n, s_ in zip(features.names, features.slow) if s_],
+            "n_voxels": config["n_voxels"],
             "explainable_variance": summaries,
-            "layout": layout,
-            **({"motion": motion_summaries} if writer is not None else {}),
+            "layout": config.get("layout", "bids"),
+            **({"motion": motion} if motion else {}),
             "files": {
                 "features.npz": "run design matrices X_run (z-scored, HRF-convolved features at TR) and clip features",
                 "sub-XXX.npz": "voxel tuning (weights), noise parameters and explainable variance per voxel",
@@ -638,29 +656,6 @@ class StudyTruth:
             return sub["baseline"] + sub["scale"] * signal
         raise ConfigError(f"units must be 'signal' or 'bold'; got {units!r}")
 
-    def motion(self, subject: str | int, split: str, run: int) -> np.ndarray:
-        """Head motion of a run ``(n_volumes, 6)`` (trans mm, rot rad) of an ``--layout fmriprep`` study."""
-        from brain2music.data import normalize_subject
-
-        path = self.root / "truth" / f"{normalize_subject(subject)}_motion.npz"
-        if not path.is_file():
-            raise DataFileNotFoundError(
-                f"no head-motion truth {path} (the study was not simulated with --layout fmriprep)"
-            )
-        key = f"{split}_run-{int(run):02d}"
-        with np.load(path) as z:
-            if key not in z.files:
-                raise ConfigError(f"no run {key!r} in {path}")
-            return z[key].astype(np.float64)
-
-    def motion_artifact(self, subject: str | int, split: str, run: int) -> np.ndarray:
-        """The motion artifact added to a run's BOLD ``(n_volumes, n_voxels)``, in scanner units."""
-        from brain2music.simulate.motion import motion_artifact
-
-        sub = self.subject(subject)
-        frac = motion_artifact(self.motion(subject, split, run), sub["motion_position"], sub["motion_spike"])
-        return sub["baseline"] * frac
-
     def noise_free_clips(self, subject: str | int, *, delay: int = 3) -> dict:
         """Noise-free responses arranged like :func:`brain2music.data.load_subject`'s arrays.
 
@@ -696,6 +691,29 @@ class StudyTruth:
             # overlap with the neighbouring clips), so they are averaged as the loader averages them.
             out[split] = (acc / counts[:, None, None]).astype(np.float32)
         return out
+
+    def motion(self, subject: str | int, split: str, run: int) -> np.ndarray:
+        """Head motion of a run ``(n_volumes, 6)`` (trans mm, rot rad) of an ``--layout fmriprep`` study."""
+        from brain2music.data import normalize_subject
+
+        path = self.root / "truth" / f"{normalize_subject(subject)}_motion.npz"
+        if not path.is_file():
+            raise DataFileNotFoundError(
+                f"no head-motion truth {path} (the study was not simulated with --layout fmriprep)"
+            )
+        key = f"{split}_run-{int(run):02d}"
+        with np.load(path) as z:
+            if key not in z.files:
+                raise ConfigError(f"no run {key!r} in {path}")
+            return z[key].astype(np.float64)
+
+    def motion_artifact(self, subject: str | int, split: str, run: int) -> np.ndarray:
+        """The motion artifact added to a run's BOLD ``(n_volumes, n_voxels)``, in scanner units."""
+        from brain2music.simulate.motion import motion_artifact
+
+        sub = self.subject(subject)
+        frac = motion_artifact(self.motion(subject, split, run), sub["motion_position"], sub["motion_spike"])
+        return sub["baseline"] * frac
 
 
 def load_truth(out: str | os.PathLike) -> StudyTruth:
