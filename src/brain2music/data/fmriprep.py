@@ -528,7 +528,9 @@ def load_fmriprep(
         info={
             "source": "fmriprep", "fmriprep": str(plan.fmriprep), "bids_root": str(plan.bids_root),
             "space": plan.space, "confounds": plan.strategy.describe(), "mask": mask_source,
-            "parcels": parcel_source, "motion_correction": "fMRIPrep (realigned); confounds regressed: "
+            "parcels": parcel_source,
+            "freesurfer_dir": None if freesurfer_dir is None else str(freesurfer_dir),
+            "motion_correction": "fMRIPrep (realigned); confounds regressed: "
             + plan.strategy.describe(), "n_dropped_voxels": int(n_vox - keep.size), "runs": run_info,
         },
     )  # fmt: skip
