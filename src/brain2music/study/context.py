@@ -106,6 +106,10 @@ class DataSource:
                 raise ConfigError(
                     f"--mask {mask} needs fMRIPrep derivatives (--fmriprep DIR); give a mask file"
                 )
+        if mask is not None and derivatives is not None and fmriprep is None:
+            raise ConfigError(
+                "--mask does not apply to the authors' arrays (--derivatives): they are masked already"
+            )
         options = {} if mask is None else {"mask": str(mask)}
         if fmriprep is not None:
             from brain2music.data.confounds import ConfoundStrategy
