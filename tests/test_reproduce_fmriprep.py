@@ -190,3 +190,26 @@ def test_source_options_that_would_be_ignored_are_errors(sim, tmp_path):
         reproduce(sim["bids"], fmriprep=sim["fmriprep"], derivatives=sim["bids"], **kw)
     assert not (tmp_path / "r").exists()
     assert json.loads((sim["bids"] / "dataset_description.json").read_text())  # untouched
+
+
+def test_parcel_image_on_another_grid_is_resampled_by_world_coordinates(sim, tmp_path):
+    """A label image at half the voxel size (the same world positions) gives the BOLD-grid labels back."""
+    import nibabel as nib
+
+    from brain2music.data import load_fmriprep
+    from brain2music.study.context import subject_parcels
+
+    sub = load_fmriprep(sim["fmriprep"], 1, bids_root=sim["bids"], confounds="none")
+    atlas = sim["bids"] / "derivatives" / "parcels.nii.gz"
+    img = nib.load(str(atlas))
+    fine = np.asarray(img.dataobj)
+    for axis in range(3):
+        fine = np.repeat(fine, 2, axis=axis)
+    path = tmp_path / "sub-001" / "fine.nii.gz"
+    path.parent.mkdir()
+    nib.save(nib.Nifti1Image(fine, img.affine @ np.diag([0.5, 0.5, 0.5, 1.0])), str(path))
+    shutil.copy(atlas.with_name("parcels.tsv"), path.with_name("fine.tsv"))
+    on_grid, names = subject_parcels(str(atlas), sub)
+    resampled, fine_names = subject_parcels(str(tmp_path / "{subject}" / "fine.nii.gz"), sub)
+    assert np.array_equal(resampled, on_grid) and on_grid.any()
+    assert fine_names == names and len(names) == len(np.unique(on_grid[on_grid > 0]))
