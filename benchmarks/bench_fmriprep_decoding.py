@@ -49,7 +49,7 @@ def run(study: Path, fmriprep: Path, conf: str, methods: list[str], emb: Path, o
     res = reproduce(
         study / "bids", fmriprep=fmriprep, confounds=conf, parcels="destrieux", embeddings={"acoustic": emb},
         methods=methods, out=out, logo=False, n_permutations=args.n_permutations, n_bootstrap=1000,
-        n_top_parcels=args.n_top_parcels, verbose=False,
+        n_top_parcels=args.n_top_parcels, cv=args.cv, verbose=False,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     summary = {
@@ -73,6 +73,7 @@ def main() -> None:
     p.add_argument("--data", nargs="+", default=["motion", "motion-free"], choices=["motion", "motion-free"])
     p.add_argument("--n-permutations", type=int, default=200)
     p.add_argument("--n-top-parcels", type=int, default=6)
+    p.add_argument("--cv", type=int, default=5, help="run-grouped folds (at most the training runs)")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     emb = embeddings(args.study, args.work)
