@@ -73,7 +73,7 @@ def main() -> None:
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     emb = embeddings(args.study, args.work)
-    out = args.work / f"results_{args.subjects}sub"
+    out = args.work / f"results_{args.subjects}sub{'_mask' if args.mask else ''}"
     opts = {
         "bids_root": str(args.study / "bids"), "fmriprep": str(args.study / "bids" / "derivatives" / "fmriprep"),
         "confounds": args.confounds, "parcels": "destrieux", "mask": args.mask,
