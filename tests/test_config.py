@@ -67,3 +67,112 @@ def test_cli_config(tmp_path, capsys):
     bad.write_text("experiment:\n  out: r\n  colour: blue\n")
     assert main(["config", "--check", str(bad)]) == 2
     assert "bad.yaml:3: experiment.colour" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- every key of the schema is read
+_ALTERNATIVE = {
+    "simulate.layout": "fmriprep",
+    "data.mask": "cortex",
+    "data.parcels": "destrieux",
+    "data.space": "MNI152NLin2009cAsym:res-2",
+    "data.confounds": "none",
+    "embeddings.encoders": ["clap", "acoustic"],
+    "decoding.methods": ["ridge"],
+    "library.encoder": "clap",
+    "reconstruction.generator": "musicgen",
+    "reconstruction.preset": "demo",
+}
+
+
+def _alternative(section: str, key: str, tmp_path):
+    from brain2music.config import SCHEMA
+
+    default, kind = SCHEMA[section][key]
+    dotted = f"{section}.{key}"
+    if dotted in _ALTERNATIVE:
+        return _ALTERNATIVE[dotted]
+    base = kind.rstrip("?")
+    if base == "bool":
+        return not default
+    if base == "int":
+        return 1 if default is None else default + 1
+    if base == "list":
+        return ["sub-009"]
+    if base == "path":
+        return str(tmp_path / f"alt_{key}")
+    return f"alt_{key}"
+
+
+def _recorded_run(values: dict, tmp_path, monkeypatch) -> list:
+    """Run ``brain2music run`` with every stage's work replaced by a recorder; return what it was asked."""
+    import shutil
+    import sys
+
+    import threadpoolctl
+
+    import brain2music.reconstruct
+    import brain2music.report
+    import brain2music.simulate
+    import brain2music.study.experiment as experiment
+    import brain2music.study.reconstruct
+    import brain2music.study.reproduce
+    from brain2music.study.experiment import run_experiment
+
+    calls = []
+
+    def recorder(name):
+        def fn(*args, **kwargs):
+            kwargs.pop("config", None) if name == "build_report" else None  # shown in the report only
+            calls.append((name, repr(args), repr(sorted(kwargs.items()))))
+
+        return fn
+
+    real_limits = threadpoolctl.threadpool_limits
+
+    def limits(*args, **kwargs):
+        if sys._getframe(1).f_globals.get("__name__") == experiment.__name__:
+            calls.append(("threadpool_limits", repr(args), repr(sorted(kwargs.items()))))
+        return real_limits(*args, **kwargs)
+
+    for module, name in ((brain2music.simulate, "simulate_study"), (experiment, "compose_library"),
+                         (brain2music.study.reproduce, "reproduce"), (brain2music.reconstruct, "build_library"),
+                         (brain2music.study.reconstruct, "reconstruct"), (brain2music.report, "build_report")):  # fmt: skip
+        monkeypatch.setattr(module, name, recorder(name))
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", limits)
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+    run_experiment(parse_config(values, path=tmp_path / "exp.yaml", check_paths=False), verbose=False)
+    return calls
+
+
+def _unread_keys(tmp_path, monkeypatch) -> list[str]:
+    from brain2music.config import SCHEMA
+
+    # simulate.enabled: false is the `real` base, where data.* keys are read.
+    simulated = {"experiment": {"out": "out"}, "simulate": {"enabled": True},
+                 "embeddings": {"encoders": ["acoustic", "clap"]}}  # fmt: skip
+    real = {"experiment": {"out": "out"}, "data": {"bids": "bids", "stimuli": "stim"}}
+    baseline = {}
+    unread = []
+    for section, keys in SCHEMA.items():
+        for key in keys:
+            base = real if section == "data" or f"{section}.{key}" == "simulate.enabled" else simulated
+            if id(base) not in baseline:
+                baseline[id(base)] = _recorded_run(base, tmp_path, monkeypatch)
+            values = {s: dict(v) for s, v in base.items()}
+            values.setdefault(section, {})[key] = _alternative(section, key, tmp_path)
+            if _recorded_run(values, tmp_path, monkeypatch) == baseline[id(base)]:
+                unread.append(f"{section}.{key}")
+    return unread
+
+
+def test_every_config_key_changes_what_run_does(tmp_path, monkeypatch):
+    """A key that nothing reads fails here: changing it alone must change what some stage is asked."""
+    assert _unread_keys(tmp_path, monkeypatch) == [], "config keys accepted but read by nothing"
+
+
+def test_the_key_check_finds_a_key_nothing_reads(tmp_path, monkeypatch):
+    from brain2music.config import SCHEMA
+
+    monkeypatch.setitem(SCHEMA, "data", dict(SCHEMA["data"], unused=(None, "str?")))
+    monkeypatch.setitem(SCHEMA, "report", dict(SCHEMA["report"], theme=("light", "str")))
+    assert _unread_keys(tmp_path, monkeypatch) == ["data.unused", "report.theme"]

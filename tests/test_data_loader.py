@@ -23,7 +23,7 @@ from brain2music.data import (
     write_example_dataset,
     zscore,
 )
-from brain2music.errors import DataError, DataFileNotFoundError
+from brain2music.errors import DataError, DataFileNotFoundError, NoMotionCorrectionWarning
 from conftest import DS003720, make_bids_tree, write_bold
 
 SUBJECTS = ("sub-001", "sub-002", "sub-003", "sub-004", "sub-005")
@@ -284,9 +284,105 @@ def test_example_dataset_roundtrip(tmp_path, capsys):
     assert s["subjects"] == ["sub-001", "sub-002"] and s["n_train_clips"] == 480
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        # The one expected warning: raw BIDS BOLD is used without motion correction.
+        warnings.simplefilter("ignore", NoMotionCorrectionWarning)
         sub = load_subject(out, 2)
     assert sub.train.shape[:2] == (480, 10) and sub.n_voxels == 6 * 6 * 4
     assert main(["example-data", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
     write_example_dataset(out, n_subjects=1, overwrite=True)
     assert inspect_dataset(out)["subjects"] == ["sub-001"]
+
+
+# ------------------------------------------------------------------ the authors' arrays, real shapes
+V_REAL = 257  # voxels: the row counts are the real ones, the voxel count is kept small for speed
+
+
+def _authors_arrays(folder, subject="sub-004", n_vox=V_REAL, seed=0):
+    """Arrays shaped like Zenodo 10.5281/zenodo.8275363: 4800 x V training (12 runs x 400 volumes, first 10
+    volumes dropped), 2400 x V test (6 x 400) and 600 x V test mean (60 clips x 10, repeats averaged, clips in
+    order of first presentation, unshifted), float32. Volume value = run code + volume index + voxel noise."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, 0.01, size=(1, n_vox)).astype(np.float32)
+    train = np.concatenate([1000.0 * r + np.arange(400)[:, None] + noise for r in range(1, 13)]).astype(
+        np.float32
+    )
+    test = np.concatenate([-1000.0 * r + np.arange(400)[:, None] + noise for r in range(1, 7)]).astype(
+        np.float32
+    )
+    np.save(folder / f"{subject}_Resp_Training.npy", train)
+    np.save(folder / f"{subject}_Resp_Test.npy", test)
+    # The repeat mean the authors ship: per test run, clip i of the run's 10 is volumes 10*i..10*i+9 of
+    # each of its 4 presentations (rows 1-40 of the events).
+    blocks = test.reshape(6, 4, 10, 10, n_vox).mean(axis=1)  # run, clip, volume, voxel
+    np.save(folder / f"{subject}_Resp_Test_Mean.npy", blocks.reshape(600, n_vox).astype(np.float32))
+    return train, test
+
+
+def test_authors_arrays_of_the_real_shapes(tmp_path):
+    train, test = _authors_arrays(tmp_path)
+    assert train.shape == (4800, V_REAL) and test.shape == (2400, V_REAL)
+    assert np.load(tmp_path / "sub-004_Resp_Test_Mean.npy").shape == (600, V_REAL)
+    sub = load_derivatives(tmp_path, 4, delay=3)
+    assert sub.train.shape == (480, 10, V_REAL) and sub.test.shape == (60, 4, 10, V_REAL)
+    assert sub.test_mean.shape == (60, 10, V_REAL) and sub.train.dtype == np.float32
+    design = packaged_design()
+    # Every training clip's 10 volumes come from its run, starting 3 volumes after its events row.
+    for k in (0, 57, 479):
+        clip = sub.train_clips.iloc[k]
+        row = design[(design.split == "train") & (design.clip_id == clip.clip_id)].iloc[0]
+        expect = np.minimum((row.row - 1) * 10 + 3 + np.arange(10), 399) + 1000.0 * row.run
+        np.testing.assert_allclose(sub.train[k, :, 0], expect, atol=0.05)
+        assert sub.train_runs[k] == row.run
+    # Test clips: each repeat from its own presentation, all in the clip's run.
+    for k in (0, 33, 59):
+        clip = sub.test_clips.iloc[k]
+        rows = design[(design.split == "test") & (design.clip_id == clip.clip_id)].sort_values("repeat")
+        for rep, row in enumerate(rows.itertuples()):
+            expect = np.minimum((row.row - 1) * 10 + 3 + np.arange(10), 399) - 1000.0 * row.run
+            np.testing.assert_allclose(sub.test[k, rep, :, 0], expect, atol=0.05)
+    np.testing.assert_allclose(sub.test_mean, sub.test.mean(axis=1), rtol=1e-6)
+
+
+def test_authors_test_mean_file_gives_the_same_responses(tmp_path):
+    _authors_arrays(tmp_path)
+    full = load_derivatives(tmp_path, 4, delay=0)
+    (tmp_path / "sub-004_Resp_Test.npy").unlink()
+    mean_only = load_derivatives(tmp_path, 4, delay=0)
+    assert mean_only.test.shape == (60, 1, 10, V_REAL)
+    np.testing.assert_allclose(mean_only.test_mean, full.test_mean, rtol=1e-5, atol=1e-3)
+    # With the 3-volume delay the mean file is shifted within each run's block of clips; only the run's
+    # last clip differs (its 4th presentation has no following clip; the loader repeats the last volume).
+    shifted = load_derivatives(tmp_path, 4, delay=3)
+    ref = load_derivatives(_full(tmp_path / "full"), 4, delay=3)
+    last = ref.test_clips.groupby("run").tail(1).index.to_numpy()
+    others = np.setdiff1d(np.arange(60), last)
+    np.testing.assert_allclose(shifted.test_mean[others], ref.test_mean[others], rtol=1e-5, atol=1e-3)
+
+
+def _full(folder):
+    folder.mkdir()
+    _authors_arrays(folder)
+    return folder
+
+
+def test_authors_arrays_bad_input_is_named(tmp_path):
+    train, test = _authors_arrays(tmp_path)
+    np.save(tmp_path / "sub-004_Resp_Test.npy", test[:, :100])
+    with pytest.raises(
+        DataError, match=r"sub-004_Resp_Test.npy: 100 voxels; .*sub-004_Resp_Training.npy has 257"
+    ):
+        load_derivatives(tmp_path, 4)
+    np.save(tmp_path / "sub-004_Resp_Test.npy", test[:2390])
+    with pytest.raises(
+        DataError,
+        match=r"sub-004_Resp_Test.npy: shape \(2390, 257\); expected \(2400, n_voxels\) = 6 runs × 400",
+    ):
+        load_derivatives(tmp_path, 4)
+    bad = train.copy()
+    bad[123, 7] = np.nan
+    np.save(tmp_path / "sub-004_Resp_Training.npy", bad)
+    np.save(tmp_path / "sub-004_Resp_Test.npy", test)
+    with pytest.warns(UserWarning, match="dropping 1 of 257 voxel"):
+        sub = load_derivatives(tmp_path, 4)
+    assert sub.n_voxels == 256 and 7 not in sub.voxel_indices

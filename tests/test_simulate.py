@@ -340,3 +340,190 @@ def test_noise_free_clips_line_up_with_the_loader(study):
     fake = ref[:, rng.choice(np.flatnonzero(tuned), size=(~tuned).sum())]  # tuned signals, untuned data
     null = [np.corrcoef(noisy[:, v], fake[:, k])[0, 1] for k, v in enumerate(np.flatnonzero(~tuned))]
     assert abs(np.median(null)) < 0.1
+
+
+# --------------------------------------------------------------------------- layout fmriprep (head motion)
+@pytest.fixture(scope="module")
+def study_fp(tmp_path_factory) -> Path:
+    """The ``study`` (same options and seed) written as fMRIPrep derivatives with head motion."""
+    from brain2music.simulate import simulate_study
+
+    return simulate_study(
+        tmp_path_factory.mktemp("simfp") / "study", **SMALL, layout="fmriprep", progress=False
+    )
+
+
+def _fmriprep(study_fp: Path) -> Path:
+    return study_fp / "bids" / "derivatives" / "fmriprep"
+
+
+def test_fmriprep_layout_is_the_same_study_plus_head_motion(study, study_fp):
+    import nibabel as nib
+
+    from brain2music.data import inspect_fmriprep
+    from brain2music.simulate import load_truth
+
+    fp = _fmriprep(study_fp)
+    files = {str(p.relative_to(fp)) for p in fp.rglob("*") if p.is_file()}
+    stem = "sub-002/func/sub-002_task-Test_run-02"
+    assert {
+        f"{stem}_space-T1w_desc-preproc_bold.nii.gz", f"{stem}_space-T1w_desc-preproc_bold.json",
+        f"{stem}_space-T1w_desc-brain_mask.nii.gz", f"{stem}_desc-confounds_timeseries.tsv",
+        f"{stem}_desc-confounds_timeseries.json", "sourcedata/freesurfer/sub-002/mri/aparc.a2009s+aseg.mgz",
+    } <= files  # fmt: skip
+    assert not list((study_fp / "bids" / "sub-001" / "func").glob("*_bold.nii*"))  # events and sidecars only
+    # Same music, same events.
+    d_bids, d_fp = _digests(study), _digests(study_fp)
+    same = [k for k in d_bids if k.startswith(("stimuli/", "bids/sub-")) and not k.endswith(".nii.gz")]
+    assert same and all(d_bids[k] == d_fp[k] for k in same)
+    # Preprocessed BOLD = the motion-free BOLD + the recorded motion artifact (up to int16 rounding).
+    truth = load_truth(study_fp)
+    raw = nib.load(str(study / "bids" / "sub-002/func/sub-002_task-Test_run-02_bold.nii.gz"))
+    pre = nib.load(str(fp / f"{stem}_space-T1w_desc-preproc_bold.nii.gz"))
+    assert np.allclose(raw.affine, pre.affine)
+    idx = truth.subject(2)["voxel_indices"]
+    flat = lambda img: np.asarray(img.dataobj, dtype=np.float32).reshape(-1, img.shape[3])[idx].T  # noqa: E731
+    diff = flat(pre) - flat(raw) - truth.motion_artifact(2, "test", 2)
+    assert np.abs(diff).max() <= 1.0 + 1e-3 and np.abs(truth.motion_artifact(2, "test", 2)).max() > 2
+    summary = inspect_fmriprep(fp)
+    assert summary["problems"] == [] and summary["per_subject"]["sub-001"]["spaces"] == {"T1w": 4}
+    cols = summary["per_subject"]["sub-001"]["runs"][0]["confound_columns"]
+    assert cols["motion"] == 24 and cols["white_matter"] == cols["csf"] == cols["global_signal"] == 4
+    assert cols["cosine"] >= 1 and cols["a_comp_cor"] >= 1 and cols["framewise_displacement"] == 1
+    assert truth.info["layout"] == "fmriprep" and set(truth.info["motion"]) == {"sub-001", "sub-002"}
+
+
+def test_aparc_carries_auditory_destrieux_labels(study_fp):
+    import nibabel as nib
+
+    from brain2music.data.parcels import destrieux_labels, destrieux_names
+    from brain2music.simulate import load_truth
+
+    fp = _fmriprep(study_fp)
+    truth = load_truth(study_fp)
+    sub = truth.subject(1)
+    bold = nib.load(str(next(fp.rglob("sub-001_task-Training_run-01_space-T1w_desc-preproc_bold.nii.gz"))))
+    labels = destrieux_labels(fp / "sourcedata/freesurfer/sub-001/mri/aparc.a2009s+aseg.mgz", bold)
+    on_voxels = labels.ravel()[sub["voxel_indices"]]
+    # Nearest-neighbour resampling gives back exactly the labels of the simulated anatomy.
+    expect = np.where(sub["aparc_label"] > 11100, sub["aparc_label"], 0)
+    np.testing.assert_array_equal(on_voxels, expect)
+    auditory = np.isin(sub["parcel"], truth.info["auditory_parcels"])
+    names = destrieux_names()
+    aud_names = {names[v].split("_", 2)[2] for v in np.unique(on_voxels[auditory])}
+    assert aud_names <= {"G_temp_sup-G_T_transv", "S_temporal_transverse", "G_temp_sup-Plan_tempo",
+                         "G_temp_sup-Lateral", "G_temp_sup-Plan_polar", "S_temporal_sup"}  # fmt: skip
+    assert "G_temp_sup-G_T_transv" in aud_names and (on_voxels[auditory] > 0).all()
+    assert not np.isin(on_voxels[~auditory], [v for v in np.unique(on_voxels[auditory])]).any()
+    assert (sub["tissue"] == 1).any() and (sub["tissue"] == 2).any()
+
+
+def _corr(a, b):
+    a = (a - a.mean(0)) / a.std(0)
+    b = (b - b.mean(0)) / b.std(0)
+    return a.T @ b / len(a)
+
+
+def _r2(x, m):
+    """Share of each voxel's variance explained by the six motion traces ``m`` (least squares)."""
+    x = x - x.mean(0)
+    m = m - m.mean(0)
+    return 1 - ((x - m @ np.linalg.lstsq(m, x, rcond=None)[0]) ** 2).sum(0) / (x**2).sum(0)
+
+
+def test_after_regression_voxels_no_longer_correlate_with_head_motion(study_fp):
+    """Mean (over voxels) variance explained by each run's own motion traces, against chance: the same
+    traces time-reversed or circularly shifted (same smoothness, no alignment with the data; 20 nulls)."""
+    from brain2music.data import plan_subject
+    from brain2music.data.confounds import clean_run, load_run_confounds
+    from brain2music.data.fmriprep import subject_mask
+    from brain2music.data.preprocess import read_masked_run
+    from brain2music.simulate import load_truth
+
+    truth = load_truth(study_fp)
+    result = {}
+    for conf in ("none", "motion"):
+        own, nulls = [], []
+        for subject in (1, 2):
+            plan = plan_subject(_fmriprep(study_fp), subject, confounds=conf)
+            mask, _ = subject_mask(plan, None)
+            for (ev, f), n in zip(plan.runs, plan.n_volumes):
+                c, kept = None, None
+                if plan.strategy.enabled:
+                    c, kept, _ = load_run_confounds(f.bold, plan.strategy, n_volumes=n, tsv=f.confounds)
+                x = clean_run(read_masked_run(f.bold, mask), tr=plan.tr, confounds=c, sample_mask=kept)
+                m = truth.motion(subject, ev.split, ev.run)
+                own.append(_r2(x, m).mean())
+                shifts = np.linspace(n // 5, n - n // 5, 19).astype(int)
+                nulls.append(
+                    [_r2(x, m[::-1]).mean()] + [_r2(x, np.roll(m, k, axis=0)).mean() for k in shifts]
+                )
+        result[conf] = (float(np.mean(own)), np.mean(nulls, axis=0))
+    own, null = result["none"]
+    assert own > null.max()  # the artifact: above every null (p < 0.05)
+    own, null = result["motion"]
+    assert own <= np.median(null)  # after regression: not above chance
+
+
+def test_encoding_r_returns_toward_the_motion_free_study(study_fp, tmp_path):
+    """Voxel-wise encoding test r (true stimulus features) on the motion study vs the same study without
+    the motion artifact, analysed the same way: regression removes the artifact's effect on r."""
+    import shutil
+
+    import nibabel as nib
+
+    from brain2music.data import load_fmriprep
+    from brain2music.models import EncodingModel
+    from brain2music.simulate import load_truth
+
+    truth = load_truth(study_fp)
+    free = tmp_path / "free"
+    shutil.copytree(_fmriprep(study_fp), free)
+    for path in free.rglob("*_desc-preproc_bold.nii.gz"):
+        sub, split = path.name[:7], "train" if "Training" in path.name else "test"
+        img = nib.load(str(path))
+        data = np.ascontiguousarray(np.asarray(img.dataobj, dtype=np.float32))
+        flat = data.reshape(-1, data.shape[3])
+        flat[truth.subject(sub)["voxel_indices"]] -= truth.motion_artifact(
+            sub, split, int(path.name.split("_run-")[1][:2])
+        ).T
+        nib.save(nib.Nifti1Image(np.round(data).astype(np.int16), img.affine, img.header), str(path))
+    feats = truth.features["clip_features"]
+    ids = list(truth.features["clip_ids"])
+    emb = feats.reshape(feats.shape[0], 10, 3, feats.shape[2]).mean(axis=2)  # 0.5-s bins -> 1.5-s windows
+
+    def test_r(folder, conf, subject):
+        sub = load_fmriprep(folder, subject, bids_root=study_fp / "bids", confounds=conf)
+        tr_i = [ids.index(c) for c in sub.train_clips.clip_id]
+        te_i = [ids.index(c) for c in sub.test_clips.clip_id]
+        model = EncodingModel(1.5, base_delay=sub.delay, cv=2).fit(emb[tr_i], sub.train, sub.train_runs)
+        pred = model.predict(emb[te_i], sub.train.shape[1]).reshape(-1, sub.n_voxels)
+        return _corr(pred, sub.test_mean.reshape(-1, sub.n_voxels)).diagonal()
+
+    gaps = {}
+    for conf in ("none", "motion"):
+        gaps[conf] = np.mean(
+            [
+                np.abs(test_r(_fmriprep(study_fp), conf, s) - test_r(free, conf, s))[
+                    truth.subject(s)["tuned"]
+                ].mean()
+                for s in (1, 2)
+            ]
+        )
+    assert gaps["motion"] < 0.5 * gaps["none"]
+
+
+def test_motion_statistics_are_those_of_cooperative_adults():
+    from brain2music.simulate.motion import motion_summary, simulate_motion, subject_motion_scale
+
+    rng = np.random.default_rng(0)
+    runs = [
+        motion_summary(simulate_motion(410, 1.5, rng, scale=subject_motion_scale(rng))) for _ in range(300)
+    ]
+    fd = np.array([r["fd_mean"] for r in runs])
+    disp = np.array([r["max_displacement"] for r in runs])
+    # Published: mean FD 0.14 ± 0.04 mm (low-motion healthy adults), max displacement 0.78 ± 0.36 mm per
+    # task run (young adults); see brain2music.simulate.motion.
+    assert 0.10 < fd.mean() < 0.16 and 0.02 < fd.std() < 0.07
+    assert 0.6 < disp.mean() < 1.0 and 0.15 < disp.std() < 0.5
+    assert np.mean([r["n_fd_over_0.5"] for r in runs]) < 3  # a handful of jumps per 10-min run

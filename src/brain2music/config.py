@@ -32,6 +32,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "train_runs": (12, "int"),
         "test_runs": (6, "int"),
         "library_tracks": (100, "int"),
+        "layout": ("bids", "str"),
     },
     "data": {
         "bids": (None, "path?"),
@@ -39,14 +40,19 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "stimuli": (None, "path?"),
         "subjects": (None, "list?"),
         "delay": (3, "int"),
-        "mask": (None, "path?"),
+        "mask": (None, "str?"),
+        "fmriprep": (None, "path?"),
+        "space": (None, "str?"),
+        "confounds": (None, "str?"),
+        "freesurfer_dir": (None, "path?"),
+        "parcels": (None, "str?"),
     },
     "embeddings": {
         "encoders": (["acoustic"], "list"),
     },
     "decoding": {
         "methods": (["ridge", "ensemble", "encsel", "aligned"], "list"),
-        "n_jobs": (1, "int"),
+        "n_jobs": (None, "int?"),
         "backend": ("numpy", "str"),
         "scheduler": (None, "str?"),
     },
@@ -88,22 +94,31 @@ simulate:
   train_runs: 12                  # training runs (ds003720: 12)
   test_runs: 6                    # test runs (ds003720: 6)
   library_tracks: 100             # composed tracks for the retrieval library
+  layout: bids                    # bids (raw BOLD, no head motion) or fmriprep (fMRIPrep derivatives with
+                                  # simulated head motion, confounds and FreeSurfer parcels; read with them)
 
 # ... or point at real data (ignored when simulate.enabled is true).
 data:
   bids: /data/ds003720            # BIDS root laid out like OpenNeuro ds003720
   derivatives: null               # folder with sub-00N_Resp_Training.npy ... to use instead of raw BOLD
+  fmriprep: null                  # or fMRIPrep derivatives to use instead of raw BOLD (events from data.bids)
+  space: null                     # fMRIPrep output space (null = T1w; e.g. MNI152NLin2009cAsym:res-2)
+  confounds: null                 # fMRIPrep confounds regressed per run (null = motion,wm_csf,high_pass; none)
+  freesurfer_dir: null            # FreeSurfer subjects folder (null = <fmriprep>/sourcedata/freesurfer)
+  parcels: null                   # ensemble parcels: destrieux (FreeSurfer, with fmriprep), a label image,
+                                  # or null = <bids>/derivatives/parcels.nii.gz when present
   stimuli: /data/gtzan            # GTZAN folder (genres/<genre>/<genre>.000NN.wav)
   subjects: null                  # null = every subject; or [sub-001, sub-002]
   delay: 3                        # hemodynamic delay in TRs
-  mask: null                      # NIfTI voxel mask; null = derivatives/brain_mask.nii.gz or computed
+  mask: null                      # NIfTI voxel mask; null = derivatives/brain_mask.nii.gz or computed;
+                                  # with fmriprep also brain (its brain masks, the default) or cortex
 
 embeddings:
   encoders: [acoustic]            # acoustic (no weights), clap, encodec, mert, clap-text
 
 decoding:
   methods: [ridge, ensemble, encsel, aligned]
-  n_jobs: 1
+  n_jobs: null                    # CPU threads of the decoding stage's linear algebra (null = all)
   backend: numpy                  # numpy, torch, torch_cuda or cupy (himalaya backends; GPU: float32 on the device)
   scheduler: null                 # null (in-process), threads, local (Dask processes) or tcp://host:8786
 
@@ -227,6 +242,17 @@ def parse_config(
 
     base = Path(path).resolve().parent if path is not None else Path.cwd()
     values = _defaults()
+    values = _read_sections(data, values, where, base)
+    _check_values(values, where, check_paths)
+    return Config(values=values, path=Path(path) if path is not None else None, lines=lines)
+
+
+def _resolve(value: str, base: Path) -> str:
+    p = Path(os.path.expanduser(str(value)))
+    return str(p if p.is_absolute() else (base / p))
+
+
+def _read_sections(data: dict, values: dict, where, base: Path) -> dict:
     for section, content in data.items():
         if section not in SCHEMA:
             raise ConfigError(
@@ -246,13 +272,21 @@ def parse_config(
             kind = SCHEMA[section][key][1]
             value = _check_kind(value, kind, where(dotted))
             if kind.startswith("path") and value is not None:
-                p = Path(os.path.expanduser(str(value)))
-                value = str(p if p.is_absolute() else (base / p))
+                value = _resolve(value, base)
             values[section][key] = value
+    if values["experiment"]["out"] is not None:
+        values["experiment"]["out"] = _resolve(values["experiment"]["out"], base)
+    # Keys that are a path or a keyword: a path resolves like the others.
+    for key, words in (("mask", ("brain", "cortex")), ("parcels", ("destrieux",))):
+        value = values["data"][key]
+        if value is not None and value not in words:
+            values["data"][key] = _resolve(value, base)
+    return values
+
+
+def _check_values(values: dict, where, check_paths: bool) -> None:
     if values["experiment"]["out"] is None:
         raise ConfigError(f"{where('experiment.out')}: experiment.out (the output folder) is required")
-    out = Path(os.path.expanduser(values["experiment"]["out"]))
-    values["experiment"]["out"] = str(out if out.is_absolute() else base / out)
     if not values["simulate"]["enabled"]:
         if values["data"]["bids"] is None and values["data"]["derivatives"] is None:
             raise ConfigError(
@@ -261,8 +295,10 @@ def parse_config(
         if values["data"]["stimuli"] is None:
             raise ConfigError(f"{where('data.stimuli')}: data.stimuli (the stimulus folder) is required")
         if check_paths:
-            for key in ("bids", "derivatives", "stimuli", "mask"):
+            for key in ("bids", "derivatives", "stimuli", "mask", "fmriprep", "freesurfer_dir", "parcels"):
                 p = values["data"][key]
+                if p in ("brain", "cortex", "destrieux") or "{subject}" in str(p):
+                    continue
                 if p is not None and not Path(p).exists():
                     raise ConfigError(f"{where('data.' + key)}: path does not exist: {p}")
     if (
@@ -275,7 +311,13 @@ def parse_config(
         raise ConfigError(
             f"{where('simulate.subjects')}: must be at least 1, found {values['simulate']['subjects']}"
         )
-    return Config(values=values, path=Path(path) if path is not None else None, lines=lines)
+    if values["simulate"]["layout"] not in ("bids", "fmriprep"):
+        raise ConfigError(
+            f"{where('simulate.layout')}: expected bids or fmriprep, found {values['simulate']['layout']!r}"
+        )
+    n_jobs = values["decoding"]["n_jobs"]
+    if n_jobs is not None and n_jobs < 1:
+        raise ConfigError(f"{where('decoding.n_jobs')}: must be at least 1 (or null), found {n_jobs}")
 
 
 def load_config(path: str | os.PathLike, *, check_paths: bool = True) -> Config:

@@ -52,6 +52,18 @@ def require(module: str, extra: str, purpose: str):
         ) from exc
 
 
+class NoMotionCorrectionWarning(UserWarning):
+    """Raw BIDS BOLD enters the analysis without realignment or motion confound regression."""
+
+
+NO_MOTION_CORRECTION = (
+    "raw BIDS BOLD is read as it is: brain2music applies no motion correction (no realignment, no motion "
+    "confounds). For real recordings use preprocessed data instead: run fMRIPrep and pass its output with "
+    "--fmriprep DIR (confounds regressed with --confounds, e.g. motion,wm_csf,high_pass), or the authors' "
+    "preprocessed arrays with --derivatives DIR."
+)
+
+
 def hub_cache_dir() -> str:
     """The Hugging Face hub cache this process reads (``HF_HUB_CACHE``, else ``HF_HOME/hub``)."""
     import os

@@ -28,6 +28,31 @@ def register(subparsers) -> None:
     p.add_argument(
         "--derivatives", default=None, help="folder of the authors' preprocessed arrays (instead of raw BOLD)"
     )
+    p.add_argument(
+        "--fmriprep", default=None, metavar="DIR",
+        help="fMRIPrep output folder to read instead of raw BOLD (e.g. BIDS_ROOT/derivatives/fmriprep); "
+        "events still come from BIDS_ROOT",
+    )  # fmt: skip
+    p.add_argument(
+        "--space", default=None,
+        help="fMRIPrep output space (default T1w; e.g. MNI152NLin2009cAsym:res-2)",
+    )  # fmt: skip
+    p.add_argument(
+        "--confounds", default=None,
+        help="fMRIPrep confounds regressed per run with nilearn's strategies, comma-separated: "
+        "motion[:basic|power2|derivatives|full], wm_csf, global_signal, high_pass, scrub[:FD mm], "
+        "compcor[:anat_combined|anat_separated|temporal][:N]; none = detrend + z-score only "
+        "(default motion,wm_csf,high_pass)",
+    )  # fmt: skip
+    p.add_argument(
+        "--mask", default=None,
+        help="voxel mask: a NIfTI on the BOLD grid; with --fmriprep also brain (its brain masks, default) "
+        "or cortex (cortical Destrieux voxels of FreeSurfer's aparc.a2009s+aseg)",
+    )  # fmt: skip
+    p.add_argument(
+        "--freesurfer-dir", default=None, metavar="DIR",
+        help="FreeSurfer subjects folder (default FMRIPREP/sourcedata/freesurfer)",
+    )  # fmt: skip
     p.add_argument("--subjects", nargs="+", default=None, help="only these subjects (e.g. 1 2 or sub-001)")
     p.add_argument(
         "--methods",
@@ -42,7 +67,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--parcels",
         default=None,
-        help="parcel label image for the ensemble (default: BIDS_ROOT/derivatives/parcels.nii.gz)",
+        help="parcels of the ensemble: destrieux (each subject's FreeSurfer Destrieux parcels, with "
+        "--fmriprep --space T1w), or a label image ({subject} substituted; resampled to the BOLD grid "
+        "when on another one) (default: BIDS_ROOT/derivatives/parcels.nii.gz)",
     )
     p.add_argument(
         "--reference", default=None, help="reference subject of the aligned decoder (default: first)"
@@ -102,6 +129,11 @@ def _run(args: argparse.Namespace) -> int:
         out=args.out,
         subjects=args.subjects,
         derivatives=args.derivatives,
+        fmriprep=args.fmriprep,
+        space=args.space,
+        confounds=args.confounds,
+        mask=args.mask,
+        freesurfer_dir=args.freesurfer_dir,
         **({"methods": args.methods} if args.methods else {}),
         embeddings=args.embeddings,
         parcels=args.parcels,

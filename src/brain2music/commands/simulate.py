@@ -35,6 +35,13 @@ def register(subparsers) -> None:
         "--snr", type=float, default=1.0, help="signal-to-noise multiplier (default 1 = realistic)"
     )
     p.add_argument("--jobs", type=int, default=1, help="processes for rendering and features (default 1)")
+    p.add_argument(
+        "--layout",
+        choices=["bids", "fmriprep"],
+        default="bids",
+        help="bids: raw BOLD without head motion (default); fmriprep: the same study with simulated head "
+        "motion written as fMRIPrep derivatives (confounds, brain masks, FreeSurfer Destrieux segmentation)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT once the new study is complete")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
@@ -57,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         n_auditory_parcels=args.auditory_parcels,
         snr=args.snr,
         n_jobs=args.jobs,
+        layout=args.layout,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )

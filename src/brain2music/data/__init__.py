@@ -1,5 +1,9 @@
 """Data layer: ds003720-like BIDS datasets → preprocessed responses per clip.
 
+Raw BIDS (:func:`load_subject`, no motion correction), fMRIPrep derivatives (:func:`load_fmriprep`,
+confound regression with nilearn's strategies, Destrieux parcels from FreeSurfer) and the authors'
+preprocessed arrays (:func:`load_derivatives`) all give the same :class:`SubjectData`.
+
 Typical use::
 
     from brain2music.data import inspect_dataset, load_subject
@@ -18,8 +22,16 @@ from brain2music.data.bids import (
     normalize_subject,
     subject_design,
 )
+from brain2music.data.confounds import ConfoundStrategy, clean_run
 from brain2music.data.events import GENRES, build_design, clip_id, clip_table, read_events
 from brain2music.data.example import write_example_dataset
+from brain2music.data.fmriprep import (
+    find_fmriprep_runs,
+    inspect_fmriprep,
+    is_fmriprep_dir,
+    load_fmriprep,
+    plan_subject,
+)
 from brain2music.data.loader import SubjectData, load_derivatives, load_subject, packaged_design
 from brain2music.data.preprocess import (
     compute_mask,
@@ -33,23 +45,30 @@ from brain2music.data.preprocess import (
 )
 
 __all__ = [
+    "ConfoundStrategy",
     "GENRES",
     "Run",
     "SubjectData",
     "build_design",
+    "clean_run",
     "clip_id",
     "clip_table",
     "compute_mask",
     "cut_clips",
     "detrend_median",
+    "find_fmriprep_runs",
     "find_runs",
     "inspect_dataset",
+    "inspect_fmriprep",
+    "is_fmriprep_dir",
     "list_subjects",
     "load_derivatives",
+    "load_fmriprep",
     "load_mask",
     "load_subject",
     "normalize_subject",
     "packaged_design",
+    "plan_subject",
     "preprocess_run",
     "read_events",
     "read_masked_run",

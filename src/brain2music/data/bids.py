@@ -45,10 +45,12 @@ class Run:
     bold: Path | None = None
     sidecar: Path | None = None
     events: Path | None = None
+    session: str | None = None  # "ses-01" when the dataset has sessions
 
     @property
     def name(self) -> str:
-        return f"{self.subject}_task-{self.task}_run-{self.run:02d}"
+        ses = f"_{self.session}" if self.session else ""
+        return f"{self.subject}{ses}_task-{self.task}_run-{self.run:02d}"
 
 
 @dataclass
@@ -60,6 +62,83 @@ class RunInfo:
     tr: float
     shape: tuple[int, ...]
     events: object = field(repr=False, default=None)  # pandas DataFrame
+
+
+def parse_bids_name(name: str) -> tuple[dict[str, str], str, str] | None:
+    """Split a BIDS file name into ``(entities, suffix, extension)``; ``None`` if it is not one.
+
+    ``parse_bids_name("sub-01_ses-2_task-Test_run-03_space-T1w_desc-preproc_bold.nii.gz")`` gives
+    ``({"sub": "01", "ses": "2", "task": "Test", "run": "03", "space": "T1w", "desc": "preproc"},
+    "bold", ".nii.gz")``. Entity order is kept (dicts are ordered).
+    """
+    stem, dot, rest = name.partition(".")
+    ext = dot + rest
+    parts = stem.split("_")
+    if len(parts) < 2:
+        return None
+    entities: dict[str, str] = {}
+    for part in parts[:-1]:
+        key, sep, value = part.partition("-")
+        if not sep or not key.isalnum() or not value or not value.replace("+", "").isalnum():
+            return None
+        entities[key] = value
+    if "sub" not in entities or not parts[-1].isalnum():
+        return None
+    return entities, parts[-1], ext
+
+
+def find_events(
+    root: str | os.PathLike,
+    subject: str | int,
+    *,
+    train_task: str = TRAIN_TASK,
+    test_task: str = TEST_TASK,
+) -> list[Run]:
+    """The training and test runs of ``subject`` that have an ``*_events.tsv`` (BOLD images not needed).
+
+    Used when the BOLD comes from elsewhere (fMRIPrep derivatives). Looks in ``ROOT/sub-XX/func`` and
+    ``ROOT/sub-XX/ses-*/func`` (sessions); each run gets its raw ``_bold.json`` sidecar and ``_bold``
+    image when present. Sorted by split, session, run.
+    """
+    root = Path(root)
+    subject = normalize_subject(subject)
+    folders = [root / subject / "func"]
+    if (root / subject).is_dir():
+        folders += sorted(p / "func" for p in (root / subject).glob("ses-*") if (p / "func").is_dir())
+    splits = {train_task: "train", test_task: "test"}
+    runs: dict[tuple, Run] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            parsed = parse_bids_name(path.name)
+            if parsed is None:
+                continue
+            ent, suffix, ext = parsed
+            if f"sub-{ent['sub']}" != subject or ent.get("task") not in splits or "run" not in ent:
+                continue
+            if set(ent) - {"sub", "ses", "task", "run"}:
+                continue
+            session = f"ses-{ent['ses']}" if "ses" in ent else None
+            key = (ent["task"], session, int(ent["run"]))
+            if suffix == "events" and ext == ".tsv":
+                run = runs.setdefault(key, Run(subject, ent["task"], splits[ent["task"]], int(ent["run"])))
+                run.session, run.events = session, path
+            elif suffix == "bold":
+                run = runs.setdefault(key, Run(subject, ent["task"], splits[ent["task"]], int(ent["run"])))
+                run.session = session
+                if ext == ".json":
+                    run.sidecar = path
+                elif ext in (".nii", ".nii.gz") and (run.bold is None or ext == ".nii"):
+                    run.bold = path
+    found = [r for r in runs.values() if r.events is not None]
+    if not found:
+        raise DataFileNotFoundError(
+            f"{root / subject}: no events files of task {train_task!r} or {test_task!r} found (expected "
+            f"{root / subject / 'func'}/{subject}_task-{train_task}_run-01_events.tsv, or under ses-*/func)"
+        )
+    order = {"train": 0, "test": 1}
+    return sorted(found, key=lambda r: (order[r.split], r.session or "", r.run))
 
 
 def list_subjects(root: str | os.PathLike) -> list[str]:
@@ -123,8 +202,15 @@ def find_runs(
         if run.events is None:
             raise DataFileNotFoundError(f"events file missing for run {run.name}: expected {stem}_events.tsv")
         if run.bold is None:
+            fmriprep = root / "derivatives" / "fmriprep"
+            hint = (
+                f"; {fmriprep} holds fMRIPrep derivatives: read those instead (brain2music inspect {fmriprep}, "
+                f"reproduce --fmriprep {fmriprep})"
+                if fmriprep.is_dir()
+                else ""
+            )
             raise DataFileNotFoundError(
-                f"BOLD image missing for run {run.name}: expected {stem}_bold.nii or {stem}_bold.nii.gz"
+                f"BOLD image missing for run {run.name}: expected {stem}_bold.nii or {stem}_bold.nii.gz{hint}"
             )
     order = {"train": 0, "test": 1}
     return sorted(runs.values(), key=lambda r: (order[r.split], r.run))

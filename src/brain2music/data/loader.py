@@ -46,6 +46,11 @@ class SubjectData:
         Flat indices (C order) into the 3-D grid of the kept voxels, or column indices into the
         authors' arrays for derivatives.
     affine : ndarray (4, 4) or None
+    parcels : ndarray of int, shape (n_voxels,), or None
+        Parcel label of every kept voxel when the loader was given a parcellation (fMRIPrep path:
+        ``parcels="destrieux"`` or an atlas); 0 = no parcel.
+    parcel_names : dict ``{label: name}`` for ``parcels`` (e.g. Destrieux names), or None.
+    info : where the data came from and how it was prepared (``source``, ``mask``, ``motion_correction``, …).
     """
 
     subject: str
@@ -60,6 +65,8 @@ class SubjectData:
     voxel_indices: np.ndarray | None = None
     affine: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    parcels: np.ndarray | None = None
+    parcel_names: dict | None = None
 
     @property
     def n_voxels(self) -> int:
@@ -162,9 +169,18 @@ def load_subject(
     detrend_window : seconds of the median filter; ``None`` skips detrending.
 
     Voxels that are NaN or constant in any run are dropped with a warning.
+
+    The BOLD is used as it is, without realignment: a :class:`~brain2music.errors.NoMotionCorrectionWarning`
+    says so (once per process, Python's default warning filter) and points to
+    :func:`brain2music.data.load_fmriprep` and :func:`load_derivatives`.
     """
+    import warnings
+
     import nibabel as nib
 
+    from brain2music.errors import NO_MOTION_CORRECTION, NoMotionCorrectionWarning
+
+    warnings.warn(NO_MOTION_CORRECTION, NoMotionCorrectionWarning, stacklevel=2)
     root = Path(root)
     subject = normalize_subject(subject)
     infos, tr, design = subject_design(root, subject, train_task=train_task, test_task=test_task)
@@ -209,6 +225,7 @@ def load_subject(
             "source": "bids",
             "root": str(root),
             "mask": mask_source,
+            "motion_correction": "none (raw BIDS BOLD, used as it is)",
             "n_dropped_voxels": int(n_vox - keep.size),
         },
     )

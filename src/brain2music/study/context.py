@@ -1,6 +1,7 @@
 """Where a study's data come from, and the per-subject context every decoder method receives.
 
-- :class:`DataSource` says where the responses come from (``kind``: ``bids`` or ``derivatives``);
+- :class:`DataSource` says where the responses come from (``kind``: ``bids``, ``derivatives`` or
+  ``fmriprep``);
   :func:`load_subject_for_study` dispatches on it through :data:`SUBJECT_LOADERS`, so a new source
   (e.g. fMRIPrep derivatives) is one loader function and one registry line.
 - :class:`SubjectContext` holds one subject's responses and everything derived from them that several
@@ -27,12 +28,15 @@ from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.evaluate.space import MetricSpace
 
 __all__ = [
+    "SUBJECT_CHECKS",
     "SUBJECT_LOADERS",
     "DataSource",
     "SubjectContext",
     "Targets",
+    "check_study_inputs",
     "load_subject_for_study",
     "register_subject_loader",
+    "subject_parcels",
 ]
 
 
@@ -43,11 +47,15 @@ class DataSource:
     Attributes
     ----------
     kind : a key of :data:`SUBJECT_LOADERS` (``"bids"``: raw BOLD of a ds003720-like BIDS root;
-        ``"derivatives"``: the authors' preprocessed arrays).
+        ``"derivatives"``: the authors' preprocessed arrays; ``"fmriprep"``: fMRIPrep derivatives).
     bids_root : BIDS root (events are always read from here; also the default parcel location).
     derivatives : folder of the authors' arrays (``kind="derivatives"``).
     delay : hemodynamic shift in volumes applied by the loader.
-    options : loader-specific options (e.g. a mask path), passed to the loader as keywords.
+    options : loader-specific options passed to the loader as keywords: ``mask`` (every kind; for
+        fMRIPrep also ``"brain"`` or ``"cortex"``), and for ``kind="fmriprep"`` ``space`` (e.g. ``"T1w"``,
+        ``"MNI152NLin2009cAsym:res-2"``), ``confounds`` (a :class:`~brain2music.data.ConfoundStrategy`
+        text, ``"none"`` to switch off) and ``freesurfer_dir``.
+    fmriprep : the fMRIPrep output folder (``kind="fmriprep"``).
     """
 
     kind: str = "bids"
@@ -55,15 +63,67 @@ class DataSource:
     derivatives: Path | None = None
     delay: int = 3
     options: dict = field(default_factory=dict)
+    fmriprep: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "bids_root": str(Path(self.bids_root).resolve()) if self.bids_root else None,
             "derivatives": str(Path(self.derivatives).resolve()) if self.derivatives else None,
+            "fmriprep": str(Path(self.fmriprep).resolve()) if self.fmriprep else None,
             "delay": int(self.delay),
             "options": {k: str(v) if isinstance(v, os.PathLike) else v for k, v in self.options.items()},
         }
+
+    @classmethod
+    def from_options(
+        cls,
+        bids_root,
+        *,
+        derivatives=None,
+        fmriprep=None,
+        space: str | None = None,
+        confounds: str | None = None,
+        mask=None,
+        freesurfer_dir=None,
+        delay: int = 3,
+    ) -> DataSource:
+        """The source the command-line and config options describe (one place for ``reproduce``/``run``).
+
+        ``fmriprep`` selects fMRIPrep derivatives (``space`` default ``T1w``, ``confounds`` default
+        ``motion,wm_csf,high_pass``); otherwise ``derivatives`` the authors' arrays, else raw BIDS.
+        ``space``, ``confounds`` and ``freesurfer_dir`` without ``fmriprep`` are errors (they would be
+        ignored).
+        """
+        if fmriprep is not None and derivatives is not None:
+            raise ConfigError("--fmriprep and --derivatives are two data sources; give one of them")
+        if fmriprep is None:
+            given = [n for n, v in (("--space", space), ("--confounds", confounds),
+                                    ("--freesurfer-dir", freesurfer_dir)) if v is not None]  # fmt: skip
+            if given:
+                raise ConfigError(f"{', '.join(given)} only apply to fMRIPrep derivatives (--fmriprep DIR)")
+            if mask in ("brain", "cortex"):
+                raise ConfigError(
+                    f"--mask {mask} needs fMRIPrep derivatives (--fmriprep DIR); give a mask file"
+                )
+        if mask is not None and derivatives is not None and fmriprep is None:
+            raise ConfigError(
+                "--mask does not apply to the authors' arrays (--derivatives): they are masked already"
+            )
+        options = {} if mask is None else {"mask": str(mask)}
+        if fmriprep is not None:
+            from brain2music.data.confounds import ConfoundStrategy
+
+            fmriprep = Path(fmriprep)
+            if not fmriprep.is_dir():
+                raise DataFileNotFoundError(f"fMRIPrep folder not found: {fmriprep} (--fmriprep)")
+            strategy = ConfoundStrategy.parse("motion,wm_csf,high_pass" if confounds is None else confounds)
+            options |= {"space": space or "T1w", "confounds": str(strategy)}
+            if freesurfer_dir is not None:
+                options["freesurfer_dir"] = str(freesurfer_dir)
+            return cls("fmriprep", Path(bids_root), None, int(delay), options, fmriprep)
+        kind = "derivatives" if derivatives is not None else "bids"
+        return cls(kind, Path(bids_root), Path(derivatives) if derivatives else None, int(delay), options)
 
 
 def _load_bids(source: DataSource, subject: str):
@@ -80,16 +140,64 @@ def _load_derivatives(source: DataSource, subject: str):
     )
 
 
+def _load_fmriprep(source: DataSource, subject: str):
+    from brain2music.data import load_fmriprep
+
+    return load_fmriprep(
+        source.fmriprep, subject, bids_root=source.bids_root, delay=source.delay, **source.options
+    )
+
+
+def _check_fmriprep(source: DataSource, subject: str, parcels: str | None) -> None:
+    """Every header and table of the subject's fMRIPrep runs, and the FreeSurfer file when needed."""
+    from brain2music.data import plan_subject
+
+    opts = {k: v for k, v in source.options.items() if k in ("space", "confounds", "mask", "freesurfer_dir")}
+    plan = plan_subject(source.fmriprep, subject, bids_root=source.bids_root, parcels=parcels, **opts)
+    if plan.aparc is not None:
+        from brain2music.data.parcels import destrieux_labels
+
+        destrieux_labels(plan.aparc, _grid_image(plan.grid[0], plan.grid[1]))
+
+
 #: ``kind -> loader(source, subject) -> SubjectData``.
 SUBJECT_LOADERS: dict[str, Callable[[DataSource, str], Any]] = {
     "bids": _load_bids,
     "derivatives": _load_derivatives,
+    "fmriprep": _load_fmriprep,
 }
+
+#: ``kind -> check(source, subject, parcels)``: raises naming the file before anything is written.
+SUBJECT_CHECKS: dict[str, Callable[[DataSource, str, str | None], None]] = {"fmriprep": _check_fmriprep}
 
 
 def register_subject_loader(kind: str, loader: Callable[[DataSource, str], Any]) -> None:
     """Make ``DataSource(kind=kind)`` load subjects with ``loader(source, subject) -> SubjectData``."""
     SUBJECT_LOADERS[kind] = loader
+
+
+def check_study_inputs(source: DataSource, subjects, parcels: str | None) -> None:
+    """Check every subject's inputs (headers, tables, parcel files) before ``reproduce`` writes anything.
+
+    Raises the loader's error naming the file (a missing run, a confounds table of another length, a
+    missing column for the strategy, a mask on another grid, a missing FreeSurfer file, a space with no
+    files, a parcel file that is not there).
+    """
+    if source.kind not in SUBJECT_LOADERS:
+        raise ConfigError(f"unknown data source {source.kind!r}; known: {', '.join(sorted(SUBJECT_LOADERS))}")
+    if parcels == "destrieux" and source.kind != "fmriprep":
+        raise ConfigError(
+            "parcels 'destrieux' come from FreeSurfer's aparc.a2009s+aseg.mgz of fMRIPrep derivatives "
+            f"(--fmriprep DIR --space T1w); this study reads {source.kind!r} data: pass --parcels FILE"
+        )
+    check = SUBJECT_CHECKS.get(source.kind)
+    for subject in subjects:
+        if parcels not in (None, "destrieux"):
+            path = Path(str(parcels).format(subject=subject))
+            if not path.is_file():
+                raise DataFileNotFoundError(f"parcel label file of {subject} not found: {path} (--parcels)")
+        if check is not None:
+            check(source, subject, parcels)
 
 
 def load_subject_for_study(source: DataSource, subject: str):
@@ -344,32 +452,76 @@ class SubjectContext:
 
 
 def parcel_labels(parcels: str | None, sub) -> np.ndarray | None:
-    """Parcel label per voxel of ``sub`` from a label image on the BOLD grid or a ``.npy`` (one per voxel)."""
+    """Parcel label per voxel of ``sub`` (see :func:`subject_parcels`; names dropped)."""
+    return subject_parcels(parcels, sub)[0]
+
+
+def subject_parcels(parcels: str | None, sub) -> tuple[np.ndarray | None, dict[int, str] | None]:
+    """``(labels (n_voxels,), {label: name})`` of ``sub``'s voxels for the ``ensemble``.
+
+    ``parcels``: ``"destrieux"`` (the subject's FreeSurfer ``aparc.a2009s+aseg.mgz``, cortical labels,
+    fMRIPrep T1w data only), a label image (NIfTI / ``.mgz``; ``{subject}`` substituted; on another grid
+    it is resampled to the BOLD grid by world coordinates, nearest neighbour), or a ``.npy`` with one
+    label per voxel. Names: Destrieux names, or a BIDS ``<stem>.tsv`` (``index``, ``name``) beside the
+    image; ``None`` when there are none.
+    """
     if parcels is None:
-        return None
+        return None, None
+    if str(parcels) == "destrieux":
+        return _destrieux_parcels(sub)
     path = Path(str(parcels).format(subject=sub.subject))
     if not path.is_file():
         raise DataFileNotFoundError(f"parcel label file not found: {path}")
     if path.suffix == ".npy":
-        labels = np.load(path)
-        if labels.ndim != 1:
-            raise DataError(
-                f"{path}: parcel labels .npy must be 1-D (one label per voxel); got {labels.shape}"
-            )
-        if sub.info.get("source") == "derivatives":
-            labels = labels[sub.voxel_indices] if labels.size != sub.n_voxels else labels
-        if labels.size != sub.n_voxels:
-            raise DataError(f"{path}: {labels.size} labels; {sub.subject} has {sub.n_voxels} voxels")
-        return labels.astype(int)
-    import nibabel as nib
+        return _npy_parcels(path, sub), None
+    from brain2music.data.parcels import label_names, labels_on_grid, load_label_image
 
-    if sub.mask is None:
+    if sub.mask is None or sub.affine is None:
         raise DataError(
             f"{path}: a parcel image needs responses on a voxel grid, but {sub.subject} comes from "
             "derivative arrays; pass a .npy with one label per array column instead"
         )
-    img = nib.load(str(path))
-    if img.shape[:3] != sub.mask.shape:
-        raise DataError(f"{path}: grid {img.shape[:3]}; the BOLD grid of {sub.subject} is {sub.mask.shape}")
-    data = np.asarray(img.dataobj).reshape(-1)
-    return np.rint(data[sub.voxel_indices]).astype(int)
+    img = load_label_image(path)
+    grid = labels_on_grid(img, _grid_image(sub.mask.shape, sub.affine), source=str(path))
+    labels = grid.reshape(-1)[sub.voxel_indices].astype(int)
+    if not labels.any():
+        raise DataError(
+            f"{path}: no parcel label falls on a voxel of {sub.subject} (BOLD grid {sub.mask.shape})"
+        )
+    return labels, label_names(path, labels) or None
+
+
+def _npy_parcels(path: Path, sub) -> np.ndarray:
+    labels = np.load(path)
+    if labels.ndim != 1:
+        raise DataError(f"{path}: parcel labels .npy must be 1-D (one label per voxel); got {labels.shape}")
+    if sub.info.get("source") == "derivatives":
+        labels = labels[sub.voxel_indices] if labels.size != sub.n_voxels else labels
+    if labels.size != sub.n_voxels:
+        raise DataError(f"{path}: {labels.size} labels; {sub.subject} has {sub.n_voxels} voxels")
+    return labels.astype(int)
+
+
+def _destrieux_parcels(sub) -> tuple[np.ndarray, dict[int, str]]:
+    """The subject's cortical Destrieux labels on its kept voxels (fMRIPrep T1w-space data)."""
+    from brain2music.data.parcels import check_subject_space, destrieux_labels, find_aparc, label_names
+
+    if sub.info.get("source") != "fmriprep":
+        raise ConfigError(
+            f"parcels 'destrieux' of {sub.subject} need fMRIPrep derivatives (--fmriprep DIR --space T1w); "
+            f"its responses come from {sub.info.get('source', 'raw BIDS')!r}"
+        )
+    check_subject_space(sub.info["space"], "--parcels destrieux")
+    aparc = find_aparc(
+        sub.subject, fmriprep_dir=sub.info["fmriprep"], freesurfer_dir=sub.info.get("freesurfer_dir")
+    )
+    labels = destrieux_labels(aparc, _grid_image(sub.mask.shape, sub.affine)).reshape(-1)[sub.voxel_indices]
+    if not labels.any():
+        raise DataError(f"{aparc}: no Destrieux label falls on a kept voxel of {sub.subject}")
+    return labels.astype(int), label_names(aparc, labels)
+
+
+def _grid_image(shape, affine):
+    import nibabel as nib
+
+    return nib.Nifti1Image(np.zeros(tuple(shape)[:3], dtype=np.uint8), np.asarray(affine))

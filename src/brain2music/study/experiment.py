@@ -131,6 +131,8 @@ class _Plan:
     bids: Path | None
     stimuli: Path | None
     derivatives: str | None
+    #: Data-source and parcel keywords of ``reproduce`` (fMRIPrep folder, space, confounds, mask, parcels).
+    source_kw: dict
     music_dir: Path | None
     lib_path: Path | None
     enabled: list[str]
@@ -188,9 +190,14 @@ def _plan(config: Config) -> _Plan:
         )
     if sim["enabled"]:
         bids, stimuli, derivatives = out / "study" / "bids", out / "study" / "stimuli", None
+        fmriprep = bids / "derivatives" / "fmriprep" if sim["layout"] == "fmriprep" else None
     else:
         bids = Path(cfg["data"]["bids"]) if cfg["data"]["bids"] else None
         stimuli, derivatives = Path(cfg["data"]["stimuli"]), cfg["data"]["derivatives"]
+        fmriprep = cfg["data"]["fmriprep"]
+    data = cfg["data"]
+    source_kw = {"fmriprep": fmriprep, "space": data["space"], "confounds": data["confounds"],
+                 "mask": data["mask"], "freesurfer_dir": data["freesurfer_dir"], "parcels": data["parcels"]}  # fmt: skip
     music_dir = (
         Path(cfg["library"]["music"])
         if cfg["library"]["music"]
@@ -206,7 +213,19 @@ def _plan(config: Config) -> _Plan:
         enabled.append("reconstruct")
     if cfg["report"]["enabled"]:
         enabled.append("report")
-    return _Plan(config, out, encoders, lib_encoder, bids, stimuli, derivatives, music_dir, lib_path, enabled)
+    return _Plan(
+        config,
+        out,
+        encoders,
+        lib_encoder,
+        bids,
+        stimuli,
+        derivatives,
+        source_kw,
+        music_dir,
+        lib_path,
+        enabled,
+    )
 
 
 def _simulate(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
@@ -218,7 +237,8 @@ def _simulate(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
         simulate_study(
             study, n_subjects=sim["subjects"], n_voxels=sim["voxels"], seed=seed,
             clips_per_genre=sim["clips_per_genre"], test_clips_per_genre=sim["test_clips_per_genre"],
-            train_runs=sim["train_runs"], test_runs=sim["test_runs"], overwrite=True, progress=verbose,
+            train_runs=sim["train_runs"], test_runs=sim["test_runs"], layout=sim["layout"], overwrite=True,
+            progress=verbose,
         )  # fmt: skip
         compose_library(plan.out / "library_music", sim["library_tracks"], seed=seed)
 
@@ -232,14 +252,19 @@ def _reproduce(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
     cfg = plan.cfg
 
     def run():
+        from threadpoolctl import threadpool_limits
+
         from brain2music.study.reproduce import reproduce
 
-        reproduce(
-            plan.bids, stimuli=plan.stimuli, encoders=plan.encoders, out=plan.out,
-            subjects=cfg["data"]["subjects"], derivatives=plan.derivatives, methods=cfg["decoding"]["methods"],
-            delay=cfg["data"]["delay"], random_state=cfg["experiment"]["seed"], verbose=verbose,
-            backend=cfg["decoding"]["backend"], scheduler=cfg["decoding"]["scheduler"],
-        )  # fmt: skip
+        # decoding.n_jobs caps the BLAS/OpenMP threads of the decoders' linear algebra (null: all cores).
+        with threadpool_limits(limits=cfg["decoding"]["n_jobs"]):
+            reproduce(
+                plan.bids, stimuli=plan.stimuli, encoders=plan.encoders, out=plan.out,
+                subjects=cfg["data"]["subjects"], derivatives=plan.derivatives, **plan.source_kw,
+                methods=cfg["decoding"]["methods"], delay=cfg["data"]["delay"],
+                random_state=cfg["experiment"]["seed"], verbose=verbose,
+                backend=cfg["decoding"]["backend"], scheduler=cfg["decoding"]["scheduler"],
+            )  # fmt: skip
 
     # Where the subjects run does not change the results, so it is not part of the stage's fingerprint.
     decoding = {k: v for k, v in cfg["decoding"].items() if k != "scheduler"}

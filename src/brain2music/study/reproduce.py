@@ -36,8 +36,9 @@ from brain2music.study.context import (
     DataSource,
     SubjectContext,
     Targets,
+    check_study_inputs,
     load_subject_for_study,
-    parcel_labels,
+    subject_parcels,
 )
 from brain2music.study.methods import DEFAULT_METHODS, GroupMethod, get_method, list_methods
 from brain2music.study.results import (
@@ -117,6 +118,11 @@ def reproduce(
     subjects: Sequence[str] | None = None,
     derivatives: str | os.PathLike | None = None,
     source: DataSource | None = None,
+    fmriprep: str | os.PathLike | None = None,
+    space: str | None = None,
+    confounds: str | None = None,
+    mask: str | os.PathLike | None = None,
+    freesurfer_dir: str | os.PathLike | None = None,
     methods: Sequence[str] = DEFAULT_METHODS,
     embeddings: Mapping[str, Any] | Sequence[str] | None = None,
     parcels: str | os.PathLike | None = None,
@@ -152,13 +158,23 @@ def reproduce(
     out : results folder (created; one writer at a time: a second run into it is refused at once).
     subjects : subset of subjects (default: every ``sub-*`` folder).
     derivatives : folder of the authors' preprocessed arrays (Zenodo) to use instead of raw BOLD.
-    source : a :class:`DataSource` (overrides ``derivatives`` and ``delay``; e.g. another loader kind).
+    source : a :class:`DataSource` (overrides ``derivatives``, ``fmriprep`` and their options and ``delay``;
+        e.g. another loader kind).
+    fmriprep : fMRIPrep output folder to read instead of raw BOLD (events still come from ``bids_root``).
+    space : its output space (default ``T1w``; e.g. ``MNI152NLin2009cAsym:res-2``).
+    confounds : confound strategy regressed per run (default ``motion,wm_csf,high_pass``; ``none`` for
+        detrend + z-score only); see :class:`brain2music.data.ConfoundStrategy`.
+    mask : voxel mask: a NIfTI file on the BOLD grid, or with fMRIPrep ``brain`` (its brain masks, the
+        default) or ``cortex`` (cortical Destrieux voxels of FreeSurfer's aparc.a2009s+aseg).
+    freesurfer_dir : FreeSurfer subjects folder (default ``<fmriprep>/sourcedata/freesurfer``).
     methods : decoder methods of the registry (:func:`brain2music.study.methods.list_methods`).
     embeddings : precomputed embeddings per encoder name: a path to an embeddings ``.npz`` (written by
         ``brain2music embed``), an :class:`~brain2music.embeddings.EmbeddingSet`, or a dict with
         ``clip_ids``, ``embeddings`` and ``window``; or ``["name=path", ...]``. Others are computed.
-    parcels : label image on the BOLD grid for the ``ensemble`` (default ``BIDS_ROOT/derivatives/parcels.nii.gz``
-        when present); a ``.npy`` with one label per voxel also works; ``{subject}`` is substituted.
+    parcels : parcels of the ``ensemble``: ``"destrieux"`` (each subject's FreeSurfer Destrieux parcels,
+        fMRIPrep T1w data), a label image (resampled to the BOLD grid by world coordinates when on another
+        grid; default ``BIDS_ROOT/derivatives/parcels.nii.gz`` when present) or a ``.npy`` with one label
+        per voxel; ``{subject}`` is substituted. Kept parcels are recorded with their names.
     delay : hemodynamic shift (volumes) applied by the data layer; ``delays`` : FIR delays of the encoding model.
     alphas, cv : penalty grid and number of run-grouped folds of every ridge.
     n_top_parcels : parcels kept by the ensemble (paper: 6).
@@ -186,6 +202,8 @@ def reproduce(
 
     t_start = time.time()
     settings = _settings(locals())
+    # Every subject's inputs are checked before the results folder is touched.
+    check_study_inputs(settings.source, settings.subjects, settings.parcels)
     folder = ResultsFolder(settings.out)
     settings.out.mkdir(parents=True, exist_ok=True)
     results = StudyResults(config=settings.to_dict(), subjects=settings.subjects, methods=settings.methods)
@@ -420,8 +438,8 @@ def _is_group(name: str) -> bool:
 def _context(settings: StudySettings, subject: str) -> SubjectContext:
     sub = load_subject_for_study(settings.source, subject)
     needs_parcels = any("parcels" in get_method(m).needs for m in settings.methods)
-    labels = parcel_labels(settings.parcels, sub) if needs_parcels else None
-    return SubjectContext(sub, settings, parcels=labels)
+    labels, names = subject_parcels(settings.parcels, sub) if needs_parcels else (None, None)
+    return SubjectContext(sub, settings, parcels=labels, parcel_names=names)
 
 
 def _targets(ctx: SubjectContext, emb, space: str) -> Targets:
@@ -502,9 +520,9 @@ def _settings(args: dict) -> StudySettings:
     bids_root = Path(args["bids_root"])
     if not bids_root.is_dir():
         raise DataFileNotFoundError(f"BIDS root not found: {bids_root}")
-    source = args["source"] or DataSource(
-        kind="derivatives" if args["derivatives"] is not None else "bids", bids_root=bids_root,
-        derivatives=Path(args["derivatives"]) if args["derivatives"] is not None else None,
+    source = args["source"] or DataSource.from_options(
+        bids_root, derivatives=args["derivatives"], fmriprep=args.get("fmriprep"), space=args.get("space"),
+        confounds=args.get("confounds"), mask=args.get("mask"), freesurfer_dir=args.get("freesurfer_dir"),
         delay=int(args["delay"]),
     )  # fmt: skip
     encoders = _csv_list(args["encoders"], "encoders (e.g. acoustic)")

@@ -261,6 +261,9 @@ class EnsembleParcels(_Record):
     cv_scores: list[float]
     all_parcels: list[int] = field(default_factory=list)
     all_cv_scores: list[float] = field(default_factory=list)
+    #: Names of ``parcels`` (e.g. Destrieux ``ctx_rh_G_temp_sup-G_T_transv``); empty when the parcellation
+    #: has none. A parcel without a name is named by its label.
+    parcel_names: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
 

@@ -30,6 +30,8 @@ class EnsembleMethod(DecoderMethod):
             subject=ctx.subject, encoder=targets.encoder, parcels=dec.selected_.tolist(),
             cv_scores=dec.selected_scores_.tolist(), all_parcels=dec.parcel_ids_.tolist(),
             all_cv_scores=dec.parcel_scores_.tolist(),
+            parcel_names=[ctx.parcel_names.get(int(p), str(int(p))) for p in dec.selected_]
+            if ctx.parcel_names else [],
         )  # fmt: skip
         return FittedMethod(
             dec, _ensemble_cv_r(ctx, dec, X, Y, groups), int(sum(v.size for v in dec.voxels_)),
