@@ -548,14 +548,21 @@ class ResultsFolder:
             yield self
             return
         lease = uuid.uuid4().hex
-        with exclusive_writer(self.root, purpose=purpose, info={"lease": lease}):
-            _WRITING[key] = (lease, threading.get_ident())
-            self._lease = lease
-            try:
-                yield self
-            finally:
-                del _WRITING[key]
-                self._lease = None
+        created = not self.root.exists()
+        try:
+            with exclusive_writer(self.root, purpose=purpose, info={"lease": lease}):
+                _WRITING[key] = (lease, threading.get_ident())
+                self._lease = lease
+                try:
+                    yield self
+                finally:
+                    del _WRITING[key]
+                    self._lease = None
+        except BaseException:
+            # A run that failed before writing anything leaves no folder behind (only its lock was there).
+            if created:
+                _remove_if_only_lock(self.root)
+            raise
 
     @contextlib.contextmanager
     def reading(self, purpose: str) -> Iterator[ResultsFolder]:
@@ -738,6 +745,15 @@ _WRITING: dict[str, tuple[str, int]] = {}
 
 def _folder_key(root: Path) -> str:
     return os.path.realpath(root)
+
+
+def _remove_if_only_lock(root: Path) -> None:
+    try:
+        if root.is_dir() and {p.name for p in root.iterdir()} <= {WRITER_LOCK}:
+            (root / WRITER_LOCK).unlink(missing_ok=True)
+            root.rmdir()
+    except OSError:  # another process took the folder meanwhile: leave it
+        pass
 
 
 def _describe_holder(root: Path) -> str:
