@@ -526,6 +526,16 @@ class ResultsFolder:
         self.root = Path(root)
         self._lease: str | None = None  # the run's token: travels with this object to worker processes
 
+    def __getstate__(self) -> dict:
+        # Pickled (for a Dask or process worker) while this process holds the folder: the copy writes
+        # under the run's lease, whichever ResultsFolder object of the folder took it.
+        state = dict(self.__dict__)
+        if state.get("_lease") is None:
+            held = _WRITING.get(_folder_key(self.root))
+            if held is not None:
+                state["_lease"] = held[0]
+        return state
+
     # -- one writer at a time -----------------------------------------------------------------------------
     @contextlib.contextmanager
     def writing(self, purpose: str) -> Iterator[ResultsFolder]:
