@@ -193,18 +193,27 @@ def score_tags(
     return out
 
 
-def stimulus_clips(config: dict) -> tuple[dict | None, str | None]:
-    """``({clip_id: AudioClip}, None)``: the stimuli of a study's clips, or ``(None, why not)``."""
-    from brain2music.embeddings.clips import clips_from_bids
+def stimulus_clips(config: dict, ids: Sequence[str]) -> tuple[dict | None, str | None]:
+    """``({clip_id: AudioClip}, None)``: the stimuli of clips ``ids`` of a study, or ``(None, why not)``.
+
+    The excerpts come from the study's events (``config["bids_root"]``), the audio from
+    ``config["stimuli"]``: exactly what the embeddings were computed from (and the subjects heard).
+    """
+    from brain2music.embeddings.clips import clips_from_design, experiment_clips
     from brain2music.errors import DataError, DataFileNotFoundError
 
     bids, stimuli = (config or {}).get("bids_root"), (config or {}).get("stimuli")
     if not bids or not stimuli:
         return None, "the results folder's config names no stimuli folder and BIDS root"
     try:
-        return {c.clip_id: c for c in clips_from_bids(bids, stimuli)}, None
+        table = experiment_clips(bids, subjects=(config or {}).get("subjects") or None)
+        clips = {c.clip_id: c for c in clips_from_design(table[table.clip_id.isin(set(ids))], stimuli)}
     except (DataError, DataFileNotFoundError) as exc:
         return None, f"the stimuli could not be read: {exc}"
+    missing = [c for c in ids if c not in clips]
+    if missing:
+        return None, f"no stimulus found for test clip(s) {missing[:5]} in the events of {bids}"
+    return clips, None
 
 
 @dataclass
@@ -217,36 +226,37 @@ class ReconstructionTagging:
 
     scorer: TagAgreement | None
     info: dict
-    originals: dict | None
+    study_config: dict | None
     max_library: int
     random_state: int = 0
     progress: bool = False
     library_: dict = field(default_factory=dict)
 
     @classmethod
-    def make(cls, study, enabled: bool, taggers=None, max_library: int = 200, *, random_state: int = 0,
-             progress: bool = False) -> ReconstructionTagging | None:  # fmt: skip
-        if not enabled:
+    def make(cls, study, enabled: bool | TagAgreement, taggers=None, max_library: int = 200, *,
+             random_state: int = 0, progress: bool = False) -> ReconstructionTagging | None:  # fmt: skip
+        """``enabled``: True, False, or a :class:`TagAgreement` to use (its tags of earlier audio are reused)."""
+        if enabled is False or enabled is None:
             return None
         if int(max_library) < 1:
             raise ConfigError(
                 f"tag_library must be >= 1 (library tracks tagged for Chance), got {max_library!r}"
             )
-        originals, why = stimulus_clips(study.config)
-        if originals is None:
+        config = study.config or {}
+        if not config.get("bids_root") or not config.get("stimuli"):
+            why = "the results folder's config names no stimuli folder and BIDS root"
             return cls(None, {"skipped": why}, None, int(max_library))
-        scorer = TagAgreement(taggers)
+        scorer = enabled if isinstance(enabled, TagAgreement) else TagAgreement(taggers)
         info = scorer.config | {"library_tracks": None}
-        return cls(scorer, info, originals, int(max_library), random_state, progress)
+        return cls(scorer, info, config, int(max_library), random_state, progress)
 
     def subject(self, run, ids, found, gen_paths) -> tuple[dict, list]:
         """``(ReconstructionScores fields, per-clip tag classes)`` of one subject's reconstructions."""
         if self.scorer is None:
             return {}, [None] * len(ids)
-        missing = [c for c in ids if c not in self.originals]
-        if missing:
-            self.info = {"skipped": f"no stimulus found for test clip(s) {missing[:5]} in the study's events"}
-            self.scorer = None
+        originals, why = stimulus_clips(self.study_config, [str(c) for c in ids])
+        if originals is None:
+            self.info, self.scorer = {"skipped": why}, None
             return {}, [None] * len(ids)
         meta = run.lib.metadata
 
@@ -255,7 +265,7 @@ class ReconstructionTagging:
             return self._probs(paths, [audio_loader(p) for p in paths], "library tracks")
 
         original = self._probs(
-            [f"stimulus:{c}" for c in ids], [self.originals[c].load for c in ids], "stimuli"
+            [repr(originals[str(c)]) for c in ids], [originals[str(c)].load for c in ids], "stimuli"
         )
         made = {"retrieval": tracks(found.items[:, 0]), "oracle": tracks(found.oracle_items[:, 0])}
         if gen_paths and gen_paths[0] is not None:

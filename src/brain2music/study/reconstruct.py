@@ -126,7 +126,7 @@ def reconstruct(
     n_bootstrap: int = 1000,
     random_state: int = 0,
     progress: bool = True,
-    tag_agreement: bool = True,
+    tag_agreement: bool | Any = True,
     taggers: dict[str, str] | None = None,
     tag_library: int = 200,
 ) -> ReconstructionResults:
@@ -151,7 +151,8 @@ def reconstruct(
     n_chance : random-track draws averaged for the Chance row.
     oracle_generation : also generate from the true embedding of each clip (the generator's ceiling).
     n_bootstrap, random_state : confidence intervals and every random draw.
-    tag_agreement : score class agreement with the musicnn taggers (needs the ``musicnn`` package).
+    tag_agreement : score class agreement with the musicnn taggers (needs the ``musicnn`` package); a
+        :class:`~brain2music.reconstruct.tag_agreement.TagAgreement` to use that one (and its cached tags).
     taggers : ``{group: tagger}`` (default :data:`~brain2music.reconstruct.tag_agreement.DEFAULT_TAGGERS`).
     tag_library : at most this many library tracks (a random sample) are tagged for the Chance level.
 
@@ -189,7 +190,7 @@ def reconstruct(
         "subjects": subjects, "best_of": int(best_of), "duration": float(duration),
         "exclude_stimuli": bool(exclude_stimuli), "n_chance": int(n_chance),
         "oracle_generation": bool(oracle_generation), "n_bootstrap": int(n_bootstrap), "random_state": random_state,
-        "tag_agreement": bool(tag_agreement), "taggers": taggers, "tag_library": int(tag_library),
+        "tag_agreement": tag_agreement is not False, "taggers": taggers, "tag_library": int(tag_library),
     }  # fmt: skip
     recon = ReconstructionResults(
         config=config, encoder=enc_name, method=method, method_selected_by=selected_by,
