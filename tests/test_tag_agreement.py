@@ -16,6 +16,7 @@ import soundfile as sf
 from brain2music.embeddings.clips import experiment_clips
 from brain2music.evaluate.tags import top_k_agreement
 from brain2music.reconstruct.library import build_library
+from brain2music.report.recon import _tag_table
 from brain2music.reconstruct.tag_agreement import TagAgreement, audio_loader, field_name, stimulus_clips
 from brain2music.study.reconstruct import reconstruct
 from brain2music.study.results import ResultsFolder
@@ -123,6 +124,9 @@ def test_tag_agreement_known_answers(study):
     assert len(c0.tag_classes["original"]["genre"]) == 2 and len(c0.tag_classes["original"]["mood"]) == 1
     again = ResultsFolder.read_reconstruction(tmp / "r_same")
     assert again.per_subject[0] == s and again.clips[0].tag_classes == c0.tag_classes
+    table = _tag_table(again)  # the report's table, from reconstruction.json
+    assert "genre (top 2, musicnn-msd)" in table and "instrument (top 2, musicnn-mtt)" in table
+    assert "<td>retrieval (top-1 track for the predicted embedding)</td><td>1.000" in table
 
     # 2. shuffled pairs: each prediction is another clip's embedding
     shift = np.roll(np.arange(len(ids)), 2)
