@@ -60,6 +60,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "subjects": (None, "list?"),
         "n_clips": (10, "int?"),
         "top_k": (3, "int"),
+        "tag_agreement": (True, "bool"),
+        "tag_library": (200, "int"),
     },
     "report": {
         "enabled": (True, "bool"),
@@ -97,7 +99,8 @@ data:
   mask: null                      # NIfTI voxel mask; null = derivatives/brain_mask.nii.gz or computed
 
 embeddings:
-  encoders: [acoustic]            # acoustic (no weights), clap, encodec, mert, clap-text
+  encoders: [acoustic]            # acoustic (no weights), musicnn-msd, musicnn-mtt (weights in the
+                                  # musicnn package), clap, encodec, mert, clap-text
 
 decoding:
   methods: [ridge, ensemble, encsel, aligned]
@@ -115,6 +118,8 @@ reconstruction:
   subjects: null                  # null = every subject
   n_clips: 10                     # test clips to reconstruct per subject (null = all)
   top_k: 3                        # retrieved tracks per clip
+  tag_agreement: true             # class agreement with the musicnn taggers (genres, instruments, moods)
+  tag_library: 200                # library tracks (at most) tagged for its Chance level
 
 report:
   enabled: true
