@@ -16,16 +16,14 @@ import soundfile as sf
 from brain2music.embeddings.clips import experiment_clips
 from brain2music.evaluate.tags import top_k_agreement
 from brain2music.reconstruct.library import build_library
-from brain2music.report.recon import _tag_table
 from brain2music.reconstruct.tag_agreement import TagAgreement, audio_loader, field_name, stimulus_clips
+from brain2music.report.recon import _tag_table
 from brain2music.study.reconstruct import reconstruct
 from brain2music.study.results import ResultsFolder
 from conftest import DS003720
 from musicnn_signals import SR, _noise
 from test_library import FakeEncoder
 from test_reconstruct import write_fake_study
-
-pytest.importorskip("musicnn", reason="the musicnn wheel provides the weights (tools/setup.sh installs it)")
 
 ENC = FakeEncoder()
 GROUPS = ("genre", "instrument", "mood")
