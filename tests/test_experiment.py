@@ -42,7 +42,11 @@ def test_run_experiment_end_to_end_and_reuse(tmp_path, capsys):
     assert "report:" in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     assert {r["method"] for r in results["rows"]} == {"ridge", "encsel"}
-    assert (out / "reconstruction" / "reconstruction.json").is_file()
+    recon = json.loads((out / "reconstruction" / "reconstruction.json").read_text())
+    # musicnn class agreement on the simulated study's own stimuli (found through its events)
+    assert recon["tag_agreement"]["taggers"]["genre"] == "musicnn-msd"
+    assert 0 <= recon["summary"]["retrieval_tag_agreement_genre"]["mean"] <= 1
+    assert recon["summary"]["oracle_tag_agreement_mood"]["n_subjects"] == 2
     html = (out / "report.html").read_text()
     assert "<audio" in html and "Table 2" in html
     first = json.loads((out / "experiment.json").read_text())["timings_s"]

@@ -189,6 +189,11 @@ def test_encoding_model_finds_responsive_voxels_and_tests_them():
     np.testing.assert_array_equal(select_voxels(model.cv_r_, threshold=0.5, min_voxels=1), np.arange(10))
     with pytest.raises(DataError, match="constant dimension"):
         EncodingModel(1.5).fit(np.ones_like(emb[:100]), resp[:100], np.arange(100) % 10)
+    # a dead unit (constant over every clip, as musicnn-msd's on the simulator) is left out: same model
+    dead = np.concatenate([emb, np.full((n_clips, n_trs, 1), -0.37, np.float32)], axis=2)
+    with_dead = EncodingModel(1.5, delays=(2, 3, 4)).fit(dead[:100], resp[:100], np.arange(100) % 10)
+    assert with_dead.kept_.tolist() == [True] * dim + [False]
+    np.testing.assert_allclose(with_dead.predict(dead[100:]), model.predict(emb[100:]), rtol=1e-5, atol=1e-6)
 
 
 def test_fdr_bh_matches_scipy():

@@ -311,3 +311,20 @@ def test_tag_agreement_known_answers():
     assert all(np.all(v == 1.0) for v in same.values())
     with pytest.raises(DataError, match="names tags the tagger does not have"):
         group_agreement(p, p, MSD_TAGS, TAG_GROUPS["MTT"], {"genre": 2, "instrument": 2, "mood": 1})
+
+
+def test_offline_generator_steered_in_musicnn_space(tmp_path):
+    """The offline generator searches in musicnn-msd's penultimate space and moves towards the target."""
+    pytest.importorskip("fluidsynth")
+    from brain2music.reconstruct.clip_embedding import clip_embedding, prepare_clip
+    from brain2music.reconstruct.generators import get_generator
+
+    opts = dict(n_bank=10, n_candidates=2, n_rounds=1, n_neighbors=1, sr=16000, progress=False)
+    gen = get_generator("offline", encoder="musicnn-msd", cache=tmp_path / "bank.npz", **opts).fit()
+    assert gen.config["encoder"] == "musicnn-msd" and gen.bank_embeddings_.shape == (10, 9, 200)
+    target = gen.bank_embeddings_[3]
+    audio, sr = gen.generate(target, duration=15.0, random_state=0)
+    emb = clip_embedding(get_encoder("musicnn-msd"), prepare_clip(audio[0], sr, duration=15.0), sr)
+    score = gen._score(emb[None], target)[0]
+    assert score == pytest.approx(gen.last_score_, abs=1e-5)  # the score is computed in musicnn space
+    assert score > np.median(gen._score(gen.bank_embeddings_, target))

@@ -68,6 +68,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "subjects": (None, "list?"),
         "n_clips": (10, "int?"),
         "top_k": (3, "int"),
+        "tag_agreement": (True, "bool"),
+        "tag_library": (200, "int"),
     },
     "report": {
         "enabled": (True, "bool"),
@@ -114,7 +116,8 @@ data:
                                   # with fmriprep also brain (its brain masks, the default) or cortex
 
 embeddings:
-  encoders: [acoustic]            # acoustic (no weights), clap, encodec, mert, clap-text
+  encoders: [acoustic]            # acoustic (no weights), musicnn-msd, musicnn-mtt (weights in the
+                                  # musicnn package), clap, encodec, mert, clap-text
 
 decoding:
   methods: [ridge, ensemble, encsel, aligned]
@@ -134,6 +137,8 @@ reconstruction:
   subjects: null                  # null = every subject
   n_clips: 10                     # test clips to reconstruct per subject (null = all)
   top_k: 3                        # retrieved tracks per clip
+  tag_agreement: true             # class agreement with the musicnn taggers (genres, instruments, moods)
+  tag_library: 200                # library tracks (at most) tagged for its Chance level
 
 report:
   enabled: true

@@ -27,6 +27,7 @@ def _run(args) -> int:
         random_state=args.seed,
         oracle_generation=args.oracle_generation,
         progress=not args.quiet,
+        tag_agreement=not args.no_tag_agreement,
     )
     print(
         f"wrote {args.out}/reconstruction.json ({len(report.clips)} clips, encoder {report.encoder}, "
@@ -40,10 +41,12 @@ def _run(args) -> int:
         "oracle_generation_id_acc",
         "retrieval_genre_agreement",
         "generation_genre_agreement",
-    ):
+        *(f"{kind}_tag_agreement_{group}" for kind in ("retrieval", "generation", "chance", "oracle")
+          for group in ("genre", "instrument", "mood")),
+    ):  # fmt: skip
         if key in report.summary:
             s = report.summary[key]
-            print(f"  {key:28s} {cell(s.mean, s.sd, s.ci)} (n={s.n_subjects})")
+            print(f"  {key:36s} {cell(s.mean, s.sd, s.ci)} (n={s.n_subjects})")
     return 0
 
 
@@ -96,6 +99,11 @@ def register(subparsers) -> None:
         "--oracle-generation",
         action="store_true",
         help="also generate from the true embeddings (the generator's ceiling)",
+    )
+    p.add_argument(
+        "--no-tag-agreement",
+        action="store_true",
+        help="skip the class agreement with the musicnn taggers (genres, instruments, moods)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output folder")

@@ -182,6 +182,7 @@ class EncodingModel(BaseEstimator):
     Attributes
     ----------
     ridge_ : fitted RidgeDecoder (features → voxels)
+    kept_ : ndarray (dim,) bool, the embedding dimensions used (those not constant over the training clips)
     cv_r_ : ndarray (n_voxels,) cross-validated Pearson r on the training clips (use it to select voxels)
     """
 
@@ -207,7 +208,7 @@ class EncodingModel(BaseEstimator):
         self.backend = backend
 
     def _features(self, embeddings: np.ndarray, n_trs: int) -> np.ndarray:
-        feats = tr_features(embeddings, self.window, n_trs, tr=self.tr)
+        feats = tr_features(embeddings[..., self.kept_], self.window, n_trs, tr=self.tr)
         feats = (feats - self.feature_mean_) / self.feature_std_
         return delay_features(feats, self.delays, base_delay=self.base_delay)
 
@@ -226,8 +227,13 @@ class EncodingModel(BaseEstimator):
                 f"{responses.shape}"
             )
         n_clips, n_trs, n_vox = responses.shape
-        check_not_constant(embeddings.reshape(-1, embeddings.shape[-1]), "embeddings", "dimension")
-        per_tr = tr_features(embeddings, self.window, n_trs, tr=self.tr)
+        # Dimensions constant over the training clips carry nothing to fit (e.g. dead ReLU units of a
+        # pretrained network: musicnn-msd has two on the simulator's music); they are left out.
+        flat = embeddings.reshape(-1, embeddings.shape[-1]).astype(np.float64)
+        self.kept_ = flat.std(axis=0) > 1e-7 * (1.0 + np.abs(flat).max(axis=0))
+        if not self.kept_.any():
+            check_not_constant(flat, "embeddings", "dimension")
+        per_tr = tr_features(embeddings[..., self.kept_], self.window, n_trs, tr=self.tr)
         self.feature_mean_ = per_tr.mean(axis=(0, 1))
         self.feature_std_ = per_tr.std(axis=(0, 1))
         X = self._features(embeddings, n_trs).reshape(n_clips * n_trs, -1)

@@ -41,7 +41,52 @@ def _summary_table(recon) -> str:
         cells = ["–" if s is None else cell(s.mean, s.sd, s.ci) for s in (id_acc, agree)]
         rows.append(f"<tr><td>{label}</td><td>{cells[0]}</td><td>{cells[1]}</td></tr>")
     rows.append("</table>")
+    return "\n".join(rows) + _tag_table(recon)
+
+
+TAG_KINDS = METRICS + (("oracle_generation", "generation from the true embedding"),)
+
+
+def _tag_table(recon) -> str:
+    """The paper's class agreement with the musicnn taggers: kinds × tag groups (mean ± sd [CI], p vs Chance)."""
+    from brain2music.study.table import cell
+
+    info = recon.tag_agreement
+    if not info:
+        return ""
+    if "skipped" in info:
+        return f"<p>Class agreement with the musicnn taggers: not computed ({info['skipped']}).</p>"
+    groups = list(info.get("taggers", {}))
+    head = "".join(f"<th>{g} (top {info['top_k'][g]}, {info['taggers'][g]})</th>" for g in groups)
+    rows = [
+        "<p>Class agreement of the reconstructions with the originals (the paper's tagger metric, musicnn "
+        "tags of the audio; fraction of the original's top-k tags of the group that the reconstruction "
+        f"shares; Chance: expected agreement with a random one of {info.get('library_tracks', '?')} "
+        "library tracks; p: the largest over subjects of a paired sign-flip test of the difference from "
+        "Chance).</p>",
+        f"<table><tr><th>reconstruction</th>{head}</tr>",
+    ]
+    per_subject = recon.per_subject
+    for key, label in TAG_KINDS:
+        stats = [recon.summary.get(f"{key}_tag_agreement_{g}") for g in groups]
+        if all(s is None for s in stats):
+            continue
+        cells = []
+        for g, s in zip(groups, stats, strict=True):
+            ps = [getattr(x, f"{key}_tag_agreement_{g}_p", None) for x in per_subject]
+            p = max(ps) if ps and all(v is not None for v in ps) else None
+            cells.append("–" if s is None else cell(s.mean, s.sd, s.ci, p))
+        rows.append(f"<tr><td>{label}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    rows.append("</table>")
     return "\n".join(rows)
+
+
+def _tag_line(c, kind: str) -> str:
+    """`` · musicnn: rock, pop | guitar, male | Mellow`` for one reconstructed clip and kind, or ``""``."""
+    classes = (c.tag_classes or {}).get(kind)
+    if not classes:
+        return ""
+    return " · musicnn: " + " | ".join(", ".join(v) for v in classes.values())
 
 
 def _clip_starts(config: dict) -> dict[str, float]:
@@ -109,7 +154,7 @@ def load_reconstruction(
                 (c.original or {}).get("path"),
                 starts.get(c.clip_id, 0.0),
                 None,
-                f"{c.clip_id} · tagger: {tags.get('original') or '–'}",
+                f"{c.clip_id} · tagger: {tags.get('original') or '–'}{_tag_line(c, 'original')}",
             )
         ]
         for r in c.retrieved[:3]:
@@ -119,7 +164,8 @@ def load_reconstruction(
                     r.get("path"),
                     0.0,
                     r.get("score"),
-                    f"{r.get('title') or Path(str(r.get('path'))).name} · {r.get('genre') or ''}",
+                    f"{r.get('title') or Path(str(r.get('path'))).name} · {r.get('genre') or ''}"
+                    + (_tag_line(c, "retrieved") if r.get("rank") == 1 else ""),
                 )
             )
         gen = c.generated
@@ -130,7 +176,8 @@ def load_reconstruction(
                     recon_dir / gen["path"],
                     0.0,
                     gen.get("score"),
-                    f"new music · cos to true {gen.get('score_true', float('nan')):.3f} · tagger: {tags.get('generated') or '–'}",
+                    f"new music · cos to true {gen.get('score_true', float('nan')):.3f} · tagger: {tags.get('generated') or '–'}"
+                    + _tag_line(c, "generated"),
                 )
             )
         if c.oracle:

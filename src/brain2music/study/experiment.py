@@ -304,6 +304,7 @@ def _reconstruct(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
             plan.out, plan.lib_path, recon_out, generator=recon_cfg["generator"], generator_options=options,
             subjects=recon_cfg["subjects"], n_clips=recon_cfg["n_clips"], k=recon_cfg["top_k"],
             random_state=plan.cfg["experiment"]["seed"], progress=verbose,
+            tag_agreement=recon_cfg["tag_agreement"], tag_library=recon_cfg["tag_library"],
         )  # fmt: skip
 
     payload = {
@@ -350,7 +351,7 @@ def demo_config(out: str | os.PathLike = DEMO_OUT, *, seed: int = 0) -> dict:
             "test_runs": 3,
             "library_tracks": 60,
         },
-        "embeddings": {"encoders": ["acoustic"]},
+        "embeddings": {"encoders": ["acoustic", "musicnn-msd"]},
         "decoding": {"methods": ["ridge", "ensemble", "encsel", "aligned", "krr-rbf"]},
         "reconstruction": {
             "enabled": True,

@@ -20,6 +20,11 @@ metric space the predictions were scored in by ``reproduce`` (saved with them):
 - ``*_genre_agreement``: how often a genre tagger gives the reconstruction the genre it gives the
   original. The tagger is a logistic regression on the window-averaged embeddings of the *training*
   stimuli; ``tagger_accuracy`` is its accuracy on the originals.
+- ``*_tag_agreement_<group>``: the paper's class agreement with pretrained taggers (musicnn), genres
+  top-2, instruments top-2, moods top-1, on the audio itself (the stimulus excerpt, the library track's
+  first 15 s, the generated file); Chance is the expected agreement with a random library track. See
+  :mod:`brain2music.reconstruct.tag_agreement`. Needs the stimuli (``config["stimuli"]`` and
+  ``config["bids_root"]`` of the results folder); without them ``tag_agreement`` says why it was skipped.
 
 Output folder::
 
@@ -32,6 +37,7 @@ Output folder::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +49,7 @@ from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.reconstruct.clip_embedding import clip_embedding, encoder_name, prepare_clip, resolve_encoder
 from brain2music.reconstruct.generators import Generator, cosine_scores, get_generator
 from brain2music.reconstruct.library import MusicLibrary
+from brain2music.reconstruct.tag_agreement import ReconstructionTagging as _Tagging
 from brain2music.study.results import (
     Predictions,
     ReconstructedClip,
@@ -121,6 +128,9 @@ def reconstruct(
     n_bootstrap: int = 1000,
     random_state: int = 0,
     progress: bool = True,
+    tag_agreement: bool | Any = True,
+    taggers: dict[str, str] | None = None,
+    tag_library: int = 200,
 ) -> ReconstructionResults:
     """Retrieve and generate music for the predicted embeddings of a results folder; evaluate; write JSON.
 
@@ -144,6 +154,10 @@ def reconstruct(
     n_chance : random-track draws averaged for the Chance row.
     oracle_generation : also generate from the true embedding of each clip (the generator's ceiling).
     n_bootstrap, random_state : confidence intervals and every random draw.
+    tag_agreement : score class agreement with the musicnn taggers (needs the ``musicnn`` package); a
+        :class:`~brain2music.reconstruct.tag_agreement.TagAgreement` to use that one (and its cached tags).
+    taggers : ``{group: tagger}`` (default :data:`~brain2music.reconstruct.tag_agreement.DEFAULT_TAGGERS`).
+    tag_library : at most this many library tracks (a random sample) are tagged for the Chance level.
 
     Returns
     -------
@@ -164,7 +178,9 @@ def reconstruct(
     )
     run = _Run(folder, study, lib, enc_name, enc, gen, out, k=int(k), duration=float(duration),
                exclude_stimuli=exclude_stimuli, n_chance=int(n_chance), oracle_generation=oracle_generation,
-               n_bootstrap=int(n_bootstrap), rng=np.random.default_rng(random_state), progress=progress)  # fmt: skip
+               n_bootstrap=int(n_bootstrap), rng=np.random.default_rng(random_state), progress=progress,
+               tagging=_Tagging.make(study, tag_agreement, taggers, tag_library, random_state=random_state,
+                                     progress=progress))  # fmt: skip
     clips, per_subject = [], []
     for subject in subjects:
         pred = folder.read_predictions(enc_name, method, subject)
@@ -177,6 +193,7 @@ def reconstruct(
         "subjects": subjects, "best_of": int(best_of), "duration": float(duration),
         "exclude_stimuli": bool(exclude_stimuli), "n_chance": int(n_chance),
         "oracle_generation": bool(oracle_generation), "n_bootstrap": int(n_bootstrap), "random_state": random_state,
+        "tag_agreement": tag_agreement is not False, "taggers": taggers, "tag_library": int(tag_library),
     }  # fmt: skip
     recon = ReconstructionResults(
         config=config, encoder=enc_name, method=method, method_selected_by=selected_by,
@@ -184,6 +201,7 @@ def reconstruct(
         generator=None if gen is None else gen.config,
         library={"path": str(lib.path), "n_items": len(lib), "encoder": enc_name}, subjects=subjects,
         clips=clips, per_subject=per_subject, summary=summarise_subjects(per_subject),
+        tag_agreement=run.tagging.info if run.tagging is not None else None,
     )  # fmt: skip
     ResultsFolder.write_reconstruction(out, recon)
     return recon
@@ -276,6 +294,7 @@ class _Retrieved:
     windows: np.ndarray  # (n, r, dim) top-1
     oracle_windows: np.ndarray  # (n, r, dim)
     chance_windows: np.ndarray  # (n_chance, n, r, dim)
+    allowed: np.ndarray | None = None  # (n_allowed,) items a random draw may return
 
 
 @dataclass
@@ -299,6 +318,7 @@ class _Run:
     progress: bool
     oracle_cache: dict = field(default_factory=dict)
     taggers: dict = field(default_factory=dict)
+    tagging: _Tagging | None = None
 
     def subject(
         self, pred: Predictions, n_clips: int | None
@@ -325,6 +345,11 @@ class _Run:
         gen_info = self._generation_info(generated, gen_paths, P, T)
         clips = self._clips(pred.subject, ids, genres, found, gen_info, tags)
         scores = self._score(pred, ids, genres, T, found, generated, oracle_generated, tags, gen_info)
+        if self.tagging is not None:
+            fields, classes = self.tagging.subject(self, ids, found, gen_paths)
+            scores = dataclasses.replace(scores, **fields)
+            for clip, tag_classes in zip(clips, classes, strict=True):
+                clip.tag_classes = tag_classes
         return clips, scores
 
     def _check(self, pred: Predictions, ids, P) -> None:
@@ -350,7 +375,7 @@ class _Run:
         wins = lib.windows(np.concatenate([r_items[:, 0], o_items[:, 0], chance_draws.ravel()]))
         n = len(ids)
         chance = wins[2 * n :].reshape(len(chance_draws), n, lib.n_windows, lib.dim)
-        return _Retrieved(r_scores, r_items, o_scores, o_items, wins[:n], wins[n : 2 * n], chance)
+        return _Retrieved(r_scores, r_items, o_scores, o_items, wins[:n], wins[n : 2 * n], chance, allowed)
 
     def _generate(self, subject: str, ids, P, T):
         """``(generated (n, r, dim) | None, paths, oracle_generated | None)``; writes the audio."""

@@ -417,7 +417,9 @@ class SummaryStat(_Record):
 class ReconstructionScores(_Record):
     """One subject's reconstruction metrics. Every ``*_id_acc`` is in the metric space ``space``;
     ``*_id_acc_ci`` are 95 % bootstrap intervals over the reconstructed clips, ``*_id_acc_p`` permutation
-    p-values against chance."""
+    p-values against chance. ``<kind>_tag_agreement_<group>`` (groups genre, instrument, mood) are the
+    paper's class agreement with the musicnn taggers; their ``_ci`` are bootstrap intervals over clips,
+    their ``_p`` two-sided paired sign-flip p-values of the difference from chance."""
 
     subject: str
     n_clips: int
@@ -440,6 +442,37 @@ class ReconstructionScores(_Record):
     tagger_accuracy: float | None = None
     retrieval_score_mean: float | None = None
     generation_score_mean: float | None = None
+    # Class agreement with the musicnn taggers (reconstruct/tag_agreement.py): per kind and tag group.
+    retrieval_tag_agreement_genre: float | None = None
+    retrieval_tag_agreement_instrument: float | None = None
+    retrieval_tag_agreement_mood: float | None = None
+    generation_tag_agreement_genre: float | None = None
+    generation_tag_agreement_instrument: float | None = None
+    generation_tag_agreement_mood: float | None = None
+    chance_tag_agreement_genre: float | None = None
+    chance_tag_agreement_instrument: float | None = None
+    chance_tag_agreement_mood: float | None = None
+    oracle_tag_agreement_genre: float | None = None
+    oracle_tag_agreement_instrument: float | None = None
+    oracle_tag_agreement_mood: float | None = None
+    oracle_generation_tag_agreement_genre: float | None = None
+    oracle_generation_tag_agreement_instrument: float | None = None
+    oracle_generation_tag_agreement_mood: float | None = None
+    retrieval_tag_agreement_genre_ci: list[float] | None = None
+    retrieval_tag_agreement_instrument_ci: list[float] | None = None
+    retrieval_tag_agreement_mood_ci: list[float] | None = None
+    generation_tag_agreement_genre_ci: list[float] | None = None
+    generation_tag_agreement_instrument_ci: list[float] | None = None
+    generation_tag_agreement_mood_ci: list[float] | None = None
+    oracle_tag_agreement_genre_ci: list[float] | None = None
+    oracle_tag_agreement_instrument_ci: list[float] | None = None
+    oracle_tag_agreement_mood_ci: list[float] | None = None
+    retrieval_tag_agreement_genre_p: float | None = None
+    retrieval_tag_agreement_instrument_p: float | None = None
+    retrieval_tag_agreement_mood_p: float | None = None
+    generation_tag_agreement_genre_p: float | None = None
+    generation_tag_agreement_instrument_p: float | None = None
+    generation_tag_agreement_mood_p: float | None = None
     extra: dict = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
@@ -470,6 +503,8 @@ class ReconstructedClip(_Record):
     generated: dict | None = None
     oracle_generated: dict | None = None
     tags: dict | None = None
+    #: ``{"original" | "retrieved" | "oracle" | "generated" | ...: {group: top-k musicnn tags}}``
+    tag_classes: dict | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -491,6 +526,8 @@ class ReconstructionResults(_Record):
     clips: list[ReconstructedClip] = field(default_factory=list)
     per_subject: list[ReconstructionScores] = field(default_factory=list)
     summary: dict[str, SummaryStat] = field(default_factory=dict)
+    #: the taggers, groups and top-k of the tag agreement, or ``{"skipped": why}``; None: not asked for
+    tag_agreement: dict | None = None
     schema_version: int = SCHEMA_VERSION
     version: str = __version__
     extra: dict = field(default_factory=dict)
