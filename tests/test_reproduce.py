@@ -85,6 +85,7 @@ def test_reproduce_writes_the_contract_and_decodes(study, tmp_path):
     assert on_disk["config"]["bids_root"] and on_disk["config"]["source"]["kind"] == "bids"
     assert on_disk["encoders"]["acoustic"] == {
         "window": 15.0, "r": 1, "dim": 6, "embeddings": "embeddings/acoustic.npz", "space": "standardized",
+        "options": {},
     }  # fmt: skip
     rows = {(r.subject, r.method, r.split): r for r in res.rows}
     assert len(rows) == len(SUBJECTS) * len(METHODS) * 2

@@ -20,7 +20,14 @@ import numpy as np
 
 from brain2music.errors import ConfigError, DataError
 
-__all__ = ["SCORES", "SCORER_VOXELS", "EmbeddingScore", "EncodingScore", "check_score", "encoding_model_arrays"]
+__all__ = [
+    "SCORES",
+    "SCORER_VOXELS",
+    "EmbeddingScore",
+    "EncodingScore",
+    "check_score",
+    "encoding_model_arrays",
+]
 
 SCORES = ("embedding", "encoding")
 

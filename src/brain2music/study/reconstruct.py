@@ -62,7 +62,7 @@ from brain2music.study.results import (
 )
 from brain2music.windows import clip_vectors
 
-__all__ = ["GenreTagger", "cosine_pairs", "reconstruct", "summarise_subjects"]
+__all__ = ["GenreTagger", "check_reconstruct", "cosine_pairs", "reconstruct", "summarise_subjects"]
 
 
 # ----------------------------------------------------------------------------------------------- tagger
@@ -220,6 +220,40 @@ def reconstruct(
     return recon
 
 
+def check_reconstruct(
+    library: str | os.PathLike | MusicLibrary,
+    *,
+    generator: str | None = "offline",
+    generator_options: dict | None = None,
+    encoder_options: dict | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> list:
+    """``reconstruct --check``: build the library's encoder and the generator as the run would (loading
+    every checkpoint, checking MusicLDM's CLAP pairing), generate nothing. Returns
+    :class:`~brain2music.checkpoints.CheckResult` s (the generator is skipped if the encoder fails)."""
+    from brain2music.checkpoints import check_component, check_generator
+
+    lib = library if isinstance(library, MusicLibrary) else MusicLibrary(library)
+    placement = {"device": device, "dtype": dtype}
+    holder = {}
+
+    def build():
+        holder["enc"] = _library_encoder(lib, encoder_options, placement)()
+        return holder["enc"]
+
+    checkpoint = lib.encoder_options.get("model")
+    results = [
+        check_component("encoder", lib.encoder_name, None if checkpoint is None else str(checkpoint), build)
+    ]
+    if generator is None or "enc" not in holder:
+        return results
+    opts = resolve_generator_options(generator, dict(generator_options or {}), **placement)
+    if "encoder" in generator_parameters(generator):
+        opts.setdefault("encoder", holder["enc"])
+    return results + check_generator(generator, opts)
+
+
 # ------------------------------------------------------------------------------------------ the steps
 def _check_library(study: StudyResults, folder: ResultsFolder, lib: MusicLibrary) -> str:
     enc_name = lib.encoder_name
@@ -272,7 +306,9 @@ def _choose_subjects(folder: ResultsFolder, encoder: str, method: str, subjects)
 
 def _library_encoder(lib: MusicLibrary, options: dict | None, placement: dict):
     """A builder of the library's encoder (called only when generation needs it)."""
-    return lambda: lib.make_encoder(**(options or {}), **{k: v for k, v in placement.items() if v is not None})
+    return lambda: lib.make_encoder(
+        **(options or {}), **{k: v for k, v in placement.items() if v is not None}
+    )
 
 
 def _plain_options(options: dict | None) -> dict:

@@ -515,7 +515,9 @@ def _settings(args: dict) -> StudySettings:
     for e, sp in spaces.items():
         check_space(sp, what=f"metric space of {e}")
     alphas = args["alphas"] if args["alphas"] is not None else DEFAULT_ALPHAS
-    encoder_options = resolve_study_encoders(encoders, args["encoder_options"], args["device"], args["dtype"])
+    encoder_options = resolve_study_encoders(
+        encoders, args.get("encoder_options"), args.get("device"), args.get("dtype")
+    )
     return StudySettings(
         source=source, encoders=encoders, subjects=subjects, methods=methods, out=Path(args["out"]),
         stimuli=Path(args["stimuli"]) if args["stimuli"] is not None else None, parcels=parcels,
