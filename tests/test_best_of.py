@@ -17,8 +17,8 @@ from brain2music.reconstruct.selection import EmbeddingScore, EncodingScore, enc
 from brain2music.stimuli import read_audio
 from brain2music.study.reconstruct import reconstruct
 from brain2music.study.results import ResultsFolder
-from test_reconstruct import ENC, LOW, HIGH, ToneGenerator, embed, make_study, write_fake_study  # noqa: F401
 from test_library import tone
+from test_reconstruct import ENC, ToneGenerator, embed, make_study, write_fake_study
 
 N_TRS = 10  # 10 TRs of 1.5 s hold r = 7 windows of 5 s: the FakeEncoder's grid
 
