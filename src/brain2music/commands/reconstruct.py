@@ -59,6 +59,8 @@ def _run(args) -> int:
         "oracle_generation_id_acc",
         "retrieval_genre_agreement",
         "generation_genre_agreement",
+        "selection_score_first_mean",
+        "selection_score_mean",
     ):
         if key in report.summary:
             s = report.summary[key]
