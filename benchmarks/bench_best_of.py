@@ -69,6 +69,12 @@ def _prepare(out: Path, args) -> Path:
     return res
 
 
+def _clip_scores(x, target, space):
+    from brain2music.evaluate import identification_scores, similarity_matrix
+
+    return identification_scores(similarity_matrix(space.transform(x), space.transform(target)))
+
+
 def _candidates(gen, enc, P, n_max, seeds):
     """``(n_clips, n_max, r, dim)`` embeddings of ``n_max`` candidates per predicted embedding."""
     from brain2music.reconstruct.clip_embedding import clip_embedding, prepare_clip
@@ -81,6 +87,7 @@ def _candidates(gen, enc, P, n_max, seeds):
 
 
 def _subject(folder, sub, gen, enc, args, rng):
+    from brain2music.evaluate.stats import paired_test
     from brain2music.reconstruct.selection import EmbeddingScore, EncodingScore
 
     pred = folder.read_predictions("acoustic", "ridge", sub)
@@ -98,12 +105,20 @@ def _subject(folder, sub, gen, enc, args, rng):
         "truth (ceiling, reads the answer)": np.stack([truth(C[i], T[i]) for i in range(n)]),
     }
     ns = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= args.n_max]
-    rows = {}
+    rows, first = {}, _clip_scores(C[:, 0], T, pred.space)
     for name, s in scores.items():
         for k in ns:
             kept = np.argmax(s[:, :k], axis=1)
             acc, ci = _id_acc(C[np.arange(n), kept], T, pred.space, args.seed)
             rows[f"{name}|{k}"] = {"id_acc": acc, "ci": ci, "kept_mean_index": float(kept.mean())}
+            if k > 1:  # paired over clips against best-of-1 (the same clips, candidate 0)
+                t = paired_test(
+                    _clip_scores(C[np.arange(n), kept], T, pred.space), first, random_state=args.seed
+                )
+                rows[f"{name}|{k}"] |= {"diff_vs_1": t.diff, "diff_ci": [float(t.ci[0]), float(t.ci[1])],
+                                        "p_vs_1": t.p_value}  # fmt: skip
+    np.savez_compressed(Path(args.out) / f"candidates_{sub}.npz", embeddings=C, clip_ids=np.asarray(ids),
+                        **{k.split(" ")[0]: v for k, v in scores.items()})  # fmt: skip
     decoded, decoded_ci = _id_acc(P, T, pred.space, args.seed)
     return {
         "subject": sub, "n_clips": int(n), "space": pred.space.name, "decoded_id_acc": decoded,
@@ -181,6 +196,13 @@ def _print(report: dict) -> None:
             cells.append(f"{np.mean(accs):.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
         print(f"{name:36s}" + "".join(f"{c:>22s}" for c in cells))
     per = np.mean([s["seconds_per_candidate"] for s in subs])
+    for name in names:
+        for k in ns[1:]:
+            r = [s["rows"][f"{name}|{k}"] for s in subs if "diff_vs_1" in s["rows"][f"{name}|{k}"]]
+            if r:
+                print(f"  {name} N={k} - N=1 (paired over clips): " + "; ".join(
+                    f"{x['diff_vs_1']:+.3f} [{x['diff_ci'][0]:+.3f}, {x['diff_ci'][1]:+.3f}] p={x['p_vs_1']:.3f}"
+                    for x in r))  # fmt: skip
     print(f"{per:.2f} s per candidate (render + embed); total {report['seconds_total']:.0f} s; "
           f"load {report['load_before']} -> {report['load_after']}")  # fmt: skip
 
