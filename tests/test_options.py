@@ -210,3 +210,72 @@ def test_musicnn_layer_through_the_shared_options(capsys):
     assert "encoder   musicnn-msd  ok" in printed and "MSD_musicnn" in printed
     assert main(["embed", "unused", "-e", "musicnn-msd", "--encoder-option", "layer=nope", "--check"]) == 1
     assert "unknown layer 'nope'" in capsys.readouterr().out
+
+
+def test_cli_check_of_reproduce_reconstruct_and_run(tmp_path, capsys):
+    """--check on every remaining stage: it builds what the run would build, runs nothing, writes nothing."""
+    assert main(["reproduce", str(tmp_path), "--encoders", "acoustic,debug", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("no weights") == 2 and "2 of 2 components usable" in out
+    assert (
+        main(["reproduce", str(tmp_path), "--encoders", "debug", "--encoder-option", "layr=1", "--check"])
+        == 2
+    )
+    assert "encoder 'debug' does not take option(s) 'layr' (from --encoder-option)" in capsys.readouterr().err
+    assert main(["reproduce", str(tmp_path), "--encoders", "debug"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+    _music(tmp_path / "music")
+    lib = tmp_path / "lib"
+    argv = ["library", "build", str(tmp_path / "music"), "--encoder", "debug", "--out", str(lib)]
+    assert main([*argv, "--encoder-option", "window=5"]) == 0
+    capsys.readouterr()
+    check = ["reconstruct", "unused", "--library", str(lib), "--check"]
+    assert main([*check, "--generator", "debug", "--generator-option", "sr=8000"]) == 0
+    out = capsys.readouterr().out
+    assert "encoder   debug" in out and "generator debug" in out and "2 of 2" in out
+    assert main([*check, "--generator", "debug", "--generator-option", "steps=3"]) == 2
+    assert (
+        "generator 'debug' does not take option(s) 'steps' (from --generator-option)"
+        in capsys.readouterr().err
+    )
+    assert main([*check, "--generator", "debug", "--encoder-option", "n_mels=3"]) == 1
+    assert "does not take option(s) 'n_mels'" in capsys.readouterr().out  # reported, not raised
+
+    from brain2music.study.experiment import check_experiment, demo_config
+
+    cfg = demo_config(tmp_path / "exp")
+    cfg["embeddings"] = {"encoders": ["debug"], "options": {"window": 5.0}}
+    cfg["reconstruction"]["generator_options"] = {"n_candidates": 2}
+    results = check_experiment(cfg)
+    assert [(r.kind, r.name, r.ok) for r in results] == [
+        ("encoder", "debug", True), ("encoder", "debug (library)", True), ("generator", "offline", True),
+    ]  # fmt: skip
+    assert not (tmp_path / "exp").exists()
+    cfg["reconstruction"]["generator_options"] = {"num_inference_steps": 2}
+    with pytest.raises(ConfigError, match="generator 'offline' does not take option"):
+        check_experiment(cfg)
+
+
+def test_config_file_neural_keys_are_checked():
+    from brain2music.config import parse_config
+    from brain2music.study.experiment import demo_config
+
+    cfg = demo_config("out")
+    cfg["experiment"] |= {"device": "cuda:1", "dtype": "float16"}
+    cfg["embeddings"]["options"] = {"mert": {"trust_remote_code": True}, "batch_size": 4}
+    cfg["reconstruction"] |= {"best_of": 4, "score": "encoding", "generator_options": {"n_bank": 20}}
+    values = parse_config(cfg, check_paths=False).values
+    assert values["embeddings"]["options"]["mert"] == {"trust_remote_code": True}
+    assert values["reconstruction"]["best_of"] == 4
+    for section, key, value, message in [
+        ("experiment", "device", "gpu", "experiment.device: expected auto, cpu, cuda"),
+        ("experiment", "dtype", "half", "experiment.dtype: expected auto, float32"),
+        ("embeddings", "options", "batch_size=4", "embeddings.options: expected a mapping"),
+        ("reconstruction", "best_of", 0, "reconstruction.best_of: must be at least 1"),
+        ("reconstruction", "score", "cosine", "reconstruction.score: expected embedding or encoding"),
+    ]:
+        bad = demo_config("out")
+        bad[section][key] = value
+        with pytest.raises(ConfigError, match=message):
+            parse_config(bad, check_paths=False)

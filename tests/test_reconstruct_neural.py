@@ -277,3 +277,26 @@ def test_musicldm_batches_do_not_change_the_result(ldm):
     assert a.shape == (2, 2, int(DUR * sr))
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert not np.allclose(a[0, 0], a[0, 1])  # the samples of one target differ
+
+
+def test_reconstruct_hands_its_encoder_to_musicldm_for_the_pairing_check(ldm, tmp_path):
+    """``reconstruct`` gives MusicLDM the library's encoder: a CLAP of another space is refused there."""
+    import copy
+
+    from brain2music.embeddings.neural import ClapEncoder
+    from brain2music.study.reconstruct import _make_generator
+
+    fe = tiny_clap_features()
+    same = ClapEncoder(ldm.text_encoder, fe, device="cpu")
+    other_clap = copy.deepcopy(ldm.text_encoder)
+    with torch.no_grad():
+        for p in other_clap.text_projection.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    other = ClapEncoder(other_clap, fe, device="cpu")
+    opts = {"pipeline": ldm, "num_inference_steps": 1, "progress": False}
+    args = (1, tmp_path, False, 0, {"device": "cpu", "dtype": None}, None)
+    _, gen = _make_generator("musicldm", opts, same, "clap", *args)
+    assert gen.encoder is same and gen.load().pairing_ == "same CLAP"
+    _, gen = _make_generator("musicldm", opts, other, "clap", *args)
+    with pytest.raises(ConfigError, match="conditioned on embeddings of its own CLAP.*aligner"):
+        gen.load()

@@ -85,6 +85,7 @@ def test_reproduce_writes_the_contract_and_decodes(study, tmp_path):
     assert on_disk["config"]["bids_root"] and on_disk["config"]["source"]["kind"] == "bids"
     assert on_disk["encoders"]["acoustic"] == {
         "window": 15.0, "r": 1, "dim": 6, "embeddings": "embeddings/acoustic.npz", "space": "standardized",
+        "options": {},
     }  # fmt: skip
     rows = {(r.subject, r.method, r.split): r for r in res.rows}
     assert len(rows) == len(SUBJECTS) * len(METHODS) * 2
@@ -241,3 +242,35 @@ def test_cli_reproduce(study, tmp_path, capsys):
     code = main(["reproduce", str(study["bids"]), "--out", str(out), "--embeddings", "oops"])
     assert code == 2
     assert "brain2music reproduce: error: --embeddings expects NAME=FILE" in capsys.readouterr().err
+
+
+def test_reproduce_passes_encoder_options_and_saves_the_encoding_model(study, tmp_path, monkeypatch):
+    import brain2music.embeddings as embeddings
+    from brain2music.reconstruct.selection import EncodingScore
+
+    seen = {}
+
+    def fake_embed_folder(stimuli, encoder, **kw):  # the encoder object reproduce built from the options
+        seen["encoder"] = encoder
+        return EmbeddingSet(
+            np.array(study["ids"]), study["embeddings"], {"encoder": encoder.name, "window": 15.0}
+        )
+
+    monkeypatch.setattr(embeddings, "embed_folder", fake_embed_folder)
+    kw = dict(stimuli=tmp_path, encoders=["debug"], out=tmp_path / "out", methods=["ridge"], logo=False,
+              n_permutations=10, n_bootstrap=50, verbose=False)  # fmt: skip
+    res = rep.reproduce(study["bids"], encoder_options={"window": 15.0}, device="cpu", **kw)
+    assert seen["encoder"].window == 15.0
+    assert res.encoders["debug"].options == {"window": 15.0}
+    assert ResultsFolder(tmp_path / "out").read().encoders["debug"].options == {"window": 15.0}
+    # The saved encoding model identifies the clip a measured response belongs to (what --score encoding uses).
+    folder = ResultsFolder(tmp_path / "out")
+    score = EncodingScore(folder.read_encoding_model("debug", "sub-001"))
+    test_ids = list(score.a["test_clip_ids"])
+    test_emb = study["embeddings"][[study["ids"].index(c) for c in test_ids]]
+    hits = [np.argmax(score.for_clip(c)(test_emb, None)) == i for i, c in enumerate(test_ids)]
+    assert np.mean(hits) > 0.5  # chance: 1 / len(test_ids)
+    with pytest.raises(ConfigError, match=r"encoder 'debug' does not take option\(s\) 'layr'"):
+        rep.reproduce(study["bids"], encoder_options={"layr": 1}, **kw)
+    with pytest.raises(ConfigError, match="options for encoder 'mert', which this run does not use"):
+        rep.reproduce(study["bids"], encoder_options={"mert": {"trust_remote_code": True}}, **kw)

@@ -23,7 +23,7 @@ from brain2music.errors import (
     MissingDependencyError,
 )
 
-__all__ = ["CheckResult", "check_encoders", "check_generator", "print_check"]
+__all__ = ["CheckResult", "check_component", "check_encoders", "check_generator", "print_check"]
 
 
 @dataclass
@@ -110,6 +110,11 @@ def _run(kind: str, name: str, checkpoint: str | None, build) -> CheckResult:
             return CheckResult(kind, name, None, "no weights", "runs without a checkpoint", seconds)
         return CheckResult(kind, name, str(model), "ok", repr(obj), seconds)
     return CheckResult(kind, name, checkpoint, "ok", repr(obj), seconds, _size(checkpoint))
+
+
+def check_component(kind: str, name: str, checkpoint: str | None, build) -> CheckResult:
+    """Call ``build()`` (which loads the component) and report the outcome as a :class:`CheckResult`."""
+    return _run(kind, name, checkpoint, build)
 
 
 def _encoder_checkpoint(name: str, options: Mapping[str, Any]) -> str | None:

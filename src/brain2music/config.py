@@ -16,12 +16,14 @@ from typing import Any
 from brain2music.errors import ConfigError
 
 # The schema: section -> {key: (default, kind)}. kind is one of "path", "path?", "int", "float", "bool",
-# "str", "str?", "list", "list?".
+# "str", "str?", "list", "list?", "dict".
 SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     "experiment": {
         "name": ("experiment", "str"),
         "out": (None, "str"),
         "seed": (0, "int"),
+        "device": (None, "str?"),
+        "dtype": (None, "str?"),
     },
     "simulate": {
         "enabled": (False, "bool"),
@@ -49,6 +51,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     },
     "embeddings": {
         "encoders": (["acoustic"], "list"),
+        "options": ({}, "dict"),
     },
     "decoding": {
         "methods": (["ridge", "ensemble", "encsel", "aligned"], "list"),
@@ -70,6 +73,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "top_k": (3, "int"),
         "tag_agreement": (True, "bool"),
         "tag_library": (200, "int"),
+        "generator_options": ({}, "dict"),
+        "best_of": (1, "int"),
+        "score": ("embedding", "str"),
     },
     "report": {
         "enabled": (True, "bool"),
@@ -85,6 +91,8 @@ experiment:
   name: my-experiment
   out: results/my-experiment      # output folder; stages whose inputs did not change are reused from it
   seed: 0
+  device: null                    # neural models: auto (cuda if available), cpu, cuda, cuda:N, mps
+  dtype: null                     # auto (float16 on cuda), float32, float16, bfloat16
 
 # Either simulate a study (no downloads) ...
 simulate:
@@ -118,6 +126,8 @@ data:
 embeddings:
   encoders: [acoustic]            # acoustic (no weights), musicnn-msd, musicnn-mtt (weights in the
                                   # musicnn package), clap, encodec, mert, clap-text
+  options: {}                     # encoder options, as --encoder-option: {batch_size: 16} for every
+                                  # encoder that takes it, {mert: {trust_remote_code: true}} for one
 
 decoding:
   methods: [ridge, ensemble, encsel, aligned]
@@ -139,6 +149,9 @@ reconstruction:
   top_k: 3                        # retrieved tracks per clip
   tag_agreement: true             # class agreement with the musicnn taggers (genres, instruments, moods)
   tag_library: 200                # library tracks (at most) tagged for its Chance level
+  generator_options: {}           # as --generator-option, e.g. {num_inference_steps: 50}
+  best_of: 1                      # candidates generated per clip; the best by `score` is kept
+  score: embedding                # embedding (cosine to the decoded embedding) or encoding (encoding model)
 
 report:
   enabled: true
@@ -191,6 +204,8 @@ def _check_kind(value: Any, kind: str, where: str) -> Any:
         raise ConfigError(f"{where}: expected a number, found {value!r}")
     if base in ("str", "path") and not isinstance(value, (str, os.PathLike)):
         raise ConfigError(f"{where}: expected a string, found {value!r}")
+    if base == "dict" and not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping of options (KEY: VALUE), found {value!r}")
     if base == "list":
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -312,6 +327,7 @@ def _check_values(values: dict, where, check_paths: bool) -> None:
         and not Path(values["library"]["music"]).exists()
     ):
         raise ConfigError(f"{where('library.music')}: path does not exist: {values['library']['music']}")
+    _check_neural(values, where)
     if values["simulate"]["enabled"] and values["simulate"]["subjects"] < 1:
         raise ConfigError(
             f"{where('simulate.subjects')}: must be at least 1, found {values['simulate']['subjects']}"
@@ -323,6 +339,28 @@ def _check_values(values: dict, where, check_paths: bool) -> None:
     n_jobs = values["decoding"]["n_jobs"]
     if n_jobs is not None and n_jobs < 1:
         raise ConfigError(f"{where('decoding.n_jobs')}: must be at least 1 (or null), found {n_jobs}")
+
+
+def _check_neural(values: dict, where) -> None:
+    """Placement and best-of-N keys, with the same choices as the command-line flags."""
+    import re
+
+    device, dtype = values["experiment"]["device"], values["experiment"]["dtype"]
+    if device is not None and not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", device):
+        raise ConfigError(
+            f"{where('experiment.device')}: expected auto, cpu, cuda, cuda:N or mps; found {device!r}"
+        )
+    if dtype is not None and dtype not in ("auto", "float32", "float16", "bfloat16"):
+        raise ConfigError(
+            f"{where('experiment.dtype')}: expected auto, float32, float16 or bfloat16; found {dtype!r}"
+        )
+    recon = values["reconstruction"]
+    if recon["best_of"] < 1:
+        raise ConfigError(f"{where('reconstruction.best_of')}: must be at least 1, found {recon['best_of']}")
+    if recon["score"] not in ("embedding", "encoding"):
+        raise ConfigError(
+            f"{where('reconstruction.score')}: expected embedding or encoding; found {recon['score']!r}"
+        )
 
 
 def load_config(path: str | os.PathLike, *, check_paths: bool = True) -> Config:

@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
+import argparse
+
+from brain2music.commands._options import add_encoder_options, add_generator_options, parse_options
+
 
 def _run(args) -> int:
-    from brain2music.study.reconstruct import reconstruct
+    from brain2music.study.reconstruct import check_reconstruct, reconstruct
     from brain2music.study.table import cell
 
-    options = {}
-    for item in args.option or []:
-        key, _, value = item.partition("=")
-        options[key.strip().replace("-", "_")] = _parse_value(value)
+    # --option is the old name of --generator-option (kept so existing scripts run).
+    options = parse_options((args.option or []) + (args.generator_option or []), flag="--generator-option")
+    encoder_options = parse_options(args.encoder_option, flag="--encoder-option")
+    generator = None if args.generator == "none" else args.generator
+    if args.check:
+        from brain2music.checkpoints import print_check
+
+        return print_check(
+            check_reconstruct(args.library, generator=generator, generator_options=options,
+                              encoder_options=encoder_options, device=args.device, dtype=args.dtype)
+        )  # fmt: skip
+    if args.out is None:
+        from brain2music.errors import ConfigError
+
+        raise ConfigError("reconstruct: --out (the output folder) is required unless --check is given")
     report = reconstruct(
         args.results,
         args.library,
         args.out,
-        generator=None if args.generator == "none" else args.generator,
+        generator=generator,
         generator_options=options,
+        encoder_options=encoder_options,
+        device=args.device,
+        dtype=args.dtype,
+        score=args.score,
         method=args.method,
         subjects=args.subjects,
         n_clips=args.n_clips,
@@ -41,6 +60,8 @@ def _run(args) -> int:
         "oracle_generation_id_acc",
         "retrieval_genre_agreement",
         "generation_genre_agreement",
+        "selection_score_first_mean",
+        "selection_score_mean",
         *(f"{kind}_tag_agreement_{group}" for kind in ("retrieval", "generation", "chance", "oracle")
           for group in ("genre", "instrument", "mood")),
     ):  # fmt: skip
@@ -48,15 +69,6 @@ def _run(args) -> int:
             s = report.summary[key]
             print(f"  {key:36s} {cell(s.mean, s.sd, s.ci)} (n={s.n_subjects})")
     return 0
-
-
-def _parse_value(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value.lower(), value)
 
 
 def register(subparsers) -> None:
@@ -73,13 +85,30 @@ def register(subparsers) -> None:
         default="offline",
         help="offline (default, no weights), debug, musicldm, musicgen, or none (retrieval only)",
     )
+    add_generator_options(p)
     p.add_argument(
-        "--option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="generator option, repeatable (e.g. n_bank=40, n_candidates=4, sr=16000, checkpoint=PATH)",
+        "--option", action="append", default=None, help=argparse.SUPPRESS
+    )  # old --generator-option
+    add_encoder_options(p)
+    p.add_argument(
+        "--best-of",
+        type=int,
+        default=1,
+        metavar="N",
+        help="generate N candidates per clip and keep the best by --score (default 1: plain generation)",
     )
-    p.add_argument("--best-of", type=int, default=1, help="candidates per clip; keep the closest (default 1)")
+    p.add_argument(
+        "--score",
+        choices=["embedding", "encoding"],
+        default="embedding",
+        help="best-of-N criterion: embedding (cosine to the decoded embedding) or encoding (the subject's "
+        "encoding model's predicted response to the candidate vs the measured one); never the true embedding",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only load the library's encoder and the generator's checkpoints and report what is missing",
+    )
     p.add_argument(
         "--method",
         default=None,
@@ -106,5 +135,5 @@ def register(subparsers) -> None:
         help="skip the class agreement with the musicnn taggers (genres, instruments, moods)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", default=None, help="output folder (required unless --check)")
     p.set_defaults(func=_run)

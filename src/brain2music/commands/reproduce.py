@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from brain2music.commands._options import add_encoder_options, parse_options
+
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -24,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--encoders", type=_csv, default=["acoustic"], help="comma-separated embeddings (default: acoustic)"
     )
-    p.add_argument("--out", required=True, help="results folder to write")
+    p.add_argument("--out", default=None, help="results folder to write (required unless --check)")
     p.add_argument(
         "--derivatives", default=None, help="folder of the authors' preprocessed arrays (instead of raw BOLD)"
     )
@@ -115,13 +117,31 @@ def register(subparsers) -> None:
         "LocalCluster) or a Dask scheduler address such as tcp://host:8786 (workers must see the data and --out)",
     )  # fmt: skip
     p.add_argument("--workers", type=int, default=None, help="threads / local workers (default: all cores)")
+    add_encoder_options(p)
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only load the checkpoint of every encoder the study computes and report what is missing",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars and no table")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from brain2music.study.reproduce import reproduce
+    from brain2music.study.reproduce import check_reproduce, reproduce
 
+    options = parse_options(args.encoder_option, flag="--encoder-option")
+    if args.check:
+        from brain2music.checkpoints import print_check
+
+        return print_check(
+            check_reproduce(args.encoders, embeddings=args.embeddings, encoder_options=options,
+                            device=args.device, dtype=args.dtype)
+        )  # fmt: skip
+    if args.out is None:
+        from brain2music.errors import ConfigError
+
+        raise ConfigError("reproduce: --out (the results folder) is required unless --check is given")
     reproduce(
         args.bids_root,
         stimuli=args.stimuli,
@@ -152,6 +172,9 @@ def _run(args: argparse.Namespace) -> int:
         backend=args.backend,
         scheduler=args.scheduler,
         workers=args.workers,
+        encoder_options=options,
+        device=args.device,
+        dtype=args.dtype,
         verbose=not args.quiet,
     )
     return 0

@@ -11,12 +11,21 @@ def register(subparsers) -> None:
         help="run a whole experiment from a YAML config (see `brain2music config --example`)",
     )
     p.add_argument("config", help="experiment configuration file (YAML)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only load the checkpoint of every encoder and generator the config names; run nothing",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from brain2music.study.experiment import run_experiment
+    from brain2music.study.experiment import check_experiment, run_experiment
 
+    if args.check:
+        from brain2music.checkpoints import print_check
+
+        return print_check(check_experiment(args.config))
     summary = run_experiment(args.config)
     if summary.get("report"):
         print(f"report: {summary['report']}")

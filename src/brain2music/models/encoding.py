@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator
 from brain2music.errors import ConfigError, DataError
 from brain2music.models._checks import check_not_constant
 from brain2music.models.ridge import DEFAULT_ALPHAS, RidgeDecoder, correlation_per_target
-from brain2music.windows import window_tr_weights
+from brain2music.windows import embedding_windows, window_tr_weights
 
 __all__ = [
     "EncodingModel",
@@ -44,6 +44,13 @@ def tr_features(embeddings: np.ndarray, window: float, n_trs: int, *, tr: float 
             f"embeddings have r={embeddings.shape[1]} windows per clip; a {window}-s window over "
             f"{n_trs} TRs of {tr} s gives r={inside.shape[0]}"
         )
+    # A TR whose midpoint no window holds (the first TR under MERT's 5-s windows, which start at 1 s)
+    # takes the nearest window; without this its features were 0/0 = NaN and the fit failed.
+    empty = np.flatnonzero(~inside.any(axis=0))
+    if empty.size:
+        centres = embedding_windows(window, clip_duration=n_trs * tr, tr=tr).mean(axis=1)
+        for t in empty:
+            inside[int(np.argmin(np.abs(centres - (t + 0.5) * tr))), t] = True
     weights = inside.T / inside.T.sum(axis=1, keepdims=True)  # (n_trs, r)
     return np.einsum("tr,crd->ctd", weights.astype(np.float32), embeddings)
 

@@ -264,6 +264,7 @@ def _reproduce(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
                 methods=cfg["decoding"]["methods"], delay=cfg["data"]["delay"],
                 random_state=cfg["experiment"]["seed"], verbose=verbose,
                 backend=cfg["decoding"]["backend"], scheduler=cfg["decoding"]["scheduler"],
+                **_placement(plan), encoder_options=cfg["embeddings"]["options"],
             )  # fmt: skip
 
     # Where the subjects run does not change the results, so it is not part of the stage's fingerprint.
@@ -271,6 +272,7 @@ def _reproduce(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
     payload = {
         "data": cfg["data"], "embeddings": cfg["embeddings"], "decoding": decoding,
         "seed": cfg["experiment"]["seed"], "upstream": stages.fingerprints.get("simulate"),
+        "dtype": cfg["experiment"]["dtype"],
         # A results folder of another layout must be rewritten even when nothing else changed.
         "schema": SCHEMA_VERSION,
     }  # fmt: skip
@@ -286,9 +288,11 @@ def _library(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
         build_library(
             plan.music_dir, plan.lib_path, encoder=plan.lib_encoder,
             metadata=metadata if metadata.is_file() else None, progress=verbose,
+            encoder_options=_library_options(plan),
         )  # fmt: skip
 
     payload = {"library": plan.cfg["library"], "encoder": plan.lib_encoder, "music": str(plan.music_dir),
+               "options": plan.cfg["embeddings"]["options"], "dtype": plan.cfg["experiment"]["dtype"],
                "upstream": stages.fingerprints.get("simulate")}  # fmt: skip
     stages.run("library", payload, [plan.lib_path], run, step=plan.step("library"))
 
@@ -299,12 +303,13 @@ def _reconstruct(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
     def run():
         from brain2music.study.reconstruct import reconstruct
 
-        options = {"preset": recon_cfg["preset"]} if recon_cfg["generator"] == "offline" else None
         reconstruct(
-            plan.out, plan.lib_path, recon_out, generator=recon_cfg["generator"], generator_options=options,
-            subjects=recon_cfg["subjects"], n_clips=recon_cfg["n_clips"], k=recon_cfg["top_k"],
-            random_state=plan.cfg["experiment"]["seed"], progress=verbose,
-            tag_agreement=recon_cfg["tag_agreement"], tag_library=recon_cfg["tag_library"],
+            plan.out, plan.lib_path, recon_out, generator=recon_cfg["generator"],
+            generator_options=_generator_options(plan), subjects=recon_cfg["subjects"],
+            n_clips=recon_cfg["n_clips"], k=recon_cfg["top_k"], best_of=recon_cfg["best_of"],
+            score=recon_cfg["score"], random_state=plan.cfg["experiment"]["seed"], progress=verbose,
+            **_placement(plan), tag_agreement=recon_cfg["tag_agreement"],
+            tag_library=recon_cfg["tag_library"],
         )  # fmt: skip
 
     payload = {
@@ -314,6 +319,58 @@ def _reconstruct(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
     stages.run(
         "reconstruct", payload, [recon_out / "reconstruction.json"], run, step=plan.step("reconstruct")
     )
+
+
+def _placement(plan: _Plan) -> dict:
+    return {"device": plan.cfg["experiment"]["device"], "dtype": plan.cfg["experiment"]["dtype"]}
+
+
+def _library_options(plan: _Plan) -> dict:
+    """The library encoder's kwargs: the same ``embeddings.options`` as the study's encoder of that name."""
+    from brain2music.study.reproduce import resolve_study_encoders
+
+    opts = resolve_study_encoders(plan.encoders, plan.cfg["embeddings"]["options"], **_placement(plan))
+    return opts[plan.lib_encoder]
+
+
+def _generator_options(plan: _Plan) -> dict:
+    recon = plan.cfg["reconstruction"]
+    options = {"preset": recon["preset"]} if recon["generator"] == "offline" else {}
+    return options | dict(recon["generator_options"])
+
+
+def check_experiment(config: Config | str | os.PathLike | dict) -> list:
+    """``run --check``: build every encoder and the generator an experiment names, loading their
+    checkpoints (and MusicLDM's CLAP pairing against the library's encoder), computing nothing.
+
+    Returns :class:`~brain2music.checkpoints.CheckResult` s (:func:`brain2music.checkpoints.print_check`).
+    """
+    from brain2music.checkpoints import check_component, check_encoders, check_generator
+    from brain2music.reconstruct.generators import generator_parameters, resolve_generator_options
+    from brain2music.study.reproduce import resolve_study_encoders
+
+    if isinstance(config, dict):
+        config = parse_config(config, check_paths=False)
+    elif not isinstance(config, Config):
+        config = load_config(config, check_paths=False)
+    plan = _plan(config)
+    resolved = resolve_study_encoders(plan.encoders, plan.cfg["embeddings"]["options"], **_placement(plan))
+    results = check_encoders(resolved)
+    generator = plan.cfg["reconstruction"]["generator"]
+    if "reconstruct" not in plan.enabled or generator is None:
+        return results
+    options = resolve_generator_options(generator, _generator_options(plan), **_placement(plan))
+    if "encoder" in generator_parameters(generator):
+        from brain2music.embeddings.registry import get_encoder
+
+        built = {}
+        lib_kw = resolved[plan.lib_encoder]
+        results.append(check_component("encoder", f"{plan.lib_encoder} (library)", None,
+                                       lambda: built.setdefault("enc", get_encoder(plan.lib_encoder, **lib_kw))))  # fmt: skip
+        if "enc" not in built:
+            return results
+        options.setdefault("encoder", built["enc"])
+    return results + check_generator(generator, options)
 
 
 def _report(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:

@@ -47,8 +47,16 @@ import numpy as np
 
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.reconstruct.clip_embedding import clip_embedding, encoder_name, prepare_clip, resolve_encoder
-from brain2music.reconstruct.generators import Generator, cosine_scores, get_generator
+from brain2music.reconstruct.generators import (
+    BestOfN,
+    Generator,
+    cosine_scores,
+    generator_parameters,
+    get_generator,
+    resolve_generator_options,
+)
 from brain2music.reconstruct.library import MusicLibrary
+from brain2music.reconstruct.selection import EmbeddingScore, EncodingScore, check_score
 from brain2music.reconstruct.tag_agreement import ReconstructionTagging as _Tagging
 from brain2music.study.results import (
     Predictions,
@@ -62,7 +70,7 @@ from brain2music.study.results import (
 )
 from brain2music.windows import clip_vectors
 
-__all__ = ["GenreTagger", "cosine_pairs", "reconstruct", "summarise_subjects"]
+__all__ = ["GenreTagger", "check_reconstruct", "cosine_pairs", "reconstruct", "summarise_subjects"]
 
 
 # ----------------------------------------------------------------------------------------------- tagger
@@ -121,6 +129,10 @@ def reconstruct(
     n_clips: int | None = None,
     k: int = 5,
     best_of: int = 1,
+    score: str = "embedding",
+    encoder_options: dict | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
     duration: float = 15.0,
     exclude_stimuli: bool = True,
     n_chance: int = 20,
@@ -142,13 +154,23 @@ def reconstruct(
         not rewritten meanwhile: either running elsewhere refuses this run at once.
     generator : registry name (``offline``, ``debug``, ``musicldm``, ``musicgen``) or Generator; ``None``
         skips generation (retrieval only).
-    generator_options : keyword arguments for :func:`~brain2music.reconstruct.generators.get_generator`.
-    encoder : encoder object used to embed generated audio; default: the library's encoder from the registry.
+    generator_options : keyword arguments for :func:`~brain2music.reconstruct.generators.get_generator`
+        (``--generator-option``), checked against the generator before anything loads. A generator that
+        takes ``encoder`` gets the library's encoder (MusicLDM then checks that it embeds into its own
+        CLAP space and refuses a mismatch unless an ``aligner`` option is given).
+    encoder : encoder object used to embed generated audio; default: the library's encoder, rebuilt from
+        the registry with the options recorded in the library, updated by ``encoder_options``.
+    encoder_options : options overriding the library's recorded ones (e.g. ``model=`` another copy).
+    device, dtype : placement of the neural encoder and generator (``--device``, ``--dtype``).
     method : decoder whose predictions to use; default: the best by training cross-validation.
     subjects : subjects to reconstruct for (default: all with predictions).
     n_clips : reconstruct only the first ``n_clips`` test clips (default: all). At least 2.
     k : retrieved tracks per clip.
-    best_of : generate this many candidates per clip and keep the one closest to the predicted embedding.
+    best_of : generate this many candidates per clip and keep the best by ``score`` (1: plain generation).
+    score : ``"embedding"`` (cosine to the predicted embedding in the predictions' metric space) or
+        ``"encoding"`` (the subject's encoding model's predicted response to the candidate against the
+        measured response to the clip; needs ``encoding/<enc>/<subject>_model.npz`` from ``reproduce``).
+        Neither looks at the test clip's true embedding (:mod:`brain2music.reconstruct.selection`).
     duration : seconds of generated audio.
     exclude_stimuli : never retrieve a library track whose id is a test clip id.
     n_chance : random-track draws averaged for the Chance row.
@@ -171,14 +193,23 @@ def reconstruct(
         raise ConfigError(f"n_clips must be >= 2 (identification needs two clips), got {n_clips!r}")
     if int(k) < 1:
         raise ConfigError(f"k must be >= 1, got {k!r}")
+    if int(best_of) < 1:
+        raise ConfigError(f"--best-of must be >= 1, got {best_of!r}")
+    check_score(score)
     method, selected_by = _choose_method(study, folder, enc_name, method)
     subjects = _choose_subjects(folder, enc_name, method, subjects)
+    if generator is not None and int(best_of) > 1 and score == "encoding":
+        for s in subjects:  # fail before generating anything
+            folder.read_encoding_model(enc_name, s)
+    placement, selection = {"device": device, "dtype": dtype}, _Selection(score, folder, enc_name)
     enc, gen = _make_generator(
-        generator, generator_options, encoder, enc_name, best_of, out, progress, random_state
-    )
+        generator, generator_options, encoder if encoder is not None else _library_encoder(lib, encoder_options,
+        placement), enc_name, int(best_of), out, progress, random_state, placement, selection,
+    )  # fmt: skip
     run = _Run(folder, study, lib, enc_name, enc, gen, out, k=int(k), duration=float(duration),
                exclude_stimuli=exclude_stimuli, n_chance=int(n_chance), oracle_generation=oracle_generation,
                n_bootstrap=int(n_bootstrap), rng=np.random.default_rng(random_state), progress=progress,
+               selection=selection if isinstance(gen, BestOfN) else None,
                tagging=_Tagging.make(study, tag_agreement, taggers, tag_library, random_state=random_state,
                                      progress=progress))  # fmt: skip
     clips, per_subject = [], []
@@ -190,7 +221,10 @@ def reconstruct(
     config = {
         "results": str(folder.root), "library": str(lib.path), "out": str(out), "encoder": enc_name,
         "method": method, "generator": None if gen is None else gen.config, "k": int(k), "n_clips": n_clips,
-        "subjects": subjects, "best_of": int(best_of), "duration": float(duration),
+        "subjects": subjects, "best_of": int(best_of), "score": score if int(best_of) > 1 else None,
+        "encoder_options": {k: v for k, v in (encoder_options or {}).items() if k != "device"},
+        "generator_options": _plain_options(generator_options), "device": device, "dtype": dtype,
+        "duration": float(duration),
         "exclude_stimuli": bool(exclude_stimuli), "n_chance": int(n_chance),
         "oracle_generation": bool(oracle_generation), "n_bootstrap": int(n_bootstrap), "random_state": random_state,
         "tag_agreement": tag_agreement is not False, "taggers": taggers, "tag_library": int(tag_library),
@@ -205,6 +239,40 @@ def reconstruct(
     )  # fmt: skip
     ResultsFolder.write_reconstruction(out, recon)
     return recon
+
+
+def check_reconstruct(
+    library: str | os.PathLike | MusicLibrary,
+    *,
+    generator: str | None = "offline",
+    generator_options: dict | None = None,
+    encoder_options: dict | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> list:
+    """``reconstruct --check``: build the library's encoder and the generator as the run would (loading
+    every checkpoint, checking MusicLDM's CLAP pairing), generate nothing. Returns
+    :class:`~brain2music.checkpoints.CheckResult` s (the generator is skipped if the encoder fails)."""
+    from brain2music.checkpoints import check_component, check_generator
+
+    lib = library if isinstance(library, MusicLibrary) else MusicLibrary(library)
+    placement = {"device": device, "dtype": dtype}
+    holder = {}
+
+    def build():
+        holder["enc"] = _library_encoder(lib, encoder_options, placement)()
+        return holder["enc"]
+
+    checkpoint = lib.encoder_options.get("model")
+    results = [
+        check_component("encoder", lib.encoder_name, None if checkpoint is None else str(checkpoint), build)
+    ]
+    if generator is None or "enc" not in holder:
+        return results
+    opts = resolve_generator_options(generator, dict(generator_options or {}), **placement)
+    if "encoder" in generator_parameters(generator):
+        opts.setdefault("encoder", holder["enc"])
+    return results + check_generator(generator, opts)
 
 
 # ------------------------------------------------------------------------------------------ the steps
@@ -257,27 +325,45 @@ def _choose_subjects(folder: ResultsFolder, encoder: str, method: str, subjects)
     return available
 
 
-def _make_generator(generator, options, encoder, enc_name, best_of, out, progress, random_state):
+def _library_encoder(lib: MusicLibrary, options: dict | None, placement: dict):
+    """A builder of the library's encoder (called only when generation needs it)."""
+    return lambda: lib.make_encoder(
+        **(options or {}), **{k: v for k, v in placement.items() if v is not None}
+    )
+
+
+def _plain_options(options: dict | None) -> dict:
+    """Generator options as recorded in the config (objects by their type name)."""
+    plain = (str, int, float, bool, type(None), list, dict)
+    return {k: v if isinstance(v, plain) else type(v).__name__ for k, v in (options or {}).items()}
+
+
+def _make_generator(
+    generator, options, encoder, enc_name, best_of, out, progress, random_state, placement, selection
+):
     """``(encoder, generator)`` for generation, or ``(None, None)`` for retrieval only."""
     if generator is None:
         return None, None
-    enc = resolve_encoder(encoder if encoder is not None else enc_name)
+    enc = resolve_encoder(encoder() if callable(encoder) and not hasattr(encoder, "embed") else encoder)
     if encoder_name(enc) != enc_name:
         raise DataError(
             f"encoder {encoder_name(enc)!r} given to embed generated audio, but the library and "
             f"predictions use encoder {enc_name!r}"
         )
     opts = dict(options or {})
-    if generator == "offline":
-        opts.setdefault("encoder", enc)
-        opts.setdefault("progress", progress)
-        opts.setdefault("cache", out / "offline_bank.npz")
-        opts.setdefault("random_state", random_state)
+    if isinstance(generator, str):
+        opts = resolve_generator_options(generator, opts, **placement)
+        takes = generator_parameters(generator)
+        # The pairing check: a generator conditioned in an encoder's space (offline: its search;
+        # MusicLDM: its CLAP) is told which encoder the predictions live in.
+        defaults = {"encoder": enc, "progress": progress, "cache": out / "offline_bank.npz",
+                    "random_state": random_state}  # fmt: skip
+        for key, value in defaults.items():
+            if key in takes and (key == "encoder" or generator == "offline"):
+                opts.setdefault(key, value)
     gen = get_generator(generator, **opts)
     if best_of > 1:
-        from brain2music.reconstruct.generators import BestOfN
-
-        gen = BestOfN(gen, enc, n=best_of)
+        gen = BestOfN(gen, enc, n=best_of, scorer=selection)
     if hasattr(gen, "fit") and not hasattr(gen, "map_"):
         gen.fit()
     return enc, gen
@@ -316,6 +402,7 @@ class _Run:
     n_bootstrap: int
     rng: np.random.Generator
     progress: bool
+    selection: _Selection | None = None
     oracle_cache: dict = field(default_factory=dict)
     taggers: dict = field(default_factory=dict)
     tagging: _Tagging | None = None
@@ -333,7 +420,7 @@ class _Run:
         if key not in self.taggers:  # subjects share their test set: fit once
             self.taggers[key] = _fit_tagger(self.folder, self.study, self.enc_name, set(key))
         tagger = self.taggers[key]
-        generated, gen_paths, oracle_generated = self._generate(pred.subject, ids, P, T)
+        generated, gen_paths, oracle_generated = self._generate(pred, ids, P, T)
         reconstructions = {"retrieved": found.windows, "oracle": found.oracle_windows,
                            "chance": found.chance_windows[0], "generated": generated,
                            "oracle_generated": oracle_generated}  # fmt: skip
@@ -377,23 +464,30 @@ class _Run:
         chance = wins[2 * n :].reshape(len(chance_draws), n, lib.n_windows, lib.dim)
         return _Retrieved(r_scores, r_items, o_scores, o_items, wins[:n], wins[n : 2 * n], chance, allowed)
 
-    def _generate(self, subject: str, ids, P, T):
+    def _generate(self, pred: Predictions, ids, P, T):
         """``(generated (n, r, dim) | None, paths, oracle_generated | None)``; writes the audio."""
         from tqdm.auto import tqdm
 
         if self.gen is None:
             return None, [None] * len(ids), None
-        paths, embs = [], []
+        subject = pred.subject
+        paths, embs, self.selected = [], [], []
         for i in tqdm(range(len(ids)), desc=f"generating for {subject}", disable=not self.progress):
             rel = Path("audio") / subject / f"{ids[i]}.generated.wav"
+            if self.selection is not None:
+                self.selection.select(subject, ids[i], pred.space)
             embs.append(self._generate_one(P[i], rel))
             paths.append(str(rel))
+            self.selected.append(self._selected())
         oracle = None
         if self.oracle_generation:
             # Generation from the true embedding: the same for every subject, so made once per clip.
+            # With best-of-N its candidates are ranked by cosine to the true embedding (the ceiling).
             todo = [i for i, c in enumerate(ids) if c not in self.oracle_cache]
             for i in tqdm(todo, desc="generating from true embeddings", disable=not self.progress):
                 rel = Path("audio") / "oracle" / f"{ids[i]}.generated.wav"
+                if self.selection is not None:
+                    self.selection.select(None, ids[i], pred.space)
                 self.oracle_cache[ids[i]] = (str(rel), self._generate_one(T[i], rel))
             oracle = np.stack([self.oracle_cache[c][1] for c in ids])
         return np.stack(embs), paths, oracle
@@ -402,10 +496,19 @@ class _Run:
         from brain2music.stimuli import write_audio
 
         audio, sr = self.gen.generate(
-            target, n_samples=1, duration=self.duration, random_state=self.rng.integers(2**31)
+            target, n_samples=1, duration=self.duration, random_state=int(self.rng.integers(2**31))
         )
         write_audio(self.out / rel, audio[0], sr)
+        if isinstance(self.gen, BestOfN):  # the kept candidate is embedded already
+            return self.gen.last_embeddings_[0]
         return clip_embedding(self.enc, prepare_clip(audio[0], sr, duration=min(self.duration, 15.0)), sr)
+
+    def _selected(self) -> dict | None:
+        """The best-of-N record of the last generation: the score, every candidate's score, the kept one."""
+        if self.selection is None:
+            return None
+        scores = [float(x) for x in self.gen.last_scores_[0]]
+        return {"score": self.selection.name, "scores": scores, "kept": int(self.gen.last_choice_[0])}
 
     def _generation_info(self, generated, gen_paths, P, T) -> list[dict | None]:
         """Per clip: the generated file, its cosine to the predicted and the true embedding, nearest track."""
@@ -417,9 +520,11 @@ class _Run:
         gen_score = np.sum(g * self.lib.query_vectors(P), axis=1)
         gen_true = np.sum(g * self.lib.query_vectors(T), axis=1)
         near_s, near_i = self.lib.search(generated, 1)
+        selected = getattr(self, "selected", None) or [None] * len(P)
         return [
             {"path": gen_paths[i], "score": float(gen_score[i]), "score_true": float(gen_true[i]),
              "nearest_library": {"path": str(meta.at[int(near_i[i, 0]), "path"]), "score": float(near_s[i, 0])}}
+            | ({"best_of": selected[i]} if selected[i] else {})
             for i in range(len(P))
         ]  # fmt: skip
 
@@ -481,8 +586,43 @@ class _Run:
             tagger_accuracy=_agreement(tags.get("original"), genres),
             retrieval_score_mean=float(found.scores[:, 0].mean()),
             generation_score_mean=None if generated is None else float(np.mean([g["score"] for g in gen_info])),
-            **agree,
+            **_selection_means(gen_info), **agree,
         )  # fmt: skip
+
+
+def _selection_means(gen_info) -> dict:
+    """Mean selection score of the kept and of the first (= best-of-1) candidates, for best-of-N runs."""
+    picks = [g["best_of"] for g in gen_info if g and g.get("best_of")]
+    if not picks:
+        return {}
+    return {"selection_score_mean": float(np.mean([p["scores"][p["kept"]] for p in picks])),
+            "selection_score_first_mean": float(np.mean([p["scores"][0] for p in picks]))}  # fmt: skip
+
+
+class _Selection:
+    """The scorer of :class:`BestOfN` in a reconstruction: switched to each (subject, clip) before it is
+    generated (:meth:`select`), since the encoding score depends on the subject and on the clip."""
+
+    def __init__(self, name: str, folder: ResultsFolder, encoder: str):
+        self.name, self.folder, self.encoder = name, folder, encoder
+        self.models: dict[str, EncodingScore] = {}
+        self.current = None
+
+    def select(self, subject: str | None, clip: str, space) -> None:
+        """Score the next candidates for ``clip`` of ``subject`` (``None``: generation from the truth,
+        ranked by the embedding score against the target it is given)."""
+        if self.name == "embedding" or subject is None:
+            self.current = EmbeddingScore(space)
+            return
+        if subject not in self.models:
+            where = self.folder.root / self.folder.encoding_model_rel(self.encoder, subject)
+            self.models[subject] = EncodingScore(
+                self.folder.read_encoding_model(self.encoder, subject), where=str(where)
+            )
+        self.current = self.models[subject].for_clip(clip)
+
+    def __call__(self, candidates, target):
+        return self.current(candidates, target)
 
 
 def _id_acc(reconstructed: np.ndarray, target: np.ndarray, n_bootstrap: int, seed: int, with_p: bool):

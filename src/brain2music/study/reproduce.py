@@ -58,7 +58,7 @@ from brain2music.study.scoring import (
     score_fitted,
 )
 
-__all__ = ["DEFAULT_METHODS", "StudySettings", "reproduce"]
+__all__ = ["DEFAULT_METHODS", "StudySettings", "check_reproduce", "reproduce", "resolve_study_encoders"]
 
 
 @dataclass
@@ -95,6 +95,8 @@ class StudySettings:
     )
     scheduler: str | None = None  # None: subjects in this process; "threads", "local" or a Dask address
     workers: int | None = None  # workers of "threads" / "local" (default: all cores)
+    # {encoder: constructor kwargs} (--encoder-option, checked against each encoder; device/dtype included)
+    encoder_options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -146,6 +148,9 @@ def reproduce(
     scheduler: str | None = None,
     workers: int | None = None,
     reuse_kernels: bool = True,
+    encoder_options: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
     verbose: bool = True,
 ) -> StudyResults:
     """Run the decoding study, write the results folder ``out`` and return its :class:`StudyResults`.
@@ -196,6 +201,10 @@ def reproduce(
         The figures do not depend on it. ``workers`` : threads / local processes (default: all cores).
     reuse_kernels : compute each subject's kernel once per window and share it between the fits on those
         samples (``False`` gives every fit its own; same figures, for checking).
+    encoder_options : constructor options of the encoders that are computed: ``{option: value}`` for every
+        encoder that takes it, ``{encoder: {option: value}}`` for one (``--encoder-option [NAME:]KEY=VALUE``),
+        e.g. ``{"mert": {"trust_remote_code": True}}``. An option no encoder takes is a ConfigError.
+    device, dtype : placement of the neural encoders (``auto``/``cpu``/``cuda``/``mps``; ``float16``, ...).
     verbose : progress bars (stderr) and the printed table (stdout).
     """
     from brain2music.study.table import format_table
@@ -213,6 +222,8 @@ def reproduce(
         results.encoders[enc] = EncoderInfo(
             float(es.window), int(es.embeddings.shape[1]), int(es.embeddings.shape[2]),
             folder.write_embeddings(enc, es), settings.metric_spaces[enc],
+            options={k: v for k, v in settings.encoder_options.get(enc, {}).items() if k != "device"}
+            if enc not in given else {},
         )  # fmt: skip
     outcomes = _run_subjects(settings, sets, folder, verbose)
     scores = {}
@@ -365,6 +376,7 @@ def _encoding_maps(folder: ResultsFolder, ctx: SubjectContext, targets: Targets,
     }  # fmt: skip
     image = sub.to_image(test_r) if sub.mask is not None and sub.affine is not None else None
     npz_rel, map_rel = folder.write_encoding(targets.encoder, sub.subject, arrays, image)
+    _write_encoding_model(folder, model, sub, targets.encoder, settings)
     finite = np.isfinite(ceiling) & (ceiling > 0)
     good = significant & finite
     return EncodingResult(
@@ -376,6 +388,15 @@ def _encoding_maps(folder: ResultsFolder, ctx: SubjectContext, targets: Targets,
         mean_test_r_over_ceiling_significant=float(np.mean(test_r[good] / ceiling[good])) if good.any() else None,
         n_selected=int(selected.size), mean_cv_r=float(np.mean(model.cv_r_)),
     )  # fmt: skip
+
+
+def _write_encoding_model(folder: ResultsFolder, model, sub, encoder: str, settings) -> None:
+    """The encoding model's map on its best voxels by training CV, for ``reconstruct --score encoding``."""
+    from brain2music.models import select_voxels
+    from brain2music.reconstruct.selection import SCORER_VOXELS, encoding_model_arrays
+
+    voxels = select_voxels(model.cv_r_, n_top=SCORER_VOXELS, threshold=settings.encsel_threshold)
+    folder.write_encoding_model(encoder, sub.subject, encoding_model_arrays(model, sub, voxels=voxels))
 
 
 def _paired_tests(scores: dict, settings: StudySettings) -> list[PairedTest]:
@@ -461,8 +482,11 @@ def _load_embeddings(enc: str, value, settings: StudySettings, verbose: bool):
     from brain2music.embeddings import EmbeddingSet, embed_folder, load_embeddings
 
     if value is None:
+        from brain2music.embeddings.registry import get_encoder
+
+        encoder = get_encoder(enc, **settings.encoder_options.get(enc, {}))
         es = embed_folder(
-            settings.stimuli, enc, bids=settings.source.bids_root, subjects=settings.subjects,
+            settings.stimuli, encoder, bids=settings.source.bids_root, subjects=settings.subjects,
             cache_dir=settings.cache_dir, progress=verbose,
         )  # fmt: skip
     elif isinstance(value, (str, os.PathLike)):
@@ -561,6 +585,9 @@ def _settings(args: dict) -> StudySettings:
     for e, sp in spaces.items():
         check_space(sp, what=f"metric space of {e}")
     alphas = args["alphas"] if args["alphas"] is not None else DEFAULT_ALPHAS
+    encoder_options = resolve_study_encoders(
+        encoders, args.get("encoder_options"), args.get("device"), args.get("dtype")
+    )
     backend, scheduler, workers = _execution(
         args.get("backend", "numpy"), args.get("scheduler"), args.get("workers")
     )
@@ -574,6 +601,7 @@ def _settings(args: dict) -> StudySettings:
         metric_spaces=spaces, n_bootstrap=int(args["n_bootstrap"]), random_state=int(args["random_state"]),
         cache_dir=str(args["cache_dir"]) if args["cache_dir"] is not None else None,
         backend=backend, reuse_kernels=bool(args.get("reuse_kernels", True)), scheduler=scheduler, workers=workers,
+        encoder_options=encoder_options,
     )  # fmt: skip
 
 
@@ -593,6 +621,25 @@ def _execution(backend, scheduler, workers) -> tuple[str, str | None, int | None
     if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
         raise ConfigError(f"workers must be a positive integer; got {workers!r}")
     return backend, scheduler, None if workers is None else int(workers)
+
+
+def resolve_study_encoders(encoders, options=None, device=None, dtype=None) -> dict[str, dict]:
+    """``{encoder: kwargs}`` of a study's encoders from ``--encoder-option``/``--device``/``--dtype``
+    (checked against each encoder's constructor before anything is loaded)."""
+    from brain2music.embeddings.registry import resolve_encoder_options
+
+    return resolve_encoder_options(encoders, dict(options or {}), device=device, dtype=dtype)
+
+
+def check_reproduce(encoders, *, embeddings=None, encoder_options=None, device=None, dtype=None) -> list:
+    """``reproduce --check``: build every encoder the study would compute (loading its checkpoint), embed
+    nothing; returns :class:`~brain2music.checkpoints.CheckResult` per encoder (precomputed ones skipped)."""
+    from brain2music.checkpoints import check_encoders
+
+    encoders = _csv_list(encoders, "encoders (e.g. acoustic)")
+    given = _embedding_sources(embeddings)
+    resolved = resolve_study_encoders(encoders, encoder_options, device, dtype)
+    return check_encoders({e: kw for e, kw in resolved.items() if e not in given})
 
 
 def _drop_unavailable(methods: list[str], parcels, subjects, default_parcels) -> list[str]:

@@ -133,6 +133,9 @@ class EncoderInfo(_Record):
     dim: int
     embeddings: str  # relative path of embeddings/<encoder>.npz
     space: str  # "paper" | "standardized"
+    # Constructor options the encoder was built with (--encoder-option; not the device): what
+    # reconstruct needs to rebuild the same encoder. Empty for precomputed embeddings.
+    options: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 
@@ -473,6 +476,10 @@ class ReconstructionScores(_Record):
     generation_tag_agreement_genre_p: float | None = None
     generation_tag_agreement_instrument_p: float | None = None
     generation_tag_agreement_mood_p: float | None = None
+    # Best-of-N (reconstruct --best-of N --score embedding|encoding): the selection score of the kept
+    # candidate and of the first candidate (= plain generation, best-of-1), averaged over the clips.
+    selection_score_mean: float | None = None
+    selection_score_first_mean: float | None = None
     extra: dict = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
@@ -659,6 +666,29 @@ class ResultsFolder:
     def encoding_rel(self, encoder: str, subject: str) -> tuple[str, str]:
         """``(npz, nifti map)`` relative paths of an encoding model."""
         return f"encoding/{encoder}/{subject}_encoding.npz", f"encoding/{encoder}/{subject}_test_r.nii.gz"
+
+    def encoding_model_rel(self, encoder: str, subject: str) -> str:
+        """Relative path of the compact encoding model that scores best-of-N candidates (``--score encoding``)."""
+        return f"encoding/{encoder}/{subject}_model.npz"
+
+    def write_encoding_model(self, encoder: str, subject: str, arrays: dict) -> str:
+        """Save an encoding model's linear map on its best voxels (see :mod:`brain2music.reconstruct.selection`)."""
+        rel = self.encoding_model_rel(encoder, subject)
+        save_npz(self.root / rel, schema_version=np.asarray(SCHEMA_VERSION), **arrays)
+        return rel
+
+    def read_encoding_model(self, encoder: str, subject: str) -> dict[str, np.ndarray]:
+        """The arrays :meth:`write_encoding_model` saved; a folder written without them raises an error
+        that says how to get them (rerun ``reproduce``)."""
+        path = self.root / self.encoding_model_rel(encoder, subject)
+        if not path.is_file():
+            raise DataFileNotFoundError(
+                f"{path} not found: the results folder has no encoding model of {encoder!r} for {subject} "
+                "(older results folders lack it); rerun `brain2music reproduce` into it to score "
+                "candidates with --score encoding, or use --score embedding"
+            )
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
 
     # -- results.json -----------------------------------------------------------------------------------
     def read(self) -> StudyResults:

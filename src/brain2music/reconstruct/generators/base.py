@@ -172,6 +172,13 @@ class BestOfN(Generator):
     Attributes
     ----------
     last_scores_ : ndarray ``(n_samples, n)`` scores of the candidates of the last call.
+    last_choice_ : ndarray ``(n_samples,)`` index of the kept candidate of each sample.
+    last_embeddings_ : ndarray ``(n_samples, r, dim)`` embeddings of the kept candidates.
+
+    With ``n_samples=1`` the candidates are ``base.generate(target, n_samples=n, random_state=random_state)``,
+    so for a generator that draws its samples one after another from ``random_state`` (``debug``,
+    ``offline``, ``musicldm``) the first candidate is exactly the plain generation with the same seed and
+    best-of-N never scores below best-of-1 by its own criterion.
     """
 
     name = "best-of"
@@ -190,10 +197,11 @@ class BestOfN(Generator):
         from brain2music.reconstruct.clip_embedding import clip_embedding, prepare_clip
 
         rng = np.random.default_rng(random_state)
-        picks, scores = [], []
-        for _ in range(int(n_samples)):
+        seeds = [random_state] if int(n_samples) == 1 else rng.integers(2**31, size=int(n_samples))
+        picks, scores, choice, kept = [], [], [], []
+        for seed in seeds:
             cands, sr = self.base.generate(
-                target_embedding, n_samples=self.n, duration=duration, random_state=rng.integers(2**31)
+                target_embedding, n_samples=self.n, duration=duration, random_state=seed
             )
             embs = np.stack(
                 [
@@ -206,14 +214,20 @@ class BestOfN(Generator):
                 if self.scorer is not None
                 else cosine_scores(embs, target_embedding)
             )
-            picks.append(cands[int(np.argmax(s))])
+            best = int(np.argmax(s))
+            picks.append(cands[best])
             scores.append(s)
+            choice.append(best)
+            kept.append(embs[best])
         self.last_scores_ = np.asarray(scores)
+        self.last_choice_ = np.asarray(choice)
+        self.last_embeddings_ = np.stack(kept)
         return np.stack(picks), int(sr)
 
     @property
     def config(self) -> dict:
-        return {"generator": "best-of", "n": self.n, "base": self.base.config}
+        return {"generator": "best-of", "n": self.n, "score": getattr(self.scorer, "name", "embedding"),
+                "base": self.base.config}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ registry
