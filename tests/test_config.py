@@ -81,6 +81,11 @@ _ALTERNATIVE = {
     "library.encoder": "clap",
     "reconstruction.generator": "musicgen",
     "reconstruction.preset": "demo",
+    "reconstruction.score": "encoding",
+    "reconstruction.generator_options": {"num_inference_steps": 10},
+    "embeddings.options": {"batch_size": 4},
+    "experiment.device": "cuda",
+    "experiment.dtype": "float16",
 }
 
 
