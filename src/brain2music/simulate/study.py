@@ -99,6 +99,11 @@ def _check_options(**o) -> None:
         f"smaller than n_parcels ({o['n_parcels']})",
     )
     need("n_subjects", o["n_subjects"] <= 999, "at most 999")
+    need("train_runs", o["train_runs"] <= 99, "at most 99")
+    need("test_runs", o["test_runs"] <= 99, "at most 99")
+    need("snr", isinstance(o["snr"], (int, float)) and o["snr"] > 0, "a positive number")
+    if "music" in o:  # the run-count limits depend on the recordings found (checked in _design)
+        return
     need(
         "train_runs",
         o["train_runs"] <= 10 * o["clips_per_genre"],
@@ -114,9 +119,6 @@ def _check_options(**o) -> None:
         o["clips_per_genre"] + o["test_clips_per_genre"] <= 99_999,
         "at most 99,999 tracks per genre",
     )
-    need("train_runs", o["train_runs"] <= 99, "at most 99")
-    need("test_runs", o["test_runs"] <= 99, "at most 99")
-    need("snr", isinstance(o["snr"], (int, float)) and o["snr"] > 0, "a positive number")
 
 
 def _track_job(args):
@@ -181,6 +183,71 @@ def _run_designs(runs, clip_index, clip_feats, n_bins_clip, hrf, bins_per_tr):
     return out
 
 
+def _composed_stimuli(stim: Path, c: dict, s_design, s_music, progress: bool):
+    """Design the study and compose, render and describe its tracks (``stimuli/metadata.csv``)."""
+    from brain2music.simulate.design import make_design
+
+    tracks, runs = make_design(
+        clips_per_genre=c["clips_per_genre"],
+        test_clips_per_genre=c["test_clips_per_genre"],
+        train_runs=c["train_runs"],
+        test_runs=c["test_runs"],
+        test_repeats=c["test_repeats"],
+        rng=np.random.default_rng(s_design),
+    )
+    track_seeds = s_music.generate_state(len(tracks), dtype=np.uint64)
+    jobs = [
+        (r.genre, int(r.track), int(track_seeds[i]), stim / "genres" / r.genre / f"{r.clip_id}.wav")
+        for i, r in enumerate(tracks.itertuples())
+    ]
+    params = _map(_track_job, jobs, c["n_jobs"], "composing tracks", progress)
+    meta = []
+    for r, p in zip(tracks.itertuples(), params):
+        d = p.to_dict()
+        d.update({f"program_{k}": ("" if v is None else v) for k, v in d.pop("instruments").items()})
+        meta.append({"clip_id": r.clip_id, "split": r.split, "excerpt_start": r.start, **d})
+    write_text(stim / "metadata.csv", pd.DataFrame(meta).to_csv(index=False))
+    return tracks, runs
+
+
+def _music_stimuli(stim: Path, c: dict, rng: np.random.Generator, progress: bool):
+    """Design the study over the recordings of ``c["music"]`` and cut its tracks from them."""
+    from brain2music.simulate.design import runs_from_tracks
+    from brain2music.simulate.music import music_design, write_piece
+
+    tracks, train_order, test_order = music_design(
+        c["music"],
+        clips_per_genre=c["clips_per_genre"],
+        test_clips_per_genre=c["test_clips_per_genre"],
+        excerpts_per_track=c["excerpts_per_track"],
+        rng=rng,
+    )
+    n_train, n_test = int((tracks.split == "train").sum()), int((tracks.split == "test").sum())
+    for name, runs, n in (("train_runs", c["train_runs"], n_train), ("test_runs", c["test_runs"], n_test)):
+        if runs > n:
+            raise ConfigError(
+                f"{name} (--{name.replace('_', '-')}) must be at most the {n} {name[:-5]} clips cut from "
+                f"{c['music']}; got {runs}"
+            )
+    runs = runs_from_tracks(
+        tracks,
+        train_order=train_order,
+        test_order=test_order,
+        train_runs=c["train_runs"],
+        test_runs=c["test_runs"],
+        test_repeats=c["test_repeats"],
+        rng=rng,
+    )
+    jobs = [
+        (r.source, r.source_offset, r.piece_duration, stim / "genres" / r.genre / f"{r.clip_id}.wav", SR)
+        for r in tracks.itertuples()
+    ]
+    _map(write_piece, jobs, c["n_jobs"], "cutting tracks", progress)
+    meta = tracks.rename(columns={"start": "excerpt_start"}).drop(columns=["track"])
+    write_text(stim / "metadata.csv", meta.to_csv(index=False))
+    return tracks[["genre", "track", "clip_id", "split", "start"]], runs
+
+
 def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, *, tr: float | None = None) -> None:
     import nibabel as nib
 
@@ -210,6 +277,8 @@ def simulate_study(
     n_auditory_parcels: int = 10,
     snr: float = 1.0,
     n_jobs: int = 1,
+    music: str | os.PathLike | None = None,
+    excerpts_per_track: int = 1,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
@@ -225,6 +294,10 @@ def simulate_study(
     n_parcels, n_auditory_parcels : parcels of the label image, and how many carry tuned voxels.
     snr : multiplies every tuned voxel's signal-to-noise ratio (1 = default difficulty).
     n_jobs : processes for composing/rendering and stimulus features.
+    music : a folder of real recordings with one subfolder per genre: the stimuli are cut from them
+        instead of composed (:mod:`brain2music.simulate.music`); ``clips_per_genre`` then caps the
+        training recordings and ``test_clips_per_genre`` counts the test recordings of each genre.
+    excerpts_per_track : with ``music``, 30-s pieces cut from each training recording.
     overwrite : replace an existing non-empty ``out`` (only once the new study is complete).
     progress : tqdm progress bars on stderr.
 
@@ -247,6 +320,12 @@ def simulate_study(
         snr=snr,
         n_jobs=n_jobs,
     )
+    if music is not None:
+        if not isinstance(excerpts_per_track, (int, np.integer)) or excerpts_per_track < 1:
+            raise ConfigError(
+                f"excerpts_per_track (--excerpts-per-track) must be a whole number >= 1; got {excerpts_per_track!r}"
+            )
+        config.update(music=str(Path(music).resolve()), excerpts_per_track=int(excerpts_per_track))
     _check_options(**config)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed (--seed) must be a whole number >= 0; got {seed!r}")
@@ -278,13 +357,11 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
 
     from brain2music import __version__
     from brain2music.simulate.brain import make_atlas, make_subject, simulate_run
-    from brain2music.simulate.design import make_design, write_events
+    from brain2music.simulate.design import write_events
     from brain2music.simulate.features import FAST_FEATURES, TIMBRE_FACTORS
 
     c = config
     n_subjects, n_voxels, seed, snr = c["n_subjects"], c["n_voxels"], c["seed"], c["snr"]
-    clips_per_genre, test_clips_per_genre = c["clips_per_genre"], c["test_clips_per_genre"]
-    train_runs, test_runs, test_repeats = c["train_runs"], c["test_runs"], c["test_repeats"]
     n_parcels, n_auditory_parcels, n_jobs = c["n_parcels"], c["n_auditory_parcels"], c["n_jobs"]
     (tmp / "bids" / "derivatives").mkdir(parents=True)
     (tmp / "truth").mkdir()
@@ -301,31 +378,15 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
         clock = now
 
     # 1. Design and music.
-    tracks, runs = make_design(
-        clips_per_genre=clips_per_genre,
-        test_clips_per_genre=test_clips_per_genre,
-        train_runs=train_runs,
-        test_runs=test_runs,
-        test_repeats=test_repeats,
-        rng=np.random.default_rng(s_design),
-    )
-    track_seeds = s_music.generate_state(len(tracks), dtype=np.uint64)
     stim = tmp / "stimuli"
-    jobs = [
-        (r.genre, int(r.track), int(track_seeds[i]), stim / "genres" / r.genre / f"{r.clip_id}.wav")
-        for i, r in enumerate(tracks.itertuples())
-    ]
     for g in GENRES:
         (stim / "genres" / g).mkdir(parents=True, exist_ok=True)
-    params = _map(_track_job, jobs, n_jobs, "composing tracks", progress)
-    meta = []
-    for r, p in zip(tracks.itertuples(), params):
-        d = p.to_dict()
-        d.update({f"program_{k}": ("" if v is None else v) for k, v in d.pop("instruments").items()})
-        meta.append({"clip_id": r.clip_id, "split": r.split, "excerpt_start": r.start, **d})
-    write_text(stim / "metadata.csv", pd.DataFrame(meta).to_csv(index=False))
-
-    lap(f"composing and rendering {len(tracks)} tracks")
+    if "music" in c:
+        tracks, runs = _music_stimuli(stim, c, np.random.default_rng(s_design), progress)
+        lap(f"cutting {len(tracks)} tracks from the recordings of {c['music']}")
+    else:
+        tracks, runs = _composed_stimuli(stim, c, s_design, s_music, progress)
+        lap(f"composing and rendering {len(tracks)} tracks")
 
     # 2. Stimulus features, once per unique clip, from the very excerpts the loader produces.
     feats = _map(
