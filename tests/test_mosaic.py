@@ -1,0 +1,237 @@
+"""The mosaic generator: generation not retrieval (waveform cross-correlation), steering, DP, encoders."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from brain2music.errors import ConfigError, DataError
+from brain2music.reconstruct.encoders import clip_embedding, prepare_clip
+from brain2music.reconstruct.generators import BestOfN, get_generator, list_generators
+from brain2music.reconstruct.generators.mosaic import MosaicGenerator, slot_weights, viterbi
+from brain2music.reconstruct.library import MusicLibrary, build_library
+from brain2music.stimuli import read_audio
+from mosaic_music import copied_stretches, synth_track, write_tracks
+
+SR = 8000  # library files and output at 8 kHz: copies are exact at integer lags, the check stays fast
+
+
+@pytest.fixture(scope="module")
+def music(tmp_path_factory):
+    return write_tracks(tmp_path_factory.mktemp("mosaic") / "music", 9, duration=20.0, sr=SR)
+
+
+@pytest.fixture(scope="module")
+def lib(music, tmp_path_factory):
+    return build_library(
+        music[0].parent, tmp_path_factory.mktemp("lib") / "lib", encoder="acoustic", coverage="full",
+        progress=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def gen(lib, music):
+    return MosaicGenerator(lib, exclude=[str(music[0])], sr=SR).fit()
+
+
+def _sources(lib):
+    return [read_audio(p, sr=SR)[0] for p in lib.metadata["path"]]
+
+
+def test_registered_and_needs_a_full_library(lib, music, tmp_path):
+    assert "mosaic" in list_generators()
+    with pytest.raises(ConfigError, match="library="):
+        get_generator("mosaic")
+    first15 = build_library(music[0].parent, tmp_path / "f15", encoder="debug", progress=False)
+    with pytest.raises(ConfigError, match="--coverage full"):
+        get_generator("mosaic", library=first15)
+    with pytest.raises(DataError, match="encoder"):
+        get_generator("mosaic", library=lib, encoder="debug")
+    for bad in (dict(segment=0.1), dict(max_segment=1.0), dict(min_sources=0), dict(crossfade=2.0)):
+        with pytest.raises(ConfigError, match="mosaic"):
+            MosaicGenerator(lib, **bad)
+
+
+def test_copy_detector_finds_a_pasted_excerpt(lib):
+    """The cross-correlation check itself: a 7-s paste of one source and 8 s of another are found."""
+    src = _sources(lib)
+    fake = np.concatenate([src[3][2 * SR : 9 * SR], 0.3 * src[4][1 * SR : 9 * SR]])
+    found = copied_stretches(fake, src, SR)
+    assert [(i, round(length, 2)) for i, _, length in found[:2]] == [(4, 8.0), (3, 7.0)]
+
+
+@pytest.mark.parametrize("max_segment, min_sources", [(6.0, 3), (3.0, 4)])
+def test_generation_not_retrieval(lib, music, max_segment, min_sources):
+    """Waveform cross-correlation against every library track: no copied stretch longer than the set
+    length (plus the crossfade and the detector's block), at least ``min_sources`` sources, and never the
+    excluded track."""
+    g = MosaicGenerator(lib, exclude=[str(music[0])], sr=SR, max_segment=max_segment, min_sources=min_sources)
+    audio, sr = g.generate(lib.windows([0])[0], random_state=0)
+    assert sr == SR and audio.shape == (1, 15 * SR) and np.all(np.isfinite(audio))
+    found = copied_stretches(audio[0], _sources(lib), SR)
+    assert found, "the output should be made of library audio"
+    assert max(length for _, _, length in found) <= max_segment + g.crossfade + 0.5
+    sources = {i for i, _, length in found if length >= 1.0}
+    assert len(sources) >= min_sources and 0 not in {i for i, _, _ in found}
+    copied = sum(length for _, _, length in found)
+    assert copied > 12.0  # nearly all of the 15 s is found again in some source
+    plan = g.last_plans_[0]
+    assert plan["n_sources"] >= min_sources and plan["longest_segment"] <= max_segment + g.crossfade + 1e-6
+
+
+def test_follows_the_target(lib, music, gen):
+    """Mosaics for held-in tracks' embeddings (excluding the track itself): each mosaic's embedding is
+    closer to its own target than to the other targets (identification), far above chance."""
+    from brain2music.embeddings import get_encoder
+    from brain2music.evaluate.identification import identification_accuracy
+
+    enc = get_encoder("acoustic")
+    targets = lib.windows(np.arange(1, 9))
+    embs = []
+    for i, t in enumerate(targets, start=1):
+        audio, sr = gen.generate(t, random_state=0, exclude=[str(lib.metadata.at[i, "path"])])
+        embs.append(clip_embedding(enc, prepare_clip(audio[0], sr), sr))
+        assert i not in {s["item"] for s in gen.last_plans_[0]["segments"]}
+    ref = lib.windows(None)
+    mean, sd = ref.mean(axis=(0, 1)), ref.std(axis=(0, 1)) + 1e-6
+    acc = identification_accuracy((np.stack(embs) - mean) / sd, (targets - mean) / sd)
+    assert acc >= 0.8
+
+
+def test_continuity_weight_trades_target_for_smooth_joins(lib, gen):
+    """The DP's two terms: with continuity 0 the target cost is minimal, with a large weight the joins
+    are cheaper (and the target cost cannot be lower)."""
+    target = lib.windows([3])[0]
+
+    def costs(weight):
+        g = MosaicGenerator(lib, exclude=[str(lib.metadata.at[3, "path"])], sr=SR, continuity=weight)
+        g.analysis_, g.store_, g.fade_ = gen.analysis_, gen.store_, gen.fade_
+        g.window_, g.window_starts_, g.excluded_ = (
+            gen.window_,
+            gen.window_starts_,
+            g._excluded_items(g.exclude),
+        )
+        slots, weights = slot_weights(g.window_starts_, g.window_, 15.0, g.segment)
+        layers = g._layers(g._targets(target), slots, weights, g.excluded_)
+        path = g._solve(layers, None)
+        unit = sum(layers[j]["cost"][c] for j, c in enumerate(path))
+        joins = sum(layers[j]["join"][path[j - 1], c] for j, c in enumerate(path) if j) / max(weight, 1e-9)
+        return unit, joins
+
+    u0, _ = costs(0.0)
+    u1, j1 = costs(3.0)
+    _, j_small = costs(1e-3)
+    assert u0 <= u1 + 1e-9 and j1 <= j_small + 1e-9
+
+
+def test_viterbi_matches_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        sizes = rng.integers(1, 5, size=4)
+        unary = [rng.random(n) for n in sizes]
+        pairwise = [
+            np.where(rng.random((a, b)) < 0.3, np.inf, rng.random((a, b)))
+            for a, b in itertools.pairwise(sizes)
+        ]
+        best = min(
+            (
+                sum(unary[j][c] for j, c in enumerate(p))
+                + sum(pairwise[j][p[j], p[j + 1]] for j in range(3)),
+                p,
+            )
+            for p in itertools.product(*[range(n) for n in sizes])
+        )
+        path, cost = viterbi(unary, pairwise)
+        if np.isfinite(best[0]):
+            assert cost == pytest.approx(best[0]) and tuple(path) == best[1]
+        else:
+            assert not np.isfinite(cost)
+
+
+def test_slot_geometry_for_short_and_long_windows():
+    from brain2music.windows import embedding_windows
+
+    # acoustic: 1.5-s windows, 3-s slots -> two windows inside each slot, half each
+    slots, w = slot_weights(embedding_windows(1.5)[:, 0], 1.5, 15.0, 3.0)
+    assert slots.shape == (5, 2) and np.allclose(w[1], [0, 0, 0.5, 0.5, 0, 0, 0, 0, 0, 0])
+    # CLAP: 10-s windows (r = 4) hold a middle slot entirely, each window counts the same
+    slots, w = slot_weights(embedding_windows(10.0)[:, 0], 10.0, 15.0, 3.0)
+    assert np.allclose(w[2], 0.25) and np.allclose(w.sum(axis=1), 1.0)
+    # a slot past the windows is tied to the last one
+    slots, w = slot_weights(embedding_windows(10.0)[:, 0], 10.0, 18.0, 3.0)
+    assert len(slots) == 6 and w[5, 3] == 1.0
+
+
+def test_samples_differ_and_best_of_picks_by_embedding(lib, gen):
+    from brain2music.embeddings import get_encoder
+
+    target = lib.windows([2])[0]
+    audio, _ = gen.generate(target, n_samples=3, random_state=1)
+    assert not np.allclose(audio[0], audio[1]) and not np.allclose(audio[1], audio[2])
+    again, _ = gen.generate(target, n_samples=1, random_state=7)
+    np.testing.assert_array_equal(again[0], audio[0])  # sample 0 is the best path, whatever the seed
+    best = BestOfN(gen, get_encoder("acoustic"), n=3)
+    out, sr = best.generate(target, random_state=1)
+    assert out.shape == (1, 15 * SR) and best.last_scores_.shape == (1, 3)
+    via_registry = get_generator("best-of", base="mosaic", library=lib, encoder="acoustic", n=2, sr=SR)
+    assert via_registry.generate(target, random_state=0)[0].shape == (1, 15 * SR)
+
+
+def test_errors_name_the_problem(lib, music, gen):
+    with pytest.raises(DataError, match=r"\(102,\) or \(10, 102\)"):
+        gen.generate(np.zeros((3, 5)))
+    everything = [str(p) for p in music[1:]]
+    g = MosaicGenerator(lib, exclude=everything[:-2] + [str(music[0])], sr=SR)
+    with pytest.raises(DataError, match="min_sources = 3"):
+        g.generate(lib.windows([0])[0])
+
+
+def test_analysis_is_cached_next_to_the_library(lib, gen, monkeypatch):
+    from brain2music.reconstruct.generators import mosaic_analysis
+
+    monkeypatch.setattr(mosaic_analysis, "analyse_track", lambda path: pytest.fail("analysed twice"))
+    again = MosaicGenerator(MusicLibrary(lib.path), sr=SR).fit()
+    assert again.analysis_.path == gen.analysis_.path and (lib.path / "mosaic" / "tracks").is_dir()
+    assert again.analysis_.info["paths"] == list(lib.metadata["path"])
+
+
+def _tiny_library(tmp_path, enc, n=6, duration=24.0):
+    import soundfile as sf
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for i in range(n):
+        sf.write(folder / f"t{i}.wav", synth_track(50 + i, duration=duration, sr=enc.sr), enc.sr)
+    return build_library(folder, tmp_path / "lib", encoder=enc, coverage="full", progress=False)
+
+
+def test_musicnn_windows(tmp_path):
+    """3-s windows (r = 9): slots tie to windows inside and across them; the clip re-embeds finitely."""
+    from brain2music.embeddings import get_encoder
+
+    enc = get_encoder("musicnn-msd")
+    lib = _tiny_library(tmp_path, enc, n=5, duration=20.0)
+    g = MosaicGenerator(lib, encoder=enc, exclude=[str(lib.metadata.at[0, "path"])], sr=16000)
+    audio, sr = g.generate(lib.windows([0])[0], random_state=0)
+    assert g.last_plans_[0]["n_sources"] >= 3
+    emb = clip_embedding(enc, prepare_clip(audio[0], sr), sr)
+    assert emb.shape == (9, enc.dim)
+
+
+@pytest.mark.neural
+def test_clap_windows(tmp_path):
+    """10-s windows (r = 4) through the same path (tiny random-weight CLAP)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from brain2music.embeddings.neural import ClapEncoder
+    from test_embeddings_neural import tiny_clap
+
+    enc = ClapEncoder(*tiny_clap(), batch_size=8)
+    lib = _tiny_library(tmp_path, enc, n=5, duration=24.0)
+    g = MosaicGenerator(lib, encoder=enc, exclude=[str(lib.metadata.at[0, "path"])], sr=enc.sr)
+    audio, sr = g.generate(lib.windows([0])[0], random_state=0)
+    found = copied_stretches(audio[0], [read_audio(p, sr=sr)[0] for p in lib.metadata["path"]], sr)
+    assert max(length for _, _, length in found) <= g.max_segment + g.crossfade + 0.5
+    assert len({i for i, _, length in found if length >= 1.0}) >= 3
