@@ -42,7 +42,9 @@ Output folder::
          "oracle": {"path", "title", "genre", "score"},                      retrieval with the true embedding
          "generated": {"path" (relative to recon/), "score" (cosine to the predicted embedding),
                        "score_true" (cosine to the original's embedding),
-                       "nearest_library": {"path", "score"} (closest library track: not a copy)} or null,
+                       "nearest_library": {"path", "score"} (closest library track: not a copy),
+                       "segments": [{"path", "source_start", "output_start", "duration"}] (the library
+                       audio a mosaic is made of) or null} or null,
          "oracle_generated": {"path"} or null,              generation from the true embedding (optional)
          "tags": {"original", "retrieved", "generated", "oracle", ["oracle_generated"]}}   tagger genres
       ],
@@ -145,6 +147,42 @@ def _stimulus_path(info: dict, clip: str) -> str | None:
         return str(find_gtzan_file(root, genre, int(track)))
     except (ValueError, DataFileNotFoundError):
         return None
+
+
+def _segments_of(gen) -> list[dict] | None:
+    """The source segments of the clip ``gen`` returned last (generators that reuse library audio)."""
+    plans, pick = getattr(gen, "last_plans_", None), 0
+    if plans is None and hasattr(gen, "base"):  # best-of-N: the plan of the candidate it kept
+        plans = getattr(gen.base, "last_plans_", None)
+        pick = int(np.argmax(gen.last_scores_[-1])) if plans is not None else 0
+    if not plans:
+        return None
+    keys = ("path", "source_start", "output_start", "duration")
+    return [{k: seg[k] for k in keys} for seg in plans[pick]["segments"]]
+
+
+def _test_clip_ids(folder: Path, subjects: list[str]) -> list[str]:
+    ids: set[str] = set()
+    for subject in subjects:
+        with np.load(folder / f"{subject}.npz", allow_pickle=False) as z:
+            ids |= set(z["clip_ids"].astype(str).tolist())
+    return sorted(ids)
+
+
+def _excluded_paths(lib: MusicLibrary, info: dict, ids) -> list[str]:
+    """Library tracks never to retrieve or reuse for test clips ``ids``: tracks whose id is a clip id
+    (the stimuli themselves in the library) and the recordings the clips were cut from (a study made
+    with ``simulate --music`` records them in ``stimuli/metadata.csv``)."""
+    from brain2music.simulate.music import stimulus_sources
+
+    meta = lib.metadata
+    ids = set(map(str, ids))
+    cfg = info.get("config", {}) or {}
+    root = next((cfg[k] for k in ("stimuli", "stimuli_dir", "stimuli_root") if cfg.get(k)), None)
+    sources = stimulus_sources(root) if root else {}
+    own = {str(Path(p).resolve()) for c, p in sources.items() if c in ids}
+    hit = meta["track_id"].astype(str).isin(ids) | meta["path"].astype(str).isin(own)
+    return list(meta.loc[hit, "path"])
 
 
 # ----------------------------------------------------------------------------------------------- tagger
@@ -322,6 +360,12 @@ def reconstruct(
                 f"predictions use encoder {enc_name!r}"
             )
         opts = dict(generator_options or {})
+        if generator == "mosaic" or opts.get("base") == "mosaic":
+            opts.setdefault("library", lib)
+            opts.setdefault("encoder", enc)
+            opts.setdefault("progress", progress)
+            if exclude_stimuli:  # never the test clips' own tracks (nor any other test stimulus's)
+                opts.setdefault("exclude", _excluded_paths(lib, info, _test_clip_ids(folder, subjects)))
         if generator in ("offline",):
             opts.setdefault("encoder", enc)
             opts.setdefault("progress", progress)
@@ -336,6 +380,7 @@ def reconstruct(
             gen.fit()
 
     rng = np.random.default_rng(random_state)
+    gen_sources: dict[str, list | None] = {}
     oracle_cache: dict[str, tuple[str, np.ndarray]] = {}
     taggers: dict[frozenset, GenreTagger | None] = {}
     clips_out: list[dict] = []
@@ -353,7 +398,7 @@ def reconstruct(
                 f"{folder / (subject + '.npz')}: embeddings of shape (r, dim) = {P.shape[1:]}, but the library "
                 f"stores ({lib.n_windows}, {lib.dim}) for encoder {enc_name!r}"
             )
-        exclude = list(meta.loc[meta["track_id"].isin(set(ids)), "path"]) if exclude_stimuli else None
+        exclude = _excluded_paths(lib, info, ids) if exclude_stimuli else None
         if exclude and len(exclude) >= len(lib):
             raise DataError(f"{lib.path}: the library holds only the test stimuli; nothing left to retrieve")
         r_scores, r_items = lib.search(P, k, encoder=enc_name, exclude=exclude)
@@ -383,6 +428,7 @@ def reconstruct(
         def run_generator(target, rel):
             audio, sr = gen.generate(target, n_samples=1, duration=duration, random_state=rng.integers(2**31))
             write_audio(out / rel, audio[0], sr)
+            gen_sources[str(rel)] = _segments_of(gen)
             return clip_embedding(enc, prepare_clip(audio[0], sr, duration=min(duration, 15.0)), sr)
 
         generated = oracle_generated = None
@@ -448,6 +494,7 @@ def reconstruct(
                             "path": str(meta.at[int(near_i[i, 0]), "path"]),
                             "score": float(near_s[i, 0]),
                         },
+                        "segments": gen_sources.get(gen_paths[i]),
                     },
                     "oracle_generated": {"path": oracle_cache[clip][0]}
                     if oracle_generated is not None
