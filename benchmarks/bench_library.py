@@ -80,7 +80,7 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
 
 def bench_offline(n_targets: int) -> None:
     from brain2music.embeddings.registry import get_encoder
-    from brain2music.reconstruct.encoders import prepare_clip
+    from brain2music.reconstruct.clip_embedding import prepare_clip
     from brain2music.reconstruct.generators import get_generator
     from brain2music.simulate.composer import render, sample_params
 

@@ -13,99 +13,81 @@ GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "
 
 
 def write_fake_results(
-    root: Path, *, n_test: int = 10, subjects=("sub-001", "sub-002"), seed: int = 0
+    root: Path,
+    *,
+    n_test: int = 10,
+    subjects=("sub-001", "sub-002"),
+    seed: int = 0,
+    space: str = "standardized",
 ) -> Path:
+    """A results folder of the current layout, written through :class:`ResultsFolder`."""
+    from brain2music.evaluate import identification_scores, similarity_matrix
+    from brain2music.evaluate.space import MetricSpace
+    from brain2music.study.results import (
+        ChanceResult,
+        EncoderInfo,
+        EncodingResult,
+        EnsembleParcels,
+        GenreScore,
+        MethodResult,
+        PairedTest,
+        Predictions,
+        ResultsFolder,
+        SplitHalfResult,
+        StudyResults,
+        SummaryRow,
+    )  # fmt: skip
+
     rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
+    folder = ResultsFolder(root)
     clip_ids = [f"{GENRES[i % 10]}.{i:05d}" for i in range(n_test)]
-    rows, per_genre, encoding, parcels = [], [], [], []
     methods = ("ridge", "ensemble", "encsel", "aligned")
+    res = StudyResults(
+        config={"experiment": {"name": "fake"}}, subjects=list(subjects), methods=list(methods),
+        encoders={"acoustic": EncoderInfo(1.5, 10, 8, "embeddings/acoustic.npz", space)},
+    )  # fmt: skip
     for s, sub in enumerate(subjects):
         for k, m in enumerate(methods):
+            acc = 0.7 + 0.05 * k + 0.01 * s
             for split in ("test", "train"):
-                rows.append(
-                    {
-                        "subject": sub,
-                        "encoder": "acoustic",
-                        "method": m,
-                        "split": split,
-                        "id_acc": 0.7 + 0.05 * k + 0.01 * s,
-                        "pearson_r": 0.2 + 0.02 * k,
-                    }
-                )
+                res.rows.append(
+                    MethodResult(sub, "acoustic", m, split, space, acc, 0.2 + 0.02 * k,
+                                 id_acc_ci=[acc - 0.05, acc + 0.05] if split == "test" else None,
+                                 id_acc_p=0.001 if split == "test" else None, n_clips=n_test, train_cv_r=0.3 + 0.01 * k)
+                )  # fmt: skip
             pred = rng.normal(size=(n_test, 10, 8)).astype(np.float32)
             target = pred + rng.normal(size=pred.shape).astype(np.float32)
-            sim = np.corrcoef(pred.mean(1), target.mean(1))[:n_test, n_test:]
-            d = root / "predictions" / "acoustic" / m
-            d.mkdir(parents=True, exist_ok=True)
-            np.savez(
-                d / f"{sub}.npz",
-                clip_ids=np.array(clip_ids),
-                genres=np.array([c.split(".")[0] for c in clip_ids]),
-                predicted=pred,
-                target=target,
-                similarity=sim,
-            )
-        for g in GENRES:
-            per_genre.append(
-                {
-                    "subject": sub,
-                    "encoder": "acoustic",
-                    "method": "ridge",
-                    "genre": g,
-                    "id_acc": float(rng.uniform(0.5, 1)),
-                }
-            )
+            sim = similarity_matrix(pred, target)
+            folder.write_predictions(
+                Predictions(sub, "acoustic", m, np.array(clip_ids), np.array([c.split(".")[0] for c in clip_ids]),
+                            pred, target, sim, identification_scores(sim), MetricSpace.fit(space, target))
+            )  # fmt: skip
+        res.per_genre += [
+            GenreScore(sub, "acoustic", "encsel", g, float(rng.uniform(0.5, 1)), space) for g in GENRES
+        ]
         enc_dir = root / "encoding" / "acoustic"
         enc_dir.mkdir(parents=True, exist_ok=True)
         data = rng.uniform(-0.1, 0.6, size=(12, 14, 10)).astype(np.float32)
         nib.save(nib.Nifti1Image(data, np.diag([3.0, 3.0, 3.0, 1.0])), str(enc_dir / f"{sub}_test_r.nii.gz"))
-        encoding.append(
-            {
-                "subject": sub,
-                "encoder": "acoustic",
-                "map": f"encoding/acoustic/{sub}_test_r.nii.gz",
-                "n_significant": 42,
-            }
+        res.encoding.append(
+            EncodingResult(sub, "acoustic", f"encoding/acoustic/{sub}_test_r.nii.gz", f"encoding/acoustic/{sub}_encoding.npz",
+                           1680, 42, 0.05, 100, 0.1, 0.6, 0.7, 0.8, 100, 0.1)
+        )  # fmt: skip
+        res.ensemble_parcels.append(
+            EnsembleParcels(sub, "acoustic", [3, 7, 1, 9, 2, 5], [0.4, 0.3, 0.2, 0.1, 0.05, 0.01])
         )
-        parcels.append(
-            {
-                "subject": sub,
-                "encoder": "acoustic",
-                "parcels": [3, 7, 1, 9, 2, 5],
-                "cv_scores": [0.4, 0.3, 0.2, 0.1, 0.05, 0.01],
-            }
-        )
-    summary = [
-        {
-            "encoder": "acoustic",
-            "method": m,
-            "split": split,
-            "id_acc_mean": 0.7 + 0.05 * k,
-            "id_acc_sd": 0.01,
-            "r_mean": 0.2,
-            "r_sd": 0.01,
-            "n_subjects": len(subjects),
-        }
+        res.chance.append(ChanceResult(sub, "acoustic", space, 0.5, 0.0))
+        res.split_half.append(SplitHalfResult(sub, "acoustic", "ridge", space, 0.97, 0.8, 0.89, 4))
+    res.summary = [
+        SummaryRow("acoustic", m, split, space, 0.7 + 0.05 * k, 0.01, [0.69 + 0.05 * k, 0.71 + 0.05 * k], 0.001,
+                   0.2, 0.01, 0.3 + 0.01 * k, len(subjects))
         for k, m in enumerate(methods)
         for split in ("test", "train")
+    ]  # fmt: skip
+    res.paired_tests = [
+        PairedTest("acoustic", "ridge", "aligned", "mean", space, -0.15, [-0.2, -0.1], 0.002, n_test)
     ]
-    results = {
-        "version": "test",
-        "config": {"experiment": {"name": "fake"}},
-        "subjects": list(subjects),
-        "encoders": {"acoustic": {"window": 1.5, "r": 10, "dim": 8, "embeddings": "embeddings/acoustic.npz"}},
-        "methods": list(methods),
-        "rows": rows,
-        "chance": [{"subject": s, "encoder": "acoustic", "id_acc": 0.5, "pearson_r": 0.0} for s in subjects],
-        "oracle": [{"subject": s, "encoder": "acoustic", "id_acc": 0.97, "pearson_r": 0.8} for s in subjects],
-        "summary": summary,
-        "per_genre": per_genre,
-        "leave_one_genre_out": [],
-        "ensemble_parcels": parcels,
-        "encoding": encoding,
-    }
-    (root / "results.json").write_text(json.dumps(results))
+    folder.write(res)
     return root
 
 
@@ -116,7 +98,7 @@ def write_tone(path: Path, freq: float, sr: int = 22050, seconds: float = 3.0) -
 
 
 def write_fake_reconstruction(results: Path, *, n_clips: int = 3) -> Path:
-    """A reconstruction folder in the layout of brain2music.reconstruct.pipeline (audio + JSON)."""
+    """A reconstruction folder in the layout of brain2music.study.reconstruct (audio + JSON)."""
     recon = results / "reconstruction"
     (recon / "audio" / "sub-001").mkdir(parents=True, exist_ok=True)
     lib = results / "libmusic"
@@ -154,21 +136,22 @@ def write_fake_reconstruction(results: Path, *, n_clips: int = 3) -> Path:
                 },
             }
         )
-    stat = {"mean": 0.7, "sd": 0.05, "n_subjects": 1}
+    stat = {"mean": 0.7, "sd": None, "ci": [0.6, 0.8], "n_subjects": 1}
     payload = {
+        "schema_version": 2,
         "version": "test",
         "config": {},
         "encoder": "acoustic",
         "method": "encsel",
+        "method_selected_by": "train_cv",
+        "space": "standardized",
         "generator": {"name": "offline"},
         "library": {"path": str(lib), "n_items": 3 * n_clips, "encoder": "acoustic"},
         "subjects": ["sub-001"],
         "clips": clips,
-        "evaluation": {
-            "per_subject": [],
-            "summary": {f"{k}_id_acc": stat for k in ("retrieval", "generation", "chance", "oracle")}
-            | {f"{k}_genre_agreement": stat for k in ("retrieval", "generation", "chance", "oracle")},
-        },
+        "per_subject": [],
+        "summary": {f"{k}_id_acc": stat for k in ("retrieval", "generation", "chance", "oracle")}
+        | {f"{k}_genre_agreement": stat for k in ("retrieval", "generation", "chance", "oracle")},
     }
     (recon / "reconstruction.json").write_text(json.dumps(payload))
     return recon

@@ -208,7 +208,7 @@ def test_mert_like_layer_average():
 
 
 def test_mert_needs_opt_in_for_remote_code():
-    with pytest.raises(ConfigError, match="trust_remote_code=True.*--trust-remote-code"):
+    with pytest.raises(ConfigError, match="trust_remote_code=True.*--encoder-option trust_remote_code=true"):
         get_encoder("mert")
 
 
@@ -257,3 +257,110 @@ def test_injected_model_pickles_with_weights():
     y = noise()
     np.testing.assert_allclose(clone.embed(y, SR_TINY), enc.embed(y, SR_TINY), rtol=1e-5, atol=1e-6)
     assert clone.config == enc.config
+
+
+# -- MERT checkpoints whose shipped code predates transformers 4.48 (transformers issues 35656, 36134) --
+_MERT_CONFIG_PY = '''
+from transformers import PretrainedConfig
+
+
+class MERTConfig(PretrainedConfig):
+    """Like MERT's shipped config: a PretrainedConfig with HuBERT's fields, written before 4.48."""
+
+    model_type = "mert_model"
+
+    def __init__(self, **kwargs):
+        fields = {k: kwargs.pop(k) for k in list(kwargs) if k not in ("return_dict", "torch_dtype")}
+        super().__init__(**kwargs)
+        for k, v in fields.items():
+            setattr(self, k, v)
+'''
+
+_MERT_MODEL_PY = """
+from transformers.models.hubert.modeling_hubert import HubertModel
+
+from .configuration_MERT import MERTConfig
+
+
+class MERTModel(HubertModel):
+    config_class = MERTConfig
+    base_model_prefix = "mert_model"
+"""
+
+
+def remote_mert_checkpoint(folder, *, model_code=_MERT_MODEL_PY):
+    """A local MERT-style checkpoint: remote code (auto_map) + a config lacking conv_pos_batch_norm."""
+    import json
+
+    hubert, fe = tiny_mert_like()
+    hubert.save_pretrained(folder)
+    fe.save_pretrained(folder)
+    cfg = {k: v for k, v in hubert.config.to_dict().items() if k != "conv_pos_batch_norm"}
+    cfg.update(
+        model_type="mert_model",
+        architectures=["MERTModel"],
+        auto_map={"AutoConfig": "configuration_MERT.MERTConfig", "AutoModel": "modeling_MERT.MERTModel"},
+    )
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "configuration_MERT.py").write_text(_MERT_CONFIG_PY)
+    (folder / "modeling_MERT.py").write_text(model_code)
+    return hubert, fe
+
+
+@pytest.fixture
+def modules_cache(tmp_path, monkeypatch):
+    """Keep the remote code transformers copies out of the user's ~/.cache."""
+    import transformers.dynamic_module_utils as dyn
+
+    monkeypatch.setattr(dyn, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "modules"
+
+
+def test_mert_remote_code_without_conv_pos_batch_norm_loads(tmp_path, modules_cache):
+    folder = tmp_path / "mert-ckpt-a"
+    hubert, fe = remote_mert_checkpoint(folder)
+    # The failure the fix is for: the shipped config lacks the attribute HuBERT's code reads since 4.48.
+    with pytest.raises(AttributeError, match="conv_pos_batch_norm"):
+        transformers.AutoModel.from_pretrained(str(folder), trust_remote_code=True, local_files_only=True)
+    enc = get_encoder("mert", model=str(folder), trust_remote_code=True, layer=3, device="cpu")
+    assert type(enc.model).__name__ == "MERTModel" and enc.config_patched_ == ["conv_pos_batch_norm"]
+    assert enc.model.config.conv_pos_batch_norm is False  # the weight-normed conv MERT was trained with
+    # Same weights as the HuBERT they were saved from: same layer-3 window averages.
+    y = noise()
+    reference = MertEncoder(hubert, fe, layer=3).embed(y, SR_TINY)
+    np.testing.assert_allclose(enc.embed(y, SR_TINY), reference, rtol=1e-4, atol=1e-5)
+    assert enc.config["model"] == str(folder) and enc.config["layer"] == 3
+
+
+def test_mert_incompatible_remote_code_is_a_clear_error(tmp_path, modules_cache):
+    folder = tmp_path / "mert-ckpt-b"
+    broken = _MERT_MODEL_PY + (
+        "\n    def __init__(self, config):\n"
+        "        super().__init__(config)\n"
+        "        self.extra = config.attribute_from_the_future\n"
+    )
+    remote_mert_checkpoint(folder, model_code=broken)
+    with pytest.raises(
+        DataError, match=r"could not be built with transformers .*AttributeError.*attribute_from_the_future"
+    ):
+        get_encoder("mert", model=str(folder), trust_remote_code=True, device="cpu")
+
+
+def test_half_precision_and_placement(clap):
+    model, fe = tiny_clap()
+    half = ClapEncoder(model, fe, dtype="bfloat16", device="cpu")
+    assert next(half.model.parameters()).dtype == torch.bfloat16 and half.config["dtype"] == "bfloat16"
+    assert "dtype" not in clap.config  # float32, the reference numerics, is not recorded
+    y = noise()
+    out = half.embed(y, SR_TINY)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, clap.embed(y, SR_TINY), atol=0.05)
+    # The space id is precision-blind: a float16 copy of the weights is still the same CLAP.
+    f16 = ClapEncoder(tiny_clap()[0].half(), fe, dtype="float16", device="cpu")
+    assert f16.clap_space_ == clap.clap_space_ and f16.config["dtype"] == "float16"
+    with pytest.raises(ConfigError, match="dtype must be auto, float32, float16, bfloat16"):
+        ClapEncoder(model, fe, dtype="int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+            ClapEncoder(model, fe, device="cuda")

@@ -156,13 +156,87 @@ def test_leave_one_genre_out_noise_free_is_perfect_and_noise_is_chance():
     g_train, g_test = np.resize(genres, n_train), np.resize(genres, n_test)
     runs = np.arange(n_train) % 10
 
-    def make():
-        return RidgeDecoder(alphas=[1e-3])
+    def fitter(x_train, x_test):
+        def fit_without(drop):
+            keep = ~drop
+            dec = RidgeDecoder(alphas=[1e-3]).fit(
+                x_train[keep].reshape(-1, n_vox), y_train[keep].reshape(-1, dim), np.repeat(runs[keep], r)
+            )
+            return dec.predict(x_test.reshape(-1, n_vox)).reshape(n_test, r, dim), lambda a: a
 
-    acc = leave_one_genre_out(make, y_train @ W, y_train, g_train, runs, y_test @ W, y_test, g_test)
+        return fit_without
+
+    acc = leave_one_genre_out(fitter(y_train @ W, y_test @ W), g_train, g_test, y_test)
     assert set(acc) == set(genres)
     assert all(v == 1.0 for v in acc.values())
     noise_train = rng.standard_normal((n_train, r, n_vox))
     noise_test = rng.standard_normal((n_test, r, n_vox))
-    acc = leave_one_genre_out(make, noise_train, y_train, g_train, runs, noise_test, y_test, g_test)
+    acc = leave_one_genre_out(fitter(noise_train, noise_test), g_train, g_test, y_test)
     assert np.mean(list(acc.values())) == pytest.approx(0.5, abs=0.12)
+
+
+# ---------------------------------------------------------------------------------------- uncertainty
+def test_bootstrap_ci_matches_the_normal_interval():
+    from brain2music.evaluate.stats import bootstrap_ci
+
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=400)
+    lo, hi = bootstrap_ci(x, n_bootstrap=4000)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(x.size)
+    assert lo == pytest.approx(x.mean() - half, abs=0.04) and hi == pytest.approx(x.mean() + half, abs=0.04)
+    assert bootstrap_ci([]) is None and bootstrap_ci([0.7]) == (0.7, 0.7)
+
+
+def test_identification_p_value_is_exact_for_perfect_and_uniform_under_the_null():
+    from brain2music.evaluate.stats import group_p_value, identification_p_value
+
+    assert identification_p_value(np.eye(30), n_permutations=500) == pytest.approx(1 / 501)
+    rng = np.random.default_rng(1)
+    ps = [
+        identification_p_value(rng.standard_normal((20, 20)), n_permutations=200, random_state=k)
+        for k in range(200)
+    ]
+    assert np.mean(np.asarray(ps) < 0.05) == pytest.approx(0.05, abs=0.035)
+    assert np.mean(ps) == pytest.approx(0.5, abs=0.06)
+    assert group_p_value([np.eye(10), np.eye(10)], n_permutations=100) == pytest.approx(1 / 101)
+
+
+def test_paired_sign_flip_test():
+    from brain2music.evaluate.stats import paired_test
+
+    a = np.array([0.9, 0.8, 0.7, 0.95, 0.85])
+    same = paired_test(a, a)
+    assert same.diff == 0.0 and same.p_value == 1.0
+    # Five positive differences: the exact two-sided sign-flip p is 2 / 2**5.
+    better = paired_test(a, a - 0.1, n_permutations=20000)
+    assert better.diff == pytest.approx(0.1) and better.p_value == pytest.approx(2 / 32, abs=0.01)
+    assert better.ci == pytest.approx((0.1, 0.1))
+    # Subjects x clips: a clip's differences are flipped together, the statistic is the mean.
+    both = paired_test(np.stack([a, a]), np.stack([a - 0.1, a - 0.3]), n_permutations=20000)
+    assert both.diff == pytest.approx(0.2) and both.n == 5 and both.p_value == pytest.approx(2 / 32, abs=0.01)
+
+
+def test_sd_convention_and_spearman_brown():
+    from brain2music.evaluate.stats import spearman_brown, subject_sd
+
+    assert subject_sd([0.8, 0.9, 1.0]) == pytest.approx(0.1)  # ddof=1
+    assert subject_sd([0.8]) is None
+    assert spearman_brown(0.5, 2) == pytest.approx(2 / 3)
+    assert spearman_brown(1.0, 2) == pytest.approx(1.0) and spearman_brown(0.0, 2) == 0.0
+
+
+def test_metric_spaces():
+    from brain2music.evaluate.space import MetricSpace
+
+    rng = np.random.default_rng(0)
+    train = rng.normal([100.0, 0.01, -5.0], [10.0, 0.001, 1.0], size=(50, 4, 3))
+    paper = MetricSpace.fit("paper", train)
+    assert paper.transform(train) is not None and np.array_equal(paper.transform(train), train)
+    std = MetricSpace.fit("standardized", train)
+    z = std.transform(train).reshape(-1, 3)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-9)
+    again = MetricSpace.from_arrays(**{k.replace("space_", "") if k != "space" else "name": v
+                                       for k, v in std.arrays().items()})  # fmt: skip
+    np.testing.assert_allclose(again.transform(train), std.transform(train))
+    with pytest.raises(ConfigError, match="paper, standardized"):
+        MetricSpace.fit("zscore", train)

@@ -62,11 +62,21 @@ def test_forced_solvers_agree():
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
 
 
-def test_rbf_equals_sklearn_kernel_ridge():
+def test_rbf_equals_sklearn_kernel_ridge_with_intercept():
+    # Kernel ridge with an unpenalised intercept: the kernel is centred in feature space (sklearn's
+    # KernelCenterer) and the targets by their mean, as in every CV fold.
+    from sklearn.metrics.pairwise import rbf_kernel
+    from sklearn.preprocessing import KernelCenterer
+
     X, Y, groups = _data(80, 20)
     dec = RidgeDecoder(alphas=[0.5], kernel="rbf", gamma=0.05).fit(X, Y, groups)
-    ref = KernelRidge(alpha=0.5, kernel="rbf", gamma=0.05).fit(X, Y - Y.mean(axis=0))
-    np.testing.assert_allclose(dec.predict(X[:7]), ref.predict(X[:7]) + Y.mean(axis=0), rtol=1e-3, atol=1e-3)
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    centerer = KernelCenterer().fit(rbf_kernel(X64, gamma=0.05))
+    ref = KernelRidge(alpha=0.5, kernel="precomputed").fit(
+        centerer.transform(rbf_kernel(X64, gamma=0.05)), Y64 - Y64.mean(axis=0)
+    )
+    expected = ref.predict(centerer.transform(rbf_kernel(X64[:7], X64, gamma=0.05))) + Y64.mean(axis=0)
+    np.testing.assert_allclose(dec.predict(X[:7]), expected, rtol=1e-3, atol=1e-3)
 
 
 def test_penalty_is_chosen_per_target():
@@ -235,3 +245,27 @@ def test_rbf_nystroem_approximates_exact_kernel_ridge():
     Xn = _data(50, 10, seed=2)[0]
     a, b = exact.predict(Xn), approx.predict(Xn)
     assert min(np.corrcoef(a[:, k], b[:, k])[0, 1] for k in range(a.shape[1])) > 0.99
+
+
+@pytest.mark.parametrize(("n", "p", "form"), [(120, 300, "dual"), (300, 20, "primal")])
+def test_cv_centres_with_training_fold_means(n, p, form):
+    """The CV score of each penalty equals scikit-learn's Ridge(fit_intercept=True) refitted per fold.
+
+    Every run has its own offset in X and in Y, so centring a fold with the whole training set's means
+    (the old behaviour) gives a fold model without a proper intercept and different scores.
+    """
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(6), n // 6)
+    X = rng.standard_normal((n, p)) + 3.0 * rng.standard_normal((6, p))[groups]
+    Y = X @ rng.standard_normal((p, 3)) / np.sqrt(p) + rng.standard_normal((n, 3))
+    Y += 5.0 * rng.standard_normal((6, 3))[groups]
+    X, Y = X.astype(np.float32), Y.astype(np.float32)
+    dec = RidgeDecoder(alphas=[10.0], cv=3).fit(X, Y, groups)
+    assert dec.form_ == form
+    ref = []
+    for train, test in grouped_splits(groups, 3):
+        pred = (
+            Ridge(alpha=10.0).fit(X[train].astype(np.float64), Y[train]).predict(X[test].astype(np.float64))
+        )
+        ref.append([np.corrcoef(pred[:, j], Y[test, j])[0, 1] for j in range(3)])
+    np.testing.assert_allclose(dec.cv_scores_, np.mean(ref, axis=0), atol=1e-4)

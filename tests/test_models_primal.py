@@ -23,7 +23,9 @@ def _data(n=600, p=12, t=9, seed=0):
 def test_same_cv_scores_and_predictions_as_himalaya():
     X, Y, groups = _data()
     splits = grouped_splits(groups, 5)
-    ref = RidgeCV(alphas=DEFAULT_ALPHAS, cv=splits, solver_params={"score_func": correlation_score}).fit(X, Y)
+    ref = RidgeCV(
+        alphas=DEFAULT_ALPHAS, cv=splits, solver_params={"score_func": correlation_score}, fit_intercept=True
+    ).fit(X, Y)
     coef, best, scores = ridge_cv_primal(X, Y, DEFAULT_ALPHAS, splits)
     np.testing.assert_allclose(scores, np.asarray(ref.cv_scores_).ravel(), atol=1e-5)
     # Where scores tie to float precision the chosen penalty may differ; the predictions barely do.

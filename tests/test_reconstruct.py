@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from brain2music._io import save_npz, write_json
+from brain2music._io import write_json
+from brain2music.embeddings import EmbeddingSet
 from brain2music.errors import ConfigError, DataError
-from brain2music.reconstruct.encoders import prepare_clip
+from brain2music.evaluate import identification_scores, similarity_matrix
+from brain2music.evaluate.space import MetricSpace
+from brain2music.reconstruct.clip_embedding import prepare_clip
 from brain2music.reconstruct.generators import (
     BestOfN,
     Generator,
@@ -19,7 +22,8 @@ from brain2music.reconstruct.generators import (
     list_generators,
 )
 from brain2music.reconstruct.library import build_library
-from brain2music.reconstruct.pipeline import GenreTagger, reconstruct
+from brain2music.study.reconstruct import GenreTagger, reconstruct
+from brain2music.study.results import EncoderInfo, Predictions, ResultsFolder, StudyResults, SummaryRow
 from test_library import FakeEncoder, tone
 
 ENC = FakeEncoder()
@@ -142,7 +146,31 @@ def test_genre_tagger_on_separable_data():
 LOW, HIGH = [110, 165, 220, 275, 330, 385], [1800, 2000, 2200, 2400, 2600, 2800]
 
 
-def make_study(tmp_path, predicted_from="target"):
+def write_fake_study(res, all_ids, all_emb, ids, predicted, target, *, space="paper", methods=("ridge",)):
+    """A results folder of the current layout, written through the results model."""
+    folder = ResultsFolder(res)
+    rel = folder.write_embeddings(
+        "fake", EmbeddingSet(np.array(all_ids), all_emb, {"encoder": "fake", "window": 5.0})
+    )
+    metric = MetricSpace.fit(space, all_emb[: len(all_ids) - len(ids)])
+    summary = []
+    for k, m in enumerate(methods):
+        for sub in ("sub-001", "sub-002"):
+            sim = similarity_matrix(metric.transform(predicted), metric.transform(target))
+            folder.write_predictions(
+                Predictions(sub, "fake", m, np.array(ids), np.array([c.split(".")[0] for c in ids]),
+                            predicted.astype(np.float32), target.astype(np.float32), sim,
+                            identification_scores(sim), metric)
+            )  # fmt: skip
+        summary.append(SummaryRow("fake", m, "test", space, 0.9 - 0.1 * k, 0.01, [0.8, 0.95], 0.001, 0.5, 0.01,
+                                  0.3 + 0.1 * k, 2))  # fmt: skip
+    folder.write(
+        StudyResults(config={}, subjects=["sub-001", "sub-002"], methods=list(methods),
+                     encoders={"fake": EncoderInfo(5.0, 7, 16, rel, space)}, summary=summary)
+    )  # fmt: skip
+
+
+def make_study(tmp_path, predicted_from="target", space="paper", methods=("ridge",)):
     """A library of tones, 6 test clips (originals not in the library) and a results folder."""
     music = tmp_path / "music"
     music.mkdir()
@@ -161,27 +189,7 @@ def make_study(tmp_path, predicted_from="target"):
     train_f = list(rng.uniform(100, 400, 10)) + list(rng.uniform(1700, 2900, 10))
     train_ids = [f"{'blues' if f < 1000 else 'metal'}.{100 + i:05d}" for i, f in enumerate(train_f)]
     all_emb = np.concatenate([np.stack([embed(tone(f, seed=i)) for i, f in enumerate(train_f)]), target])
-    save_npz(res / "embeddings" / "fake.npz", clip_ids=np.array(train_ids + ids), embeddings=all_emb)
-    for sub in ("sub-001", "sub-002"):
-        save_npz(
-            res / "predictions" / "fake" / "ridge" / f"{sub}.npz",
-            clip_ids=np.array(ids),
-            genres=np.array([c.split(".")[0] for c in ids]),
-            predicted=predicted.astype(np.float32),
-            target=target.astype(np.float32),
-            similarity=np.eye(6),
-        )
-    write_json(
-        res / "results.json",
-        {
-            "version": "test",
-            "config": {},
-            "subjects": ["sub-001", "sub-002"],
-            "encoders": {"fake": {"window": 5.0, "r": 7, "dim": 16, "embeddings": "embeddings/fake.npz"}},
-            "methods": ["ridge"],
-            "summary": [{"encoder": "fake", "method": "ridge", "split": "test", "id_acc_mean": 0.9}],
-        },
-    )
+    write_fake_study(res, train_ids + ids, all_emb, ids, predicted, target, space=space, methods=methods)
     return res, lib
 
 
@@ -198,27 +206,34 @@ def test_reconstruct_retrieval_and_generation(tmp_path):
         generator_options={"sr": 8000},
         oracle_generation=True,
     )
-    on_disk = json.loads((tmp_path / "recon" / "reconstruction.json").read_text())
-    assert on_disk["evaluation"] == json.loads(json.dumps(rep["evaluation"]))
-    assert rep["method"] == "ridge" and rep["subjects"] == ["sub-001", "sub-002"]
-    assert len(rep["clips"]) == 12
-    clip = rep["clips"][0]
-    assert [r["rank"] for r in clip["retrieved"]] == [1, 2, 3]
-    assert clip["retrieved"][0]["score"] >= clip["retrieved"][1]["score"]
-    assert (tmp_path / "recon" / clip["generated"]["path"]).is_file()
-    assert clip["generated"]["nearest_library"]["path"].endswith(".wav")
+    on_disk = ResultsFolder.read_reconstruction(tmp_path / "recon")
+    assert on_disk.to_dict() == json.loads(json.dumps(rep.to_dict()))
+    assert (
+        rep.method == "ridge"
+        and rep.method_selected_by == "train_cv"
+        and rep.subjects == ["sub-001", "sub-002"]
+    )
+    assert rep.space == "paper" and all(s.space == "paper" for s in rep.per_subject)
+    assert len(rep.clips) == 12
+    clip = rep.clips[0]
+    assert [r["rank"] for r in clip.retrieved] == [1, 2, 3]
+    assert clip.retrieved[0]["score"] >= clip.retrieved[1]["score"]
+    assert (tmp_path / "recon" / clip.generated["path"]).is_file()
+    assert clip.generated["nearest_library"]["path"].endswith(".wav")
     # generation from the true embedding: one file per clip, shared by the subjects
     assert len(list((tmp_path / "recon" / "audio" / "oracle").glob("*.wav"))) == 6
-    assert rep["clips"][6]["oracle_generated"] == clip["oracle_generated"]
-    assert "oracle_generation_id_acc" in rep["evaluation"]["summary"]
-    assert set(clip["tags"]) == {"original", "retrieved", "generated", "oracle", "oracle_generated"}
-    s = rep["evaluation"]["per_subject"][0]
+    assert rep.clips[6].oracle_generated == clip.oracle_generated
+    assert "oracle_generation_id_acc" in rep.summary
+    assert set(clip.tags) == {"original", "retrieved", "generated", "oracle", "oracle_generated"}
+    s = rep.per_subject[0]
     # near-perfect predictions: retrieval finds what the oracle finds
-    assert s["retrieval_id_acc"] == pytest.approx(s["oracle_id_acc"])
-    assert s["oracle_id_acc"] > 0.7 and 0.2 < s["chance_id_acc"] < 0.8
-    assert s["retrieval_genre_agreement"] == 1.0 and s["tagger_accuracy"] == 1.0
-    summary = rep["evaluation"]["summary"]
-    assert summary["retrieval_id_acc"]["n_subjects"] == 2 and "generation_id_acc" in summary
+    assert s.retrieval_id_acc == pytest.approx(s.oracle_id_acc)
+    assert s.oracle_id_acc > 0.7 and 0.2 < s.chance_id_acc < 0.8
+    assert s.retrieval_id_acc_ci[0] <= s.retrieval_id_acc <= s.retrieval_id_acc_ci[1]
+    assert s.retrieval_genre_agreement == 1.0 and s.tagger_accuracy == 1.0
+    summary = rep.summary
+    assert summary["retrieval_id_acc"].n_subjects == 2 and "generation_id_acc" in summary
+    assert summary["retrieval_id_acc"].sd == pytest.approx(0.0)  # same predictions for both subjects
 
 
 def test_reconstruct_wrong_predictions_score_below_chance(tmp_path):
@@ -226,15 +241,15 @@ def test_reconstruct_wrong_predictions_score_below_chance(tmp_path):
     rep = reconstruct(
         res, lib, tmp_path / "recon", generator=None, subjects=["sub-002"], n_clips=6, progress=False
     )
-    s = rep["evaluation"]["per_subject"][0]
-    assert s["retrieval_id_acc"] < 0.5 < s["oracle_id_acc"]
-    assert rep["clips"][0]["generated"] is None and len(rep["clips"]) == 6
+    s = rep.per_subject[0]
+    assert s.retrieval_id_acc < 0.5 < s.oracle_id_acc
+    assert rep.clips[0].generated is None and len(rep.clips) == 6
 
 
 def test_reconstruct_bad_input(tmp_path):
     res, lib = make_study(tmp_path)
     other = json.loads((res / "results.json").read_text())
-    other["encoders"] = {"clap": {}}
+    other["encoders"] = {"clap": other["encoders"]["fake"]}
     (tmp_path / "res2" / "predictions" / "clap").mkdir(parents=True)
     write_json(tmp_path / "res2" / "results.json", other)
     with pytest.raises(DataError, match=r"'fake'.*'clap'"):
@@ -309,5 +324,33 @@ def test_reconstruct_best_of_n(tmp_path):
         n_clips=3,
         progress=False,
     )
-    assert rep["generator"]["generator"] == "best-of" and rep["generator"]["n"] == 3
-    assert len(rep["clips"]) == 3 and all(c["generated"] for c in rep["clips"])
+    assert rep.generator["generator"] == "best-of" and rep.generator["n"] == 3
+    assert len(rep.clips) == 3 and all(c.generated for c in rep.clips)
+
+
+def test_reconstruct_chooses_the_method_by_training_cv_not_by_test(tmp_path):
+    # "ridge" has the better *test* id acc in the summary, "encsel" the better training-CV r.
+    res, lib = make_study(tmp_path, methods=("ridge", "encsel"))
+    rep = reconstruct(res, lib, tmp_path / "recon", generator=None, n_clips=4, progress=False)
+    assert (rep.method, rep.method_selected_by) == ("encsel", "train_cv")
+    on_disk = json.loads((tmp_path / "recon" / "reconstruction.json").read_text())
+    assert on_disk["method_selected_by"] == "train_cv" and on_disk["method"] == "encsel"
+    rep = reconstruct(
+        res, lib, tmp_path / "recon2", generator=None, method="ridge", n_clips=4, progress=False
+    )
+    assert (rep.method, rep.method_selected_by) == ("ridge", "user")
+
+
+def test_reconstruct_scores_in_the_space_of_the_predictions(tmp_path):
+    from brain2music.evaluate import identification_accuracy
+
+    res, lib = make_study(tmp_path, space="standardized")
+    rep = reconstruct(res, lib, tmp_path / "recon", generator=None, subjects=["sub-001"], progress=False)
+    pred = ResultsFolder(res).read_predictions("fake", "ridge", "sub-001")
+    assert rep.space == pred.space.name == "standardized" == rep.per_subject[0].space
+    index = {p: i for i, p in enumerate(lib.metadata["path"])}
+    top1 = lib.windows(np.array([index[c.retrieved[0]["path"]] for c in rep.clips]))
+    expected = identification_accuracy(pred.space.transform(top1), pred.space.transform(pred.target))
+    raw = identification_accuracy(top1, pred.target)
+    assert rep.per_subject[0].retrieval_id_acc == pytest.approx(expected)
+    assert expected != pytest.approx(raw)  # the spaces really differ here

@@ -118,8 +118,14 @@ def tiny_musicgen():
 DUR = 0.032
 
 
-def test_musicldm_prompt_embeds_path():
-    pipe = tiny_musicldm()
+@pytest.fixture(scope="module")
+def ldm():
+    """One tiny pipeline for the tests that do not change it (building one takes seconds)."""
+    return tiny_musicldm()
+
+
+def test_musicldm_prompt_embeds_path(ldm):
+    pipe = ldm
     gen = get_generator("musicldm", pipeline=pipe, num_inference_steps=2, progress=False)
     target = np.random.default_rng(0).standard_normal((4, 8))
     a1, sr = gen.generate(target, n_samples=2, duration=DUR, random_state=3)
@@ -155,11 +161,11 @@ def test_clap_aligner_recovers_a_linear_map(tmp_path):
         ClapAligner().transform(audio)
 
 
-def test_musicldm_with_aligner_conditions_on_text_space():
+def test_musicldm_with_aligner_conditions_on_text_space(ldm):
     rng = np.random.default_rng(1)
     audio, text = rng.standard_normal((50, 8)), rng.standard_normal((50, 8))
     aligner = ClapAligner().fit(audio, text)
-    gen = MusicLDMGenerator(pipeline=tiny_musicldm(), aligner=aligner, num_inference_steps=1, progress=False)
+    gen = MusicLDMGenerator(pipeline=ldm, aligner=aligner, num_inference_steps=1, progress=False)
     assert np.allclose(gen.conditioning(audio[0]), aligner.transform(audio[:1])[0])
     assert gen.generate(audio[0], duration=DUR)[0].shape == (1, int(DUR * 16000))
 
@@ -198,3 +204,76 @@ def test_musicgen_vocabulary_from_captions_csv(tmp_path):
     gen = MusicGenGenerator(vocabulary=tmp_path / "caps.csv", vocabulary_embeddings=np.eye(2))
     assert gen.vocabulary == ["a slow blues", "fast jazz"]
     assert gen.prompt_for(np.array([0.1, 1.0])) == "fast jazz, a slow blues"
+
+
+# -- conditioning space: MusicLDM reads embeddings of its own CLAP ------------------------------------
+def tiny_clap_features():
+    return transformers.ClapFeatureExtractor(
+        feature_size=16, sampling_rate=8000, hop_length=400, max_length_s=10, fft_window_size=256,
+        truncation="rand_trunc", padding="repeatpad", frequency_max=4000,
+    )  # fmt: skip
+
+
+def test_musicldm_refuses_targets_from_another_clap(ldm):
+    import copy
+
+    from brain2music.embeddings.neural import ClapEncoder
+
+    pipe = ldm
+    fe = tiny_clap_features()
+    same = ClapEncoder(pipe.text_encoder, fe, device="cpu")
+    other_clap = copy.deepcopy(pipe.text_encoder)
+    with torch.no_grad():  # the same towers, other projection weights: another embedding space
+        for p in other_clap.text_projection.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    other = ClapEncoder(other_clap, fe, device="cpu")
+    assert other.clap_space_ != same.clap_space_ and other.dim == same.dim == 8  # dims alone agree
+    target = np.random.default_rng(0).standard_normal(8)
+
+    gen = MusicLDMGenerator(pipeline=pipe, encoder=same, num_inference_steps=1, progress=False)
+    assert (
+        gen.generate(target, duration=DUR)[0].shape == (1, int(DUR * 16000)) and gen.pairing_ == "same CLAP"
+    )
+    for mismatched in (other, other.config):  # an encoder object, or the config a results folder recorded
+        bad = MusicLDMGenerator(pipeline=pipe, encoder=mismatched, num_inference_steps=1, progress=False)
+        with pytest.raises(ConfigError, match="conditioned on embeddings of its own CLAP.*aligner"):
+            bad.generate(target, duration=DUR)
+    acoustic = {"encoder": "acoustic", "dim": 8}
+    with pytest.raises(ConfigError, match="not a CLAP"):
+        MusicLDMGenerator(pipeline=pipe, encoder=acoustic, progress=False).load()
+    rng = np.random.default_rng(1)
+    aligner = ClapAligner().fit(rng.standard_normal((30, 8)), rng.standard_normal((30, 8)))
+    ok = MusicLDMGenerator(
+        pipeline=pipe, encoder=other, aligner=aligner, num_inference_steps=1, progress=False
+    )
+    assert ok.load().pairing_ == "aligned"
+
+
+def test_clap_encoder_reads_the_pipelines_own_clap_from_disk(tmp_path):
+    from brain2music.embeddings import get_encoder
+
+    pipe = tiny_musicldm()
+    pipe.register_modules(feature_extractor=tiny_clap_features())
+    pipe.save_pretrained(tmp_path / "musicldm")
+    enc = get_encoder("clap", model=str(tmp_path / "musicldm"), device="cpu")
+    assert enc.sr == 8000 and enc.dim == 8
+    gen = MusicLDMGenerator(
+        tmp_path / "musicldm", encoder=enc, num_inference_steps=1, device="cpu", progress=False
+    )
+    assert gen.load().pairing_ == "same CLAP"
+    assert gen.clap_encoder().clap_space_ == enc.clap_space_
+    # the text tower of the same pipeline embeds captions into the same space
+    text = get_encoder("clap-text", model=str(tmp_path / "musicldm"), device="cpu")
+    assert text.clap_space_ == enc.clap_space_ and text.embed_texts(["low quality"]).shape == (1, 1, 8)
+
+
+def test_musicldm_batches_do_not_change_the_result(ldm):
+    pipe = ldm
+    targets = np.random.default_rng(2).standard_normal((2, 8))
+    one = MusicLDMGenerator(pipeline=pipe, num_inference_steps=1, batch_size=1, progress=False)
+    two = MusicLDMGenerator(pipeline=pipe, num_inference_steps=1, batch_size=2, progress=False)
+    a, sr = one.generate_many(targets, n_samples=2, duration=DUR, random_state=5)
+    b, _ = two.generate_many(targets, n_samples=2, duration=DUR, random_state=5)
+    assert a.shape == (2, 2, int(DUR * sr))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not np.allclose(a[0, 0], a[0, 1])  # the samples of one target differ

@@ -22,8 +22,13 @@ def report(tmp_path_factory):
 
 def test_report_content(report):
     html = report.read_text()
-    assert "0.700 ± 0.010" in html  # the Table-2 cell of ridge
-    assert "Chance" in html and "Oracle" in html
+    assert "0.700 ± 0.010 [0.690, 0.710] p=0.001" in html  # the Table-2 cell of ridge, with CI and p
+    assert "Chance" in html and "Split-half reproducibility" in html and "Oracle retrieval" not in html
+    assert "standardized" in html
+    # Standardized-space numbers: no published figures beside them, and a note saying why.
+    assert "Brain2Music MuLan-music" not in html and "Not comparable with published figures" in html
+    # The best method by training CV (aligned) against ridge, paired on the same clips.
+    assert "aligned − ridge" in html and "+0.150 [+0.100, +0.200]" in html
     assert html.count("<audio") == 2 * 6  # 2 clips × (original, 3 retrieved, generated, oracle)
     # Offline page: no external resources, no scripts.
     assert not re.search(r'(src|href)="(https?:)?//', html)
@@ -62,6 +67,27 @@ def test_browser_check_catches_a_broken_page(tmp_path):
     with serve(tmp_path) as base:
         state = check_page(f"{base}/index.html", timeout=10)
     assert not state["images"][0]["ok"] and not state["audio"][0]["ok"]
+
+
+def test_report_draws_published_figures_only_beside_paper_space_numbers(tmp_path):
+    paper = build_report(write_fake_results(tmp_path / "paper", space="paper"), max_clips=0).read_text()
+    assert "Brain2Music MuLan-music" in paper and "Not comparable" not in paper
+    assert "same metric space" in paper
+
+
+def test_report_of_an_old_results_folder_says_how_to_regenerate(tmp_path):
+    import json
+
+    from brain2music.study.results import ResultsLayoutError
+
+    (tmp_path / "old").mkdir()
+    old = {"version": "0.1.0", "config": {"bids_root": "/data/ds", "stimuli": "/data/gtzan", "encoders": ["acoustic"],
+                                          "methods": ["ridge"], "out": "/r"}, "rows": []}  # fmt: skip
+    (tmp_path / "old" / "results.json").write_text(json.dumps(old))
+    with pytest.raises(
+        ResultsLayoutError, match=r"layout 1.*brain2music reproduce /data/ds --stimuli /data/gtzan"
+    ):
+        build_report(tmp_path / "old")
 
 
 def test_report_needs_results(tmp_path, capsys):

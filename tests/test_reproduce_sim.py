@@ -18,7 +18,7 @@ def _one_thread():
 
 def test_reproduce_on_simulated_study(tmp_path):
     simulate = pytest.importorskip("brain2music.simulate")
-    from brain2music.reproduce import reproduce
+    from brain2music.study.reproduce import reproduce
 
     sim = simulate.simulate_study(
         tmp_path / "sim", n_subjects=2, n_voxels=400, seed=0, clips_per_genre=6, test_clips_per_genre=3,
@@ -29,12 +29,12 @@ def test_reproduce_on_simulated_study(tmp_path):
         sim / "bids", stimuli=sim / "stimuli", out=tmp_path / "results", methods=["ridge", "ensemble", "encsel", "aligned"],
         n_top_parcels=3, n_permutations=100, logo=False, cache_dir=tmp_path / "cache", verbose=False,
     )  # fmt: skip
-    test_rows = [r for r in res["rows"] if r["split"] == "test"]
+    test_rows = [r for r in res.rows if r.split == "test"]
     assert len(test_rows) == 2 * 4
     for row in test_rows:
-        assert row["id_acc"] > 0.6, row
-    for c in res["chance"]:
-        assert c["id_acc"] == pytest.approx(0.5, abs=0.1)
+        assert row.id_acc > 0.6 and row.space == "standardized", row
+    for c in res.chance:
+        assert c.id_acc == pytest.approx(0.5, abs=0.1)
     # The ensemble's best parcel is one the simulator made auditory.
-    for e in res["ensemble_parcels"]:
-        assert e["parcels"][0] in truth["auditory_parcels"]
+    for e in res.ensemble_parcels:
+        assert e.parcels[0] in truth["auditory_parcels"]

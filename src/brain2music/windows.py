@@ -64,3 +64,22 @@ def window_tr_weights(
     if np.any(counts == 0):  # pragma: no cover - impossible for window >= tr
         raise DataError(f"a {window}-s window holds no TR at tr={tr}")
     return inside / counts
+
+
+def clip_vectors(embeddings: np.ndarray) -> np.ndarray:
+    """One vector per clip: ``(n_clips, r, dim)`` → the mean over the ``r`` windows, ``(n_clips, dim)``.
+
+    The single place where embeddings are averaged over windows (the vector the paper's identification,
+    retrieval and generation use). 2-D input ``(n_clips, dim)`` is already one vector per clip and is
+    returned unchanged; the dtype of a float input is kept.
+    """
+    embeddings = np.asarray(embeddings)
+    if embeddings.dtype.kind not in "f":
+        embeddings = embeddings.astype(np.float64)
+    if embeddings.ndim == 2:
+        return embeddings
+    if embeddings.ndim != 3:
+        raise DataError(
+            f"embeddings must have shape (n_clips, r, dim) or (n_clips, dim); got {embeddings.shape}"
+        )
+    return embeddings.mean(axis=1)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from brain2music.commands._options import add_encoder_options, encoder_options, parse_value
+from brain2music.errors import ConfigError
+
 _ENCODERS = (
     "acoustic (default, no weights), musicnn-msd, musicnn-mtt, musicnn-vgg-msd, musicnn-vgg-mtt (pretrained, "
     "no torch), clap, encodec, mert, clap-text (captions), debug"
@@ -26,7 +29,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("source", help="stimulus or audio folder; captions CSV for clap-text")
     p.add_argument("--encoder", "-e", default="acoustic", help=f"encoder name: {_ENCODERS}")
-    p.add_argument("--out", "-o", required=True, help="output .npz file")
+    p.add_argument("--out", "-o", help="output .npz file (required unless --check)")
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--bids", metavar="BIDS_ROOT", help="embed the clips listed in this study's events files"
@@ -47,14 +50,16 @@ def register(subparsers) -> None:
     g.add_argument(
         "--checkpoint",
         metavar="NAME_OR_PATH",
-        help="Hugging Face checkpoint name (from the local cache) or folder; default per encoder",
+        help="Hugging Face checkpoint name (from the local cache) or folder; default per encoder "
+        "(same as --encoder-option model=...)",
     )
-    g.add_argument("--device", help="torch device, e.g. cpu (default) or cuda")
-    g.add_argument("--batch-size", type=int, help="windows per forward pass")
+    add_encoder_options(g)
+    g.add_argument("--batch-size", type=int, help="windows per forward pass (batch_size=...)")
     g.add_argument(
         "--layer",
+        type=parse_value,
         help="mert: hidden layer (default 7); musicnn-*: penultimate (default), taggram, mean_pool, max_pool; "
-        "musicnn-vgg-*: pool5 (default), taggram",
+        "musicnn-vgg-*: pool5 (default), taggram (same as --encoder-option layer=...)",
     )
     g.add_argument(
         "--weights", metavar="DIR", help="musicnn-*: checkpoint folder (default: the musicnn package)"
@@ -62,7 +67,12 @@ def register(subparsers) -> None:
     g.add_argument(
         "--trust-remote-code",
         action="store_true",
-        help="mert: allow running the code shipped with the checkpoint (needed by MERT)",
+        help="mert: allow running the code shipped with the checkpoint (trust_remote_code=true)",
+    )
+    g.add_argument(
+        "--check",
+        action="store_true",
+        help="only load the encoder's checkpoint and report whether it is usable; embed nothing",
     )
     r = p.add_argument_group("execution")
     r.add_argument(
@@ -92,15 +102,20 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from brain2music.embeddings import embed_source
 
-    options = {
+    shortcuts = {
         "model": args.checkpoint,
-        "device": args.device,
         "batch_size": args.batch_size,
         "layer": args.layer,
         "weights": args.weights,
+        "trust_remote_code": True if args.trust_remote_code else None,
     }
-    if args.trust_remote_code:
-        options["trust_remote_code"] = True
+    options = encoder_options(args, args.encoder, extra={k: v for k, v in shortcuts.items() if v is not None})
+    if args.check:
+        from brain2music.checkpoints import check_encoders, print_check
+
+        return print_check(check_encoders({args.encoder: options}))
+    if not args.out:
+        raise ConfigError("embed: --out (the output .npz file) is required unless --check is given")
     result = embed_source(
         args.source,
         args.encoder,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from brain2music._io import to_json
+from brain2music.commands._options import add_encoder_options, encoder_options, raw_encoder_options
 from brain2music.reconstruct.index import INDEX_KINDS
 from brain2music.reconstruct.window_store import WINDOW_INDEX_KINDS
 
@@ -26,6 +27,11 @@ def _print_ingest(lib) -> None:
 def _build(args) -> int:
     from brain2music.reconstruct.library import build_library
 
+    options = encoder_options(args, args.encoder)
+    if args.check:
+        from brain2music.checkpoints import check_encoders, print_check
+
+        return print_check(check_encoders({args.encoder: options}))
     lib = build_library(
         args.music_dir,
         args.out,
@@ -37,6 +43,7 @@ def _build(args) -> int:
         space=args.space,
         window_index=args.window_index,
         batch_size=args.batch_size,
+        encoder_options=options,
     )
     _print_ingest(lib)
     return 0
@@ -54,6 +61,7 @@ def _add(args) -> int:
         space=args.space,
         window_index=args.window_index,
         batch_size=args.batch_size,
+        encoder_options=raw_encoder_options(args),
     )
     _print_ingest(lib)
     return 0
@@ -63,7 +71,12 @@ def _search(args) -> int:
     from brain2music.reconstruct.library import search_library
 
     table = search_library(
-        args.library, audio=args.audio, k=args.k, encoder=args.encoder, exact=True if args.exact else None
+        args.library,
+        audio=args.audio,
+        k=args.k,
+        encoder=args.encoder,
+        exact=True if args.exact else None,
+        encoder_options=raw_encoder_options(args),
     )
     if args.json:
         print(to_json(table.to_dict(orient="records")))
@@ -110,6 +123,7 @@ def register(subparsers) -> None:
             "ivfpq, ivfsq8, hnsw",
         )
         q.add_argument("--batch-size", type=int, default=64, help="tracks per committed shard (default 64)")
+        add_encoder_options(q)
 
     b = sub.add_parser("build", help="embed a music folder into a new library (resumes an interrupted build)")
     ingest_options(b, encoder_required=True)
@@ -123,6 +137,11 @@ def register(subparsers) -> None:
     )
     b.add_argument(
         "--hop", type=float, default=None, help="full coverage: seconds between window ends (default 1.5)"
+    )
+    b.add_argument(
+        "--check",
+        action="store_true",
+        help="only load the encoder's checkpoint and report whether it is usable; build nothing",
     )
     b.set_defaults(func=_build)
 
@@ -144,5 +163,6 @@ def register(subparsers) -> None:
     s.add_argument("-k", type=int, default=5, help="number of tracks per query (default 5)")
     s.add_argument("--encoder", default=None, help="encoder of the query (default: the library's)")
     s.add_argument("--exact", action="store_true", help="score every track (ignore the window index)")
+    add_encoder_options(s)
     s.add_argument("--json", action="store_true", help="print JSON records (track, offset in s, score, ...)")
     s.set_defaults(func=_search)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def _run(args) -> int:
-    from brain2music.reconstruct.pipeline import reconstruct
+    from brain2music.study.reconstruct import reconstruct
+    from brain2music.study.table import cell
 
     options = {}
     for item in args.option or []:
@@ -27,10 +28,9 @@ def _run(args) -> int:
         oracle_generation=args.oracle_generation,
         progress=not args.quiet,
     )
-    summary = report["evaluation"]["summary"]
     print(
-        f"wrote {args.out}/reconstruction.json ({len(report['clips'])} clips, encoder {report['encoder']}, "
-        f"method {report['method']})"
+        f"wrote {args.out}/reconstruction.json ({len(report.clips)} clips, encoder {report.encoder}, "
+        f"method {report.method} chosen by {report.method_selected_by}, metric space {report.space})"
     )
     for key in (
         "retrieval_id_acc",
@@ -41,10 +41,9 @@ def _run(args) -> int:
         "retrieval_genre_agreement",
         "generation_genre_agreement",
     ):
-        if key in summary:
-            print(
-                f"  {key:28s} {summary[key]['mean']:.3f} ± {summary[key]['sd']:.3f} (n={summary[key]['n_subjects']})"
-            )
+        if key in report.summary:
+            s = report.summary[key]
+            print(f"  {key:28s} {cell(s.mean, s.sd, s.ci)} (n={s.n_subjects})")
     return 0
 
 
@@ -69,7 +68,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--generator",
         default="offline",
-        help="offline (default, no weights), debug, musicldm, musicgen, or none (retrieval only)",
+        help="offline (default, no weights), mosaic (the library's own recordings, a --coverage full "
+        "library), debug, musicldm, musicgen, or none (retrieval only)",
     )
     p.add_argument(
         "--option",
@@ -78,7 +78,11 @@ def register(subparsers) -> None:
         help="generator option, repeatable (e.g. n_bank=40, n_candidates=4, sr=16000, checkpoint=PATH)",
     )
     p.add_argument("--best-of", type=int, default=1, help="candidates per clip; keep the closest (default 1)")
-    p.add_argument("--method", default=None, help="decoder whose predictions to use (default: best on test)")
+    p.add_argument(
+        "--method",
+        default=None,
+        help="decoder whose predictions to use (default: the best by training cross-validation)",
+    )
     p.add_argument("--subjects", nargs="+", default=None, help="subjects (default: all)")
     p.add_argument("--n-clips", type=int, default=None, help="reconstruct only the first N test clips")
     p.add_argument("-k", type=int, default=5, help="retrieved tracks per clip (default 5)")
@@ -86,7 +90,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--keep-stimuli",
         action="store_true",
-        help="allow retrieving library tracks whose id is a test clip id",
+        help="allow retrieving (and reusing in a mosaic) the test clips' own tracks and recordings",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument(

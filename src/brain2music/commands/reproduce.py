@@ -33,7 +33,7 @@ def register(subparsers) -> None:
         "--methods",
         type=_csv,
         default=None,
-        help="comma-separated decoders among ridge, ensemble, encsel, aligned, krr-rbf (default: all)",
+        help="comma-separated decoders among ridge, ensemble, encsel, aligned, krr-rbf (default: all; debug for tests)",
     )
     p.add_argument(
         "--embeddings", nargs="+", default=None, metavar="NAME=FILE",
@@ -61,12 +61,20 @@ def register(subparsers) -> None:
     )
     p.add_argument("--no-logo", action="store_true", help="skip leave-one-genre-out")
     p.add_argument(
-        "--logo-method", choices=["encsel", "ridge"], default="encsel", help="decoder of leave-one-genre-out"
+        "--logo-method",
+        default="encsel",
+        help="per-subject decoder of leave-one-genre-out (default encsel; refitted without each genre)",
     )
     p.add_argument(
-        "--no-standardize",
-        action="store_true",
-        help="compare embeddings in raw units (no z-scoring of dimensions)",
+        "--metric-space",
+        choices=["paper", "standardized"],
+        default=None,
+        help="space of every id acc: paper (raw vectors, Eq. 2-3) or standardized (dimensions z-scored with "
+        "training statistics); default: each encoder's registered space (acoustic: standardized)",
+    )
+    p.add_argument("--no-standardize", action="store_true", help=argparse.SUPPRESS)  # old name of paper space
+    p.add_argument(
+        "--n-bootstrap", type=int, default=1000, help="bootstrap resamples of the 95%% CIs (default 1000)"
     )
     p.add_argument("--cache-dir", default=None, help="embedding cache folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars and no table")
@@ -74,7 +82,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from brain2music.reproduce import reproduce
+    from brain2music.study.reproduce import reproduce
 
     reproduce(
         args.bids_root,
@@ -95,7 +103,8 @@ def _run(args: argparse.Namespace) -> int:
         n_permutations=args.n_permutations,
         logo=not args.no_logo,
         logo_method=args.logo_method,
-        standardize=not args.no_standardize,
+        metric_space="paper" if args.no_standardize else args.metric_space,
+        n_bootstrap=args.n_bootstrap,
         cache_dir=args.cache_dir,
         verbose=not args.quiet,
     )

@@ -15,7 +15,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from brain2music.experiment import run_experiment
+    from brain2music.study.experiment import run_experiment
 
     summary = run_experiment(args.config)
     if summary.get("report"):

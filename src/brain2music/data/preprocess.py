@@ -15,15 +15,13 @@ import warnings
 
 import numpy as np
 
+from brain2music._checks import check_2d
 from brain2music.errors import DataError
 from brain2music.windows import window_tr_weights
 
 
 def _check_2d(data: np.ndarray, name: str = "data") -> np.ndarray:
-    data = np.asarray(data)
-    if data.ndim != 2:
-        raise DataError(f"{name} must be 2-D (n_volumes, n_voxels); got shape {data.shape}")
-    return data
+    return check_2d(data, name, dtype=None, finite=False, layout="(n_volumes, n_voxels)")
 
 
 def detrend_median(data: np.ndarray, *, tr: float = 1.5, window: float = 240.0) -> np.ndarray:

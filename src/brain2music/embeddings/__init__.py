@@ -34,7 +34,13 @@ from brain2music.embeddings.clips import (
     clips_from_folder,
     experiment_clips,
 )
-from brain2music.embeddings.registry import describe_encoders, get_encoder, list_encoders, register_encoder
+from brain2music.embeddings.registry import (
+    describe_encoders,
+    encoder_metric_space,
+    get_encoder,
+    list_encoders,
+    register_encoder,
+)
 
 __all__ = [
     "AudioClip",
@@ -50,6 +56,7 @@ __all__ = [
     "embed_clips",
     "embed_folder",
     "embed_source",
+    "encoder_metric_space",
     "experiment_clips",
     "get_encoder",
     "list_encoders",

@@ -14,7 +14,8 @@ reader sees a complete entry or none. ``tests/test_concurrency.py`` runs three w
 clips and counts one valid entry per clip.
 
 Execution (``scheduler``): ``None`` or ``"none"`` runs in this process; ``"local"`` starts a Dask
-``LocalCluster`` with ``workers`` single-threaded worker processes (default: all cores);
+``LocalCluster`` with ``workers`` single-threaded worker processes (default: all cores), except for an
+encoder placed on a GPU (``device`` other than ``cpu``), which runs in this process and batches there;
 ``"tcp://host:8786"`` (any Dask scheduler address) uses that cluster. Clips go out in chunks of
 ``chunk_size``; the progress bar (stderr) counts clips.
 """
@@ -333,6 +334,10 @@ def embed_clips(
         raise ConfigError(
             f"encoder {encoder.name!r} embeds text; use brain2music.embeddings.embed_captions for captions"
         )
+    if scheduler == "local" and str(getattr(encoder, "device", "cpu")) != "cpu":
+        # One process owns the accelerator and batches on it; local worker processes would each load a
+        # copy of the model onto the same device and compete for it.
+        scheduler = None
     specs = [c if isinstance(c, AudioClip) else AudioClip(Path(c).stem, str(c)) for c in clips]
     if not specs:
         raise DataError("no clips to embed")

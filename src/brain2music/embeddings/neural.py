@@ -3,7 +3,7 @@
 ==============  ======================================  ======  ==  ===========================
 registry name   model (default checkpoint)              window  r   stands in for
 ==============  ======================================  ======  ==  ===========================
-``clap``        ClapModel (laion/larger_clap_music)     10 s    4   MuLan-music (512-d)
+``clap``        ClapModel (laion/larger_clap_music)     10 s    4   MuLan-music (128-d; CLAP: 512)
 ``clap-text``   ClapModel text tower (same checkpoint)  15 s    1   MuLan-text, for captions
 ``encodec``     EncodecModel (facebook/encodec_24khz)   1.5 s   10  SoundStream-avg (128-d)
 ``mert``        MERT-v1 layer 7 (m-a-p/MERT-v1-95M)     5 s     7   w2v-BERT-avg, layer 7
@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from brain2music.embeddings.base import Encoder, frame_window_means
-from brain2music.errors import ConfigError, DataError, DataFileNotFoundError, require
+from brain2music.errors import (
+    ConfigError,
+    DataError,
+    hub_cache_dir,
+    incompatible_checkpoint,
+    missing_checkpoint,
+    require,
+)
 
 __all__ = ["ClapEncoder", "ClapTextEncoder", "EncodecEncoder", "MertEncoder"]
 
@@ -42,29 +49,91 @@ def _torch(purpose: str):
     return require("torch", "neural", purpose)
 
 
+# -- placement ---------------------------------------------------------------------------------------------
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def resolve_device(device: str | None, *, purpose: str = "neural model") -> str:
+    """``None``/``"auto"`` → ``"cuda"`` when torch sees a GPU, else ``"cpu"``; an explicit device is checked.
+
+    ``"mps"`` (Apple GPUs) is never chosen automatically: some audio operators still fall back to the CPU
+    there, so it is opt-in.
+    """
+    torch = _torch(purpose)
+    text = "auto" if device is None else str(device).strip()
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return text
+    if text == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ConfigError(
+                f"{purpose}: device 'mps' was asked for, but this torch build sees no MPS device"
+            )
+        return text
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"{purpose}: device {text!r} was asked for, but torch {torch.__version__} sees no CUDA GPU "
+                "(a CPU-only build, or no driver); use --device cpu or install a CUDA build of torch"
+            )
+        index = int(text[5:]) if ":" in text else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"{purpose}: device {text!r} was asked for, but torch sees {torch.cuda.device_count()} GPU(s)"
+            )
+        return text
+    raise ConfigError(f"{purpose}: device must be auto, cpu, cuda, cuda:N or mps; got {device!r}")
+
+
+def resolve_dtype(dtype: str | None, device: str, *, purpose: str = "neural model") -> str:
+    """``None``/``"auto"`` → ``"float16"`` on a CUDA device (half the memory, several times the speed on
+    tensor cores), else ``"float32"``; an explicit name must be one of :data:`DTYPES`."""
+    text = "auto" if dtype is None else str(dtype).strip().replace("torch.", "")
+    if text == "auto":
+        return "float16" if device.startswith("cuda") else "float32"
+    if text not in DTYPES:
+        raise ConfigError(f"{purpose}: dtype must be auto, {', '.join(DTYPES)}; got {dtype!r}")
+    return text
+
+
+# -- loading -----------------------------------------------------------------------------------------------
 def load_pretrained(
-    class_name: str, checkpoint: str | os.PathLike, *, purpose: str, trust_remote_code: bool = False
+    class_name: str,
+    checkpoint: str | os.PathLike,
+    *,
+    purpose: str,
+    trust_remote_code: bool = False,
+    **kwargs: Any,
 ):
-    """``transformers.<class_name>.from_pretrained(checkpoint, local_files_only=True)`` with a helpful error."""
+    """``transformers.<class_name>.from_pretrained(checkpoint, local_files_only=True, **kwargs)``, with errors
+    that say what to do: a missing checkpoint (``OSError``/``ValueError``) names it and how to fetch it; one
+    whose code does not fit the installed transformers (``AttributeError``/``TypeError``/``ImportError``
+    raised while building it) says so instead of leaving a traceback from inside the library."""
     transformers = require("transformers", "neural", purpose)
     cls = getattr(transformers, class_name)
-    kwargs: dict[str, Any] = {"local_files_only": True}
+    kwargs["local_files_only"] = True
     if trust_remote_code:
         kwargs["trust_remote_code"] = True
     try:
         return cls.from_pretrained(str(checkpoint), **kwargs)
     except (OSError, ValueError) as exc:
-        local = os.path.isdir(str(checkpoint))
-        hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-            os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
-        )
-        where = f"the local folder {checkpoint}" if local else f"the Hugging Face cache ({hub})"
-        raise DataFileNotFoundError(
-            f"{purpose}: checkpoint {str(checkpoint)!r} ({class_name}) could not be loaded from {where} "
-            f"without network ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            f"Get it on a machine with network with `huggingface-cli download {checkpoint}` and copy the "
-            f"cache folder here (or set HF_HOME), or pass the path of a local folder holding the checkpoint."
-        ) from exc
+        raise missing_checkpoint(purpose, checkpoint, exc, kind=class_name) from exc
+    except (AttributeError, TypeError, ImportError) as exc:
+        raise incompatible_checkpoint(purpose, checkpoint, exc, kind=class_name) from exc
+
+
+def is_pipeline_checkpoint(checkpoint: str | os.PathLike) -> bool:
+    """Whether ``checkpoint`` (a folder or a hub id in the local cache) is a diffusers pipeline (has
+    ``model_index.json``), e.g. MusicLDM, whose CLAP lives in its ``text_encoder`` subfolder."""
+    if os.path.isdir(str(checkpoint)):
+        return os.path.isfile(os.path.join(str(checkpoint), "model_index.json"))
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - ships with transformers
+        return False
+    found = try_to_load_from_cache(str(checkpoint), "model_index.json", cache_dir=hub_cache_dir())
+    return isinstance(found, str)
 
 
 def _fingerprint(model) -> str:
@@ -79,13 +148,37 @@ def _fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
+def clap_space_id(model) -> str:
+    """Identity of a CLAP model's embedding space: a hash of its audio and text projection weights.
+
+    Two CLAPs give comparable embeddings only if they are the same model, and the projections (the last
+    layers into the shared space) tell two checkpoints apart cheaply. Weights are rounded to float16
+    first, so a model loaded in half precision has the same identity as its float32 original.
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith(("audio_projection.", "text_projection.")):
+            h.update(name.encode())
+            h.update(tensor.detach().to("cpu").half().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 class _TransformersEncoder(Encoder):
-    """Shared loading, device handling and pickling of transformers-based encoders."""
+    """Shared loading, placement (device, dtype), batching and pickling of transformers-based encoders.
+
+    ``device``: ``"auto"`` (default: CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``
+    or ``"mps"``. ``dtype``: ``"auto"`` (default: float16 on CUDA, float32 elsewhere), ``"float32"``,
+    ``"float16"`` or ``"bfloat16"``; anything but float32 is recorded in :attr:`config` (and so in cache
+    keys and library manifests), since it changes the numbers.
+    """
 
     default_checkpoint = ""
     model_class = "AutoModel"
     processor_class = "AutoProcessor"
     needs_processor = True
+    #: Subfolders holding the model and the processor when the checkpoint is a diffusers pipeline
+    #: (``model_index.json``); ``None``: this encoder cannot read from a pipeline.
+    pipeline_parts: tuple[str, str, str] | None = None  # (model subfolder, processor subfolder, class)
 
     def __init__(
         self,
@@ -93,13 +186,16 @@ class _TransformersEncoder(Encoder):
         processor=None,
         *,
         device: str | None = None,
+        dtype: str | None = None,
         batch_size: int = 8,
         trust_remote_code: bool = False,
     ):
-        if batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
-        self.device = device or "cpu"
+        purpose = f"the {self.name!r} encoder"
+        self.device = resolve_device(device, purpose=purpose)
+        self.dtype = resolve_dtype(dtype, self.device, purpose=purpose)
         self.trust_remote_code = bool(trust_remote_code)
         self.checkpoint = self.default_checkpoint if model is None else model
         self._processor_arg = processor
@@ -110,19 +206,42 @@ class _TransformersEncoder(Encoder):
     def _named(self) -> bool:
         return isinstance(self.checkpoint, (str, os.PathLike))
 
+    @property
+    def _purpose(self) -> str:
+        return f"the {self.name!r} encoder"
+
     def _check_trust(self) -> None:
         pass
 
+    def _from_pipeline(self) -> bool:
+        return self.pipeline_parts is not None and is_pipeline_checkpoint(self.checkpoint)
+
+    def _load_model(self):
+        """Load the named checkpoint's model (float32, on the CPU)."""
+        if self._from_pipeline():
+            return load_pretrained(
+                self.model_class, self.checkpoint, purpose=self._purpose, subfolder=self.pipeline_parts[0]
+            )
+        return load_pretrained(
+            self.model_class,
+            self.checkpoint,
+            purpose=self._purpose,
+            trust_remote_code=self.trust_remote_code,
+        )
+
+    def _load_processor(self, source):
+        if self._named and self._from_pipeline():
+            _, subfolder, cls = self.pipeline_parts
+            return load_pretrained(cls, source, purpose=self._purpose, subfolder=subfolder)
+        return load_pretrained(
+            self.processor_class, source, purpose=self._purpose, trust_remote_code=self.trust_remote_code
+        )
+
     def _load(self) -> None:
-        torch = _torch(f"the {self.name!r} encoder")
+        torch = _torch(self._purpose)
         if self._named:
             self._check_trust()
-            model = load_pretrained(
-                self.model_class,
-                self.checkpoint,
-                purpose=f"the {self.name!r} encoder",
-                trust_remote_code=self.trust_remote_code,
-            )
+            model = self._load_model()
             self.model_id_ = str(self.checkpoint)
         else:
             model = self.checkpoint
@@ -140,15 +259,30 @@ class _TransformersEncoder(Encoder):
                     f"the {self.name!r} encoder got a model object without a processor; pass processor= "
                     f"(a {self.processor_class}) as well"
                 )
-            processor = load_pretrained(
-                self.processor_class,
-                source,
-                purpose=f"the {self.name!r} encoder",
-                trust_remote_code=self.trust_remote_code,
-            )
-        self.model = model.to(self.device).eval()
+            processor = self._load_processor(source)
+        self._identify(model)
+        self.model = self._place(model)
         self.processor = processor
         self._setup()
+
+    def _identify(self, model) -> None:
+        """Hook: record what identifies the model's output space (before the model is cast)."""
+
+    def _place(self, model):
+        torch = _torch(self._purpose)
+        return model.to(device=self.device, dtype=getattr(torch, self.dtype)).eval()
+
+    def _inputs(self, features, keys=None) -> dict:
+        """Processor output → tensors on the model's device; floating ones in the model's dtype."""
+        torch = _torch(self._purpose)
+        dtype = getattr(torch, self.dtype)
+        out = {}
+        for key, value in features.items():
+            if keys is not None and key not in keys:
+                continue
+            value = value.to(self.device)
+            out[key] = value.to(dtype) if value.is_floating_point() else value
+        return out
 
     def _setup(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -178,12 +312,15 @@ class _TransformersEncoder(Encoder):
             model = cls(config)
             model.load_state_dict(weights)
             self.checkpoint = model
-            self.model = model.to(self.device).eval()
+            self.model = self._place(model)
         elif self.model is None:
             self._load()
 
     def _extra_config(self) -> dict[str, Any]:
-        return {"model": self.model_id_}
+        extra: dict[str, Any] = {"model": self.model_id_}
+        if self.dtype != "float32":
+            extra["dtype"] = self.dtype
+        return extra
 
     def _torch_batches(self, n: int):
         for start in range(0, n, self.batch_size):
@@ -200,17 +337,32 @@ def _feature_extractor(processor):
     return getattr(processor, "feature_extractor", processor)
 
 
-class ClapEncoder(_TransformersEncoder):
+class _ClapSpace:
+    """Mixin of the CLAP encoders: the model can come from a MusicLDM pipeline, and the embedding space is
+    identified (:attr:`clap_space_`, in :attr:`config`) so a generator can check it conditions on the same
+    CLAP (see :class:`brain2music.reconstruct.generators.neural.MusicLDMGenerator`)."""
+
+    def _identify(self, model) -> None:
+        self.clap_space_ = clap_space_id(model)
+
+
+class ClapEncoder(_ClapSpace, _TransformersEncoder):
     """CLAP audio embeddings (the MuLan-music stand-in): 10-s windows, r = 4, L2-normalised.
+
+    MuLan-music is 128-d; CLAP gives ``projection_dim`` = 512 dimensions (laion/larger_clap_music).
 
     Parameters
     ----------
     model : str, path or ClapModel
-        Checkpoint name or folder (default ``laion/larger_clap_music``), or a loaded model.
+        Checkpoint name or folder (default ``laion/larger_clap_music``), or a loaded model. A diffusers
+        MusicLDM pipeline (e.g. ``ucsd-reach/musicldm``) is accepted too: its own CLAP (``text_encoder``)
+        and ``feature_extractor`` are used, the pairing MusicLDM generation expects.
     processor : ClapProcessor or ClapFeatureExtractor, optional
         Needed with a model object; loaded with the checkpoint otherwise.
     device : str
-        ``"cpu"`` (default) or a torch device such as ``"cuda"``.
+        ``"auto"`` (default: CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+    dtype : str
+        ``"auto"`` (default: float16 on CUDA, float32 elsewhere), ``"float32"``, ``"float16"``, ``"bfloat16"``.
     batch_size : int
         Windows per forward pass.
     window : float
@@ -221,6 +373,7 @@ class ClapEncoder(_TransformersEncoder):
     model_class = "ClapModel"
     processor_class = "ClapProcessor"
     default_checkpoint = DEFAULT_CLAP
+    pipeline_parts = ("text_encoder", "feature_extractor", "ClapFeatureExtractor")
 
     def __init__(
         self,
@@ -228,6 +381,7 @@ class ClapEncoder(_TransformersEncoder):
         processor=None,
         *,
         device: str | None = None,
+        dtype: str | None = None,
         batch_size: int = 8,
         window: float = 10.0,
         clip_duration: float = 15.0,
@@ -235,12 +389,15 @@ class ClapEncoder(_TransformersEncoder):
         self.window = float(window)
         self.clip_duration = float(clip_duration)
         self._check_window()
-        super().__init__(model, processor, device=device, batch_size=batch_size)
+        super().__init__(model, processor, device=device, dtype=dtype, batch_size=batch_size)
 
     def _setup(self) -> None:
         self.feature_extractor_ = _feature_extractor(self.processor)
         self.sr = int(self.feature_extractor_.sampling_rate)
         self.dim = int(self.model.config.projection_dim)
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {**super()._extra_config(), "clap_space": self.clap_space_}
 
     def _embed_batch(self, audio: np.ndarray) -> np.ndarray:
         torch = _torch("the 'clap' encoder")
@@ -248,17 +405,17 @@ class ClapEncoder(_TransformersEncoder):
         out = []
         for part in self._torch_batches(len(segments)):
             feats = self.feature_extractor_(list(segments[part]), sampling_rate=self.sr, return_tensors="pt")
-            feats = {k: v.to(self.device) for k, v in feats.items()}
             with torch.no_grad():
-                out.append(self.model.get_audio_features(**feats).float().cpu().numpy())
+                out.append(self.model.get_audio_features(**self._inputs(feats)).float().cpu().numpy())
         return np.concatenate(out).reshape(len(audio), self.n_windows, self.dim)
 
 
-class ClapTextEncoder(_TransformersEncoder):
+class ClapTextEncoder(_ClapSpace, _TransformersEncoder):
     """CLAP text embeddings of captions (the MuLan-text stand-in): one 15-s window, r = 1, L2-normalised.
 
     Embeds text with :meth:`embed_texts`; :func:`brain2music.embeddings.embed_captions` embeds the
-    Brain2Music captions file. ``processor`` is a ClapProcessor or any tokenizer.
+    Brain2Music captions file. ``processor`` is a ClapProcessor or any tokenizer. ``model`` may be a
+    MusicLDM pipeline, as for :class:`ClapEncoder`.
     """
 
     name = "clap-text"
@@ -266,6 +423,7 @@ class ClapTextEncoder(_TransformersEncoder):
     model_class = "ClapModel"
     processor_class = "AutoTokenizer"
     default_checkpoint = DEFAULT_CLAP
+    pipeline_parts = ("text_encoder", "tokenizer", "AutoTokenizer")
     window = 15.0
 
     def __init__(
@@ -274,11 +432,12 @@ class ClapTextEncoder(_TransformersEncoder):
         processor=None,
         *,
         device: str | None = None,
+        dtype: str | None = None,
         batch_size: int = 32,
         max_length: int | None = None,
     ):
         self.max_length = max_length
-        super().__init__(model, processor, device=device, batch_size=batch_size)
+        super().__init__(model, processor, device=device, dtype=dtype, batch_size=batch_size)
 
     def _setup(self) -> None:
         self.tokenizer_ = getattr(self.processor, "tokenizer", self.processor)
@@ -287,7 +446,7 @@ class ClapTextEncoder(_TransformersEncoder):
         self.sr = int(getattr(fe, "sampling_rate", 48000))
 
     def _extra_config(self) -> dict[str, Any]:
-        return {"model": self.model_id_, "max_length": self.max_length}
+        return {**super()._extra_config(), "max_length": self.max_length, "clap_space": self.clap_space_}
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed captions: ``(n_texts, 1, dim)`` float32 (one 15-s window per clip)."""
@@ -300,9 +459,9 @@ class ClapTextEncoder(_TransformersEncoder):
             tokens = self.tokenizer_(
                 texts[part], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             )
-            tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
+            inputs = self._inputs(tokens, keys=("input_ids", "attention_mask"))
             with torch.no_grad():
-                out.append(self.model.get_text_features(**tokens).float().cpu().numpy())
+                out.append(self.model.get_text_features(**inputs).float().cpu().numpy())
         if not out:
             return np.zeros((0, 1, self.dim), dtype=np.float32)
         return np.concatenate(out)[:, None, :].astype(np.float32)
@@ -313,7 +472,7 @@ class EncodecEncoder(_TransformersEncoder):
 
     The whole clip goes through the convolutional encoder once (every frame sees its real context); the
     continuous latent frames (75 per second, 128-d for encodec_24khz, before quantisation) whose centre
-    lies in a window are averaged.
+    lies in a window are averaged. ``batch_size`` counts clips.
     """
 
     name = "encodec"
@@ -326,6 +485,7 @@ class EncodecEncoder(_TransformersEncoder):
         model=None,
         *,
         device: str | None = None,
+        dtype: str | None = None,
         batch_size: int = 4,
         window: float = 1.5,
         clip_duration: float = 15.0,
@@ -333,7 +493,7 @@ class EncodecEncoder(_TransformersEncoder):
         self.window = float(window)
         self.clip_duration = float(clip_duration)
         self._check_window()
-        super().__init__(model, None, device=device, batch_size=batch_size)
+        super().__init__(model, None, device=device, dtype=dtype, batch_size=batch_size)
 
     def _setup(self) -> None:
         cfg = self.model.config
@@ -346,21 +506,32 @@ class EncodecEncoder(_TransformersEncoder):
         torch = _torch("the 'encodec' encoder")
         out = []
         for part in self._torch_batches(len(audio)):
-            x = torch.from_numpy(audio[part]).to(self.device)[:, None, :].repeat(1, self.channels_, 1)
+            x = torch.from_numpy(audio[part])[:, None, :].repeat(1, self.channels_, 1)
             with torch.no_grad():
-                latent = self.model.encoder(x).float().cpu().numpy()  # (batch, dim, n_frames)
-            times = (np.arange(latent.shape[-1]) + 0.5) * self.hop_ / self.sr
+                latent = self.model.encoder(self._inputs({"x": x})["x"]).float().cpu().numpy()
+            times = (np.arange(latent.shape[-1]) + 0.5) * self.hop_ / self.sr  # latent: (batch, dim, frames)
             out.append(frame_window_means(latent.transpose(0, 2, 1), times, self.windows))
         return np.concatenate(out)
+
+
+#: Config attributes that transformers' HuBERT code reads and that MERT's remote ``MERTConfig`` (written
+#: for transformers 4.2x) lacks, with the value that reproduces the behaviour MERT was trained with.
+#: ``conv_pos_batch_norm`` arrived in transformers 4.48 (weight-normed positional conv when False); its
+#: absence raises ``AttributeError`` inside ``HubertPositionalConvEmbedding`` (transformers issues
+#: 35656 and 36134; 4.47.1 still loads MERT).
+MERT_CONFIG_DEFAULTS: dict[str, Any] = {"conv_pos_batch_norm": False}
 
 
 class MertEncoder(_TransformersEncoder):
     """MERT-v1 hidden layer 7, averaged over each 5-s window (the w2v-BERT-avg stand-in), r = 7.
 
     MERT checkpoints run Python code shipped with the checkpoint, so loading one by name needs an explicit
-    opt-in: ``trust_remote_code=True`` (CLI: ``--trust-remote-code``). Any model whose forward accepts
+    opt-in: ``trust_remote_code=True`` (CLI: ``--encoder-option trust_remote_code=true``). The config is
+    loaded first and the attributes newer transformers expect are filled in with their old defaults
+    (:data:`MERT_CONFIG_DEFAULTS`) before the model is built from it. Any model whose forward accepts
     ``output_hidden_states=True`` (e.g. a HuBERT or wav2vec2 model) can be passed as an object. The default
     checkpoint ``m-a-p/MERT-v1-95M`` has 768-d states; ``m-a-p/MERT-v1-330M`` gives 1024-d like w2v-BERT.
+    ``batch_size`` counts 5-s windows.
     """
 
     name = "mert"
@@ -375,6 +546,7 @@ class MertEncoder(_TransformersEncoder):
         *,
         layer: int = 7,
         device: str | None = None,
+        dtype: str | None = None,
         batch_size: int = 8,
         trust_remote_code: bool = False,
         window: float = 5.0,
@@ -388,7 +560,12 @@ class MertEncoder(_TransformersEncoder):
         self.clip_duration = float(clip_duration)
         self._check_window()
         super().__init__(
-            model, processor, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code
+            model,
+            processor,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            trust_remote_code=trust_remote_code,
         )
 
     def _check_trust(self) -> None:
@@ -396,8 +573,23 @@ class MertEncoder(_TransformersEncoder):
             raise ConfigError(
                 f"the 'mert' encoder's checkpoint {str(self.checkpoint)!r} runs Python code shipped with the "
                 "checkpoint (trust_remote_code). Review it, then opt in with trust_remote_code=True "
-                "(CLI: --trust-remote-code)"
+                "(CLI: --encoder-option trust_remote_code=true)"
             )
+
+    def _load_model(self):
+        config = load_pretrained(
+            "AutoConfig", self.checkpoint, purpose=self._purpose, trust_remote_code=self.trust_remote_code
+        )
+        self.config_patched_ = sorted(k for k in MERT_CONFIG_DEFAULTS if not hasattr(config, k))
+        for key in self.config_patched_:
+            setattr(config, key, MERT_CONFIG_DEFAULTS[key])
+        return load_pretrained(
+            self.model_class,
+            self.checkpoint,
+            purpose=self._purpose,
+            trust_remote_code=self.trust_remote_code,
+            config=config,
+        )
 
     def _setup(self) -> None:
         self.feature_extractor_ = _feature_extractor(self.processor)
@@ -408,7 +600,7 @@ class MertEncoder(_TransformersEncoder):
             raise ConfigError(f"layer must be between 0 and {n_layers} for this model, got {self.layer}")
 
     def _extra_config(self) -> dict[str, Any]:
-        return {"model": self.model_id_, "layer": self.layer}
+        return {**super()._extra_config(), "layer": self.layer}
 
     def _embed_batch(self, audio: np.ndarray) -> np.ndarray:
         torch = _torch("the 'mert' encoder")
@@ -416,9 +608,7 @@ class MertEncoder(_TransformersEncoder):
         out = []
         for part in self._torch_batches(len(segments)):
             feats = self.feature_extractor_(list(segments[part]), sampling_rate=self.sr, return_tensors="pt")
-            inputs = {
-                k: v.to(self.device) for k, v in feats.items() if k in ("input_values", "attention_mask")
-            }
+            inputs = self._inputs(feats, keys=("input_values", "attention_mask"))
             with torch.no_grad():
                 states = self.model(**inputs, output_hidden_states=True).hidden_states[self.layer]
             out.append(states.float().mean(dim=1).cpu().numpy())

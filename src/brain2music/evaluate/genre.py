@@ -11,32 +11,33 @@ from brain2music.evaluate.identification import identification_scores, similarit
 
 __all__ = ["leave_one_genre_out"]
 
+#: ``fit_without(drop) -> (predicted_test (n_test, r, dim), to_space)``: fit on the training clips where
+#: ``drop`` is False and predict every test clip; ``to_space`` maps embeddings into the metric space
+#: fitted on the same clips.
+FitWithout = Callable[[np.ndarray], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
+
 
 def leave_one_genre_out(
-    make_decoder: Callable[[], object],
-    train_responses: np.ndarray,
-    train_embeddings: np.ndarray,
+    fit_without: FitWithout,
     train_genres,
-    train_groups,
-    test_responses: np.ndarray,
-    test_embeddings: np.ndarray,
     test_genres,
+    test_embeddings: np.ndarray,
     *,
     windows: str = "mean",
     progress: bool = False,
 ) -> dict[str, float]:
-    """Identification accuracy of each genre's test clips by a decoder trained on the other genres.
+    """Identification accuracy of each genre's test clips by a model fitted without that genre.
 
-    For each genre ``g`` a fresh decoder (``make_decoder()``) is trained on the training clips of every
-    other genre; it predicts the test clips of ``g``, and each of them is identified among the true
-    embeddings of **all** test clips (``j`` runs over every test clip, as in the main score), so the
-    values compare directly with :func:`~brain2music.evaluate.per_genre_accuracy`.
+    For each genre ``g``, ``fit_without(train_genres == g)`` fits everything (voxel selection, penalties,
+    metric space: whatever the model chooses) on the training clips of the other genres only, and returns
+    its predictions of the test clips. Each test clip of ``g`` is identified among the true embeddings
+    of **all** test clips (``j`` runs over every test clip, as in the main score), so the values compare
+    directly with :func:`~brain2music.evaluate.per_genre_accuracy`.
 
     Parameters
     ----------
-    train_responses : (n_train, r, n_voxels); train_embeddings : (n_train, r, dim)
-    train_genres, train_groups : (n_train,) genre and run of each training clip
-    test_responses : (n_test, r, n_voxels); test_embeddings : (n_test, r, dim); test_genres : (n_test,)
+    train_genres : (n_train,) genre of each training clip; test_genres : (n_test,)
+    test_embeddings : (n_test, r, dim) true embeddings of the test clips
 
     Returns
     -------
@@ -44,12 +45,10 @@ def leave_one_genre_out(
     """
     train_genres = np.asarray(train_genres).astype(str)
     test_genres = np.asarray(test_genres).astype(str)
-    train_groups = np.asarray(train_groups)
-    n_train, r = train_responses.shape[:2]
-    if train_embeddings.shape[:2] != (n_train, r) or train_genres.shape != (n_train,):
+    test_embeddings = np.asarray(test_embeddings, dtype=np.float64)
+    if test_embeddings.shape[0] != test_genres.shape[0]:
         raise DataError(
-            f"training arrays disagree: responses {train_responses.shape}, embeddings {train_embeddings.shape}, "
-            f"genres {train_genres.shape}"
+            f"test embeddings {test_embeddings.shape} and test genres {test_genres.shape} disagree on n_test"
         )
     genres = [g for g in sorted(set(test_genres.tolist())) if g in set(train_genres.tolist())]
     out: dict[str, float] = {}
@@ -59,18 +58,12 @@ def leave_one_genre_out(
 
         iterator = tqdm(genres, desc="leave-one-genre-out", leave=False)
     for g in iterator:
-        keep = train_genres != g
-        dec = make_decoder()
-        dec.fit(
-            train_responses[keep].reshape(-1, train_responses.shape[-1]),
-            train_embeddings[keep].reshape(-1, train_embeddings.shape[-1]),
-            np.repeat(train_groups[keep], r),
-        )
+        predicted_test, to_space = fit_without(train_genres == g)
         held = test_genres == g
-        pred = dec.predict(test_responses[held].reshape(-1, test_responses.shape[-1]))
-        predicted = np.array(test_embeddings, dtype=np.float64, copy=True)
-        predicted[held] = pred.reshape(int(held.sum()), r, -1)
+        target = to_space(test_embeddings)
+        predicted = np.array(target, copy=True)
+        predicted[held] = to_space(np.asarray(predicted_test)[held])
         # Rows of clips outside g are never scored; only C_ii vs C_ij for held-out i matters.
-        scores = identification_scores(similarity_matrix(predicted, test_embeddings, windows=windows))
+        scores = identification_scores(similarity_matrix(predicted, target, windows=windows))
         out[g] = float(scores[held].mean())
     return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from brain2music.errors import ConfigError, DataError
+from brain2music.windows import clip_vectors as window_mean
 
 __all__ = [
     "clip_vectors",
@@ -41,14 +42,12 @@ def clip_vectors(embeddings: np.ndarray, windows: str = "mean") -> np.ndarray:
     if windows not in _WINDOW_MODES:
         raise ConfigError(f"windows must be one of {_WINDOW_MODES}; got {windows!r}")
     embeddings = np.asarray(embeddings, dtype=np.float64)
-    if embeddings.ndim == 2:
-        return embeddings
+    if windows == "mean" or embeddings.ndim == 2:
+        return window_mean(embeddings)
     if embeddings.ndim != 3:
         raise DataError(
             f"embeddings must have shape (n_clips, r, dim) or (n_clips, dim); got {embeddings.shape}"
         )
-    if windows == "mean":
-        return embeddings.mean(axis=1)
     return embeddings.reshape(embeddings.shape[0], -1)
 
 

@@ -17,8 +17,8 @@ from brain2music.models.encoding import (
 )
 from brain2music.models.ensemble import EnsembleDecoder
 from brain2music.models.io import load_decoder, load_decoder_record, save_decoder
-from brain2music.models.pipeline import SubsetDecoder
 from brain2music.models.ridge import DEFAULT_ALPHAS, RidgeDecoder, correlation_per_target, grouped_splits
+from brain2music.models.subset import SubsetDecoder
 
 __all__ = [
     "ALIGNMENT_ALPHAS",

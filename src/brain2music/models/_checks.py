@@ -6,23 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from brain2music._checks import check_2d  # noqa: F401  (re-exported: the decoders' import path)
 from brain2music.errors import DataError
-
-
-def check_2d(array, name: str, *, dtype=np.float32) -> np.ndarray:
-    """Return ``array`` as a finite 2-D float array or raise :class:`DataError`."""
-    array = np.asarray(array)
-    if array.ndim == 1 and name.lower().startswith("y"):
-        array = array[:, None]
-    if array.ndim != 2:
-        raise DataError(f"{name} must be 2-D (n_samples, n_features); got shape {array.shape}")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise DataError(f"{name} is empty: shape {array.shape}")
-    array = np.asarray(array, dtype=dtype)
-    if not np.isfinite(array).all():
-        bad = np.flatnonzero(~np.isfinite(array).all(axis=0))
-        raise DataError(f"{name} has NaN or infinite values in columns {bad[:5].tolist()} (of {bad.size})")
-    return array
 
 
 def check_not_constant(array: np.ndarray, name: str, what: str) -> None:

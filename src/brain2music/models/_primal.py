@@ -5,21 +5,14 @@ himalaya's ``RidgeCV`` (``solve_ridge_cv_svd``) forms, for every fold and penalt
 n_targets), which dominates when samples outnumber features (e.g. a 13-voxel parcel with 2,400 window
 samples: 8 s per fit). Here each fold costs one thin SVD of its training block and, per penalty, an
 ``n_test × k × n_targets`` product (k = rank ≤ n_features): the same selection rule (mean CV score over
-folds, first best penalty, no intercept: inputs are centred by the caller) at a small fraction of the cost.
+folds, first best penalty; each fold centred with its training means) at a small fraction of the cost.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-
-def _corr_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a * b).sum(axis=0) / den
-    return np.where(den > 0, r, 0.0)
+from brain2music.models.scoring import correlation_per_target
 
 
 def _thin_svd(X: np.ndarray):
@@ -67,15 +60,18 @@ def _ridge_cv_primal(
     batch = n_targets if not n_targets_batch else int(n_targets_batch)
     scores = np.zeros((len(alphas), n_targets))
     for train, test in splits:
-        U, s, Vt = _thin_svd(X[train])
-        XteV = X[test] @ Vt.T  # (n_test, k)
+        # Centre with the training fold's own means (the fold model has an intercept, like the refit);
+        # then U is orthogonal to the ones vector, so Y needs no centring for U^T Y.
+        fold_mean = X[train].mean(axis=0)
+        U, s, Vt = _thin_svd(X[train] - fold_mean)
+        XteV = (X[test] - fold_mean) @ Vt.T  # (n_test, k)
         for start in range(0, n_targets, batch):
             cols = slice(start, start + batch)
             UtY = U.T @ Y[train][:, cols]  # (k, batch)
             Yte = Y[test][:, cols]
             for a, alpha in enumerate(alphas):
                 pred = XteV @ ((s / (s * s + alpha))[:, None] * UtY)
-                scores[a, cols] += _corr_columns(Yte, pred)
+                scores[a, cols] += correlation_per_target(Yte, pred)
     scores /= len(splits)
     best = np.argmax(scores, axis=0)
     U, s, Vt = _thin_svd(X)

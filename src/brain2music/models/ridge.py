@@ -19,6 +19,7 @@ from sklearn.model_selection import GroupKFold
 from brain2music.errors import ConfigError, DataError
 from brain2music.models._checks import check_2d, check_groups, check_not_constant, check_same_samples
 from brain2music.models._primal import ridge_cv_primal
+from brain2music.models.scoring import correlation_per_target
 
 __all__ = ["DEFAULT_ALPHAS", "RidgeDecoder", "grouped_splits", "correlation_per_target"]
 
@@ -42,18 +43,6 @@ class _Selection:
     def __init__(self, best_alphas, cv_scores):
         self.best_alphas_ = best_alphas
         self.cv_scores_ = cv_scores
-
-
-def correlation_per_target(Y_true: np.ndarray, Y_pred: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each column of ``Y_pred`` with the same column of ``Y_true`` → ``(n_targets,)``."""
-    a = np.asarray(Y_true, dtype=np.float64)
-    b = np.asarray(Y_pred, dtype=np.float64)
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a * b).sum(axis=0) / den
-    return np.where(den > 0, r, 0.0)
 
 
 class RidgeDecoder(BaseEstimator):
@@ -174,8 +163,9 @@ class RidgeDecoder(BaseEstimator):
         elif self.kernel == "rbf":
             gamma = 1.0 / n_features if self.gamma is None else float(self.gamma)
             model = KernelRidgeCV(
-                alphas=alphas, kernel="rbf", kernel_params={"gamma": gamma}, cv=splits, solver_params=params
-            )
+                alphas=alphas, kernel="rbf", kernel_params={"gamma": gamma}, cv=splits, solver_params=params,
+                fit_intercept=True,  # each CV fold centred with its training means (kernel and targets)
+            )  # fmt: skip
             model.fit(Xc, Yc)
             self.form_ = "rbf"
             self.gamma_ = gamma
@@ -186,8 +176,14 @@ class RidgeDecoder(BaseEstimator):
             if form == "auto":
                 form = "dual" if n_samples < n_features else "primal"
             if form == "dual":
+                # fit_intercept: himalaya centres each fold's kernel and targets with the fold's training means.
                 model = KernelRidgeCV(
-                    alphas=alphas, kernel="linear", cv=splits, solver_params=params, warn=False
+                    alphas=alphas,
+                    kernel="linear",
+                    cv=splits,
+                    solver_params=params,
+                    warn=False,
+                    fit_intercept=True,
                 )
                 model.fit(Xc, Yc)
                 # Primal weights W = X^T A make the saved model independent of the training data.

@@ -3,7 +3,8 @@
 - :mod:`~brain2music.reconstruct.library`: metadata + embeddings in Parquet shards and a FAISS index
   (:func:`build_library`, :func:`add_to_library`, :func:`open_library`, :func:`search_library`);
 - :mod:`~brain2music.reconstruct.generators`: one protocol, a registry (:func:`get_generator`);
-- :mod:`~brain2music.reconstruct.pipeline`: ``brain2music reconstruct`` over a results folder.
+- ``brain2music reconstruct`` over a results folder lives with the other stages in
+  :mod:`brain2music.study.reconstruct` (``brain2music.reconstruct.pipeline`` re-exports it).
 """
 
 import importlib

@@ -67,7 +67,7 @@ import pandas as pd
 
 from brain2music._io import read_json_generation
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
-from brain2music.reconstruct.encoders import (
+from brain2music.reconstruct.clip_embedding import (
     clip_embedding,
     encoder_config,
     encoder_name,
@@ -77,7 +77,7 @@ from brain2music.reconstruct.encoders import (
 from brain2music.reconstruct.index import l2_normalize, load_index, search_index
 from brain2music.reconstruct.window_store import WindowStore, match
 from brain2music.stimuli import STIMULUS_DURATION, read_audio, rms_normalize
-from brain2music.windows import TR, embedding_windows
+from brain2music.windows import TR, clip_vectors, embedding_windows
 
 if TYPE_CHECKING:
     from brain2music.embeddings.base import SpanEmbedding
@@ -221,6 +221,27 @@ class MusicLibrary:
     @property
     def n_windows(self) -> int:
         return int(self._manifest["n_windows"])
+
+    @property
+    def encoder_options(self) -> dict:
+        """The options the library's encoder was built with (``model``, ``layer``, ...; not the device)."""
+        return dict(self._manifest["encoder"].get("options", {}))
+
+    def make_encoder(self, **overrides):
+        """The library's encoder, built from the registry with the recorded options updated by ``overrides``.
+
+        ``overrides`` typically place it (``device=``, ``dtype=``: ignored by an encoder without weights) or
+        point at another copy of the same checkpoint (``model=``); any other option the encoder does not
+        take is an error. :meth:`check_encoder_config` still guards against a different encoder.
+        """
+        from brain2music.embeddings.registry import PLACEMENT_OPTIONS, resolve_encoder_options
+
+        options = {**self.encoder_options, **overrides}
+        placement = {k: options.pop(k) for k in PLACEMENT_OPTIONS if k in options}
+        kwargs = resolve_encoder_options(
+            [self.encoder_name], options, source=f"encoder options for library {self.path}", **placement
+        )
+        return resolve_encoder(self.encoder_name, **kwargs[self.encoder_name])
 
     @property
     def coverage(self) -> str:
@@ -468,7 +489,7 @@ class MusicLibrary:
         if emb.ndim == 1:
             emb = emb[None]
         if emb.ndim == 3:
-            emb = emb.mean(axis=1)
+            emb = clip_vectors(emb)
         if emb.ndim != 2 or emb.shape[1] != self.dim:
             raise DataError(
                 f"query embeddings have shape {np.shape(embeddings)}; the library (encoder "
@@ -541,7 +562,7 @@ class MusicLibrary:
     def _query_encoder(self, encoder: Any = None):
         if encoder is None:
             if self._encoder is None:  # neural encoders load weights: once per opened library
-                self._encoder = resolve_encoder(self.encoder_name)
+                self._encoder = self.make_encoder()
             return self._encoder
         enc = resolve_encoder(encoder)
         self.check_encoder(encoder_name(enc))
@@ -670,8 +691,11 @@ def search_library(
     k: int = 5,
     encoder: Any = None,
     exact: bool | None = None,
+    encoder_options: dict | None = None,
 ) -> pd.DataFrame:
     """Top-``k`` library tracks for query audio files or query clip embeddings.
+
+    ``encoder_options`` update the options the library recorded for its encoder (e.g. ``device``).
 
     ``audio`` files (any length from one window up) are matched window by window with
     :meth:`MusicLibrary.query` (encoder: the library's by default): one row per (query, rank) with
@@ -686,6 +710,10 @@ def search_library(
         paths = [audio] if isinstance(audio, (str, os.PathLike)) else list(audio)
         if isinstance(encoder, str):
             lib.check_encoder(encoder)
+        if encoder is None or encoder == lib.encoder_name:
+            encoder = lib.make_encoder(**(encoder_options or {}))
+        elif encoder_options:
+            encoder = resolve_encoder(encoder, **encoder_options)
         rows = []
         for q, p in enumerate(paths):
             for rank, m in enumerate(lib.query(p, k=k, encoder=encoder, exact=exact)):

@@ -9,6 +9,7 @@ index is committed only if it covers every committed track.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -22,7 +23,7 @@ import pandas as pd
 from brain2music import __version__
 from brain2music._io import atomic_path, commit_json
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
-from brain2music.reconstruct.encoders import (
+from brain2music.reconstruct.clip_embedding import (
     clip_embedding,
     encoder_config,
     encoder_name,
@@ -42,7 +43,7 @@ from brain2music.reconstruct.library import (
 )
 from brain2music.reconstruct.window_store import WINDOW_INDEX_KINDS, write_store
 from brain2music.stimuli import AUDIO_EXTENSIONS, STIMULUS_DURATION, read_audio, rms_normalize
-from brain2music.windows import TR
+from brain2music.windows import TR, clip_vectors
 
 __all__ = [
     "add_to_library",
@@ -152,12 +153,30 @@ def _describe_file(path: Path, music_dir: Path, meta: pd.DataFrame | None) -> di
 
 
 # ------------------------------------------------------------------------------------------- creating
-def _new_library(path: Path, enc, *, coverage: str, hop: float) -> MusicLibrary:
+def _recordable_options(options: dict | None) -> dict:
+    """The options worth recording with a library: JSON values, without the machine-specific device."""
+    out = {}
+    for key, value in (options or {}).items():
+        if key == "device" or value is None:
+            continue
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue  # a model object passed from Python: the config's model id still identifies it
+        out[key] = value
+    return out
+
+
+def _new_library(path: Path, enc, *, coverage: str, hop: float, options: dict | None = None) -> MusicLibrary:
     """Create the library's manifest unless another process just did; return the opened library."""
     manifest = {
         "format": FORMAT_VERSION,
         "version": __version__,
-        "encoder": {"name": encoder_name(enc), "config": encoder_config(enc)},
+        "encoder": {
+            "name": encoder_name(enc),
+            "config": encoder_config(enc),
+            "options": _recordable_options(options),
+        },
         "dim": int(enc.dim),
         "n_windows": int(getattr(enc, "n_windows", 0) or 0),
         "clip_duration": STIMULUS_DURATION,
@@ -401,7 +420,7 @@ def _ingest(lib, files, enc, *, music_dir, metadata, batch_size, progress) -> di
             info = _describe_file(path, music_dir, metadata)
             info["duration"] = duration
             rows.append(info)
-            vecs.append(l2_normalize(emb.mean(axis=0))[0])
+            vecs.append(l2_normalize(clip_vectors(emb[None]))[0])
             wins.append(emb)
             spans.append(span)
             if len(rows) >= batch_size:
@@ -570,6 +589,7 @@ def build_library(
     window_index: str = "auto",
     batch_size: int = 64,
     progress: bool = True,
+    encoder_options: dict | None = None,
 ) -> MusicLibrary:
     """Embed every audio file under ``music_dir`` and store them as a library in ``out``.
 
@@ -602,6 +622,10 @@ def build_library(
         above), ``"exact"``, ``"ivfpq"``, ``"ivfsq8"``, ``"hnsw"``.
     batch_size
         Tracks per committed shard.
+    encoder_options
+        Keyword arguments of a named encoder (``model``, ``device``, ``dtype``, ``batch_size``, ...;
+        see :func:`brain2music.embeddings.registry.encoder_parameters`). They are recorded in the
+        manifest (all but ``device``), so ``add``, ``search`` and ``reconstruct`` rebuild the same encoder.
 
     Returns
     -------
@@ -614,7 +638,7 @@ def build_library(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     out = Path(out)
-    enc = resolve_encoder(encoder)
+    enc = resolve_encoder(encoder, **(encoder_options or {}))
     hop = float(hop) if hop is not None else float(getattr(enc, "tr", TR))
     if hop <= 0:
         raise ConfigError(f"--hop must be a positive number of seconds, got {hop!r}")
@@ -631,7 +655,8 @@ def build_library(
     find_audio_files(music_dir)
     metadata = _load_metadata_arg(metadata, Path(music_dir))
     if lib is None:
-        lib = _new_library(out, enc, coverage=coverage, hop=hop)
+        options = encoder_options if isinstance(encoder, str) else None
+        lib = _new_library(out, enc, coverage=coverage, hop=hop, options=options)
     return _ingest_folder(
         lib,
         music_dir,
@@ -656,15 +681,20 @@ def add_to_library(
     window_index: str | None = None,
     batch_size: int = 64,
     progress: bool = True,
+    encoder_options: dict | None = None,
 ) -> MusicLibrary:
     """Append the audio files under ``music_dir`` to an existing library (already-present files skipped).
 
-    ``encoder`` defaults to the library's; another encoder raises :class:`DataError` naming both.
+    ``encoder`` defaults to the library's, built with its recorded options updated by ``encoder_options``
+    (e.g. ``device``); another encoder raises :class:`DataError` naming both.
     ``index``, ``space`` and ``window_index`` default to what was requested when the library was
     built. Concurrent adds (of the same or different folders) leave every track in the library once.
     """
     lib = MusicLibrary(library)
-    enc = resolve_encoder(encoder if encoder is not None else lib.encoder_name)
+    if encoder is None or encoder == lib.encoder_name:
+        enc = lib.make_encoder(**(encoder_options or {}))
+    else:
+        enc = resolve_encoder(encoder, **(encoder_options or {}))
     _check_same_library(lib, enc, coverage=None, hop=None)
     if index is None:
         index = (lib._manifest.get("index") or {}).get("requested", "auto")
@@ -758,7 +788,7 @@ def library_from_embeddings(
                 (s_emb[s_bounds[i] : s_bounds[i + 1]], s_starts[s_bounds[i] : s_bounds[i + 1]])
                 for i in range(start, start + len(part))
             ]
-        writer.commit(rows, list(l2_normalize(win.mean(axis=1))), list(win), spans, [])
+        writer.commit(rows, list(l2_normalize(clip_vectors(win))), list(win), spans, [])
     rebuild_indexes(lib, kind=index, space=space, window_index=window_index)
     lib.last_ingest_ = {"n_added": len(meta), "n_already_present": 0, "skipped": []}
     return lib

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# Published identification accuracies (test set, mean over 5 subjects) to draw as reference lines.
+# Published identification accuracies (real ds003720, test set, mean over 5 subjects), all computed in the
+# paper's metric space (raw embedding vectors): drawn only beside numbers in that space.
 PUBLISHED = {
     "Brain2Music MuLan-music (Denk 2023)": 0.876,
     "Ciferri 2025 CLAP + alignment": 0.914,
@@ -24,7 +25,7 @@ def _axes(ax, figsize=(6, 3.5)):
 
 
 def plot_id_acc_by_subject(
-    rows: Sequence[dict],
+    rows: Sequence,
     *,
     chance: float = 0.5,
     published: dict[str, float] | None = None,
@@ -33,39 +34,48 @@ def plot_id_acc_by_subject(
 ):
     """Bars of identification accuracy per subject (one group per subject, one bar per method).
 
-    ``rows``: dicts with ``subject``, ``method`` and ``id_acc`` (e.g. the test rows of results.json for one
-    encoder). Draws chance and the published figures as horizontal lines.
+    ``rows``: :class:`~brain2music.study.results.MethodResult` records of one encoder's test split; their
+    95 % CIs are drawn as error bars. ``published`` figures are drawn as horizontal lines: pass them only
+    when the rows are in the paper's metric space.
     """
     ax = _axes(ax, (7, 3.8))
-    subjects = sorted({r["subject"] for r in rows})
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    subjects = sorted({r.subject for r in rows})
+    methods = list(dict.fromkeys(r.method for r in rows))
     width = 0.8 / max(1, len(methods))
     x = np.arange(len(subjects))
     for k, method in enumerate(methods):
-        vals = [
-            next((r["id_acc"] for r in rows if r["subject"] == s and r["method"] == method), np.nan)
-            for s in subjects
-        ]
-        ax.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, label=method)
+        found = [next((r for r in rows if r.subject == s and r.method == method), None) for s in subjects]
+        vals = np.array([np.nan if r is None else r.id_acc for r in found])
+        err = np.array(
+            [[0.0, 0.0] if r is None or r.id_acc_ci is None else [r.id_acc - r.id_acc_ci[0], r.id_acc_ci[1] - r.id_acc]
+             for r in found]
+        ).T  # fmt: skip
+        ax.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, yerr=err, capsize=2, label=method)
     ax.axhline(chance, color="k", ls="--", lw=1, label=f"chance ({chance})")
     styles = ["-.", ":", (0, (3, 1, 1, 1)), (0, (5, 2))]
     for (name, value), ls in zip((published or {}).items(), styles):
         ax.axhline(value, color="0.4", ls=ls, lw=1, label=f"{name}: {value}")
     ax.set_xticks(x, subjects)
     ax.set_ylim(0.3, 1.0)
-    ax.set_ylabel("identification accuracy")
+    space = rows[0].space if rows else ""
+    ax.set_ylabel(f"identification accuracy ({space} space)" if space else "identification accuracy")
     if title:
         ax.set_title(title)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return ax
 
 
-def plot_per_genre(rows: Sequence[dict], *, chance: float = 0.5, title: str | None = None, ax=None):
-    """Mean identification accuracy per genre (over subjects), one bar per genre, with the spread as error bars."""
+def plot_per_genre(rows: Sequence, *, chance: float = 0.5, title: str | None = None, ax=None):
+    """Mean identification accuracy per genre over subjects (error bars: sd over subjects, ddof=1).
+
+    ``rows``: :class:`~brain2music.study.results.GenreScore` records of one encoder and method.
+    """
+    from brain2music.evaluate.stats import subject_sd
+
     ax = _axes(ax)
-    genres = sorted({r["genre"] for r in rows})
-    means = [np.nanmean([r["id_acc"] for r in rows if r["genre"] == g]) for g in genres]
-    sds = [np.nanstd([r["id_acc"] for r in rows if r["genre"] == g]) for g in genres]
+    genres = sorted({r.genre for r in rows})
+    means = [np.nanmean([r.id_acc for r in rows if r.genre == g]) for g in genres]
+    sds = [subject_sd([r.id_acc for r in rows if r.genre == g]) or 0.0 for g in genres]
     ax.bar(genres, means, yerr=sds, color="tab:blue", alpha=0.8, capsize=2)
     ax.axhline(chance, color="k", ls="--", lw=1)
     ax.set_ylim(0.0, 1.0)

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from brain2music import __version__
 from brain2music._io import to_json, write_text
+from brain2music.errors import DataError
 from brain2music.report.figures import (
     PUBLISHED,
     plot_encoding_map,
@@ -29,7 +29,8 @@ from brain2music.report.figures import (
     plot_per_genre,
     plot_spectrogram,
 )
-from brain2music.results import read_results
+from brain2music.study.results import ResultsFolder, StudyResults
+from brain2music.study.table import cell
 
 ASSETS = "report_assets"
 
@@ -41,43 +42,81 @@ def _savefig(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def _table_html(summary: list[dict], chance: list[dict], oracle: list[dict], split: str = "test") -> str:
-    """Paper Table 2 layout: one row per embedding, one column per method, cells ``mean ± sd``."""
-    rows = [r for r in summary if r.get("split", "test") == split]
-    encoders = list(dict.fromkeys(r["encoder"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+def _table_html(results: StudyResults, split: str = "test") -> str:
+    """Paper Table 2 layout: one row per embedding, one column per method, cells ``mean ± sd [95 % CI]``."""
+    methods = results.methods
     html = [
         "<table>",
-        "<tr><th>embedding</th>"
+        "<tr><th>embedding</th><th>metric space</th>"
         + "".join(f"<th>{m}</th>" for m in methods)
-        + "<th>Chance</th><th>Oracle</th></tr>",
+        + "<th>Chance</th><th>Split-half reproducibility (ridge)</th></tr>",
     ]
-    for enc in encoders:
+    for enc in results.encoders:
         cells = []
         for m in methods:
-            r = next((x for x in rows if x["encoder"] == enc and x["method"] == m), None)
+            r = results.summary_for(enc, m, split)
             cells.append(
                 "<td>–</td>"
                 if r is None
-                else f"<td>{r['id_acc_mean']:.3f} ± {r.get('id_acc_sd', 0.0):.3f}</td>"
+                else f"<td>{cell(r.id_acc_mean, r.id_acc_sd, r.id_acc_ci, r.id_acc_p)}</td>"
             )
-        for ref in (chance, oracle):
-            vals = [x["id_acc"] for x in ref if x["encoder"] == enc]
-            cells.append(f"<td>{np.mean(vals):.3f} ± {np.std(vals):.3f}</td>" if vals else "<td>–</td>")
-        html.append(f"<tr><td>{enc}</td>{''.join(cells)}</tr>")
+        for ref in (results.chance, results.split_half):
+            vals = [x.id_acc for x in ref if x.encoder == enc and x.id_acc is not None]
+            cells.append(f"<td>{_values_cell(vals)}</td>")
+        html.append(f"<tr><td>{enc}</td><td>{results.space(enc)}</td>{''.join(cells)}</tr>")
     html.append("</table>")
     return "\n".join(html)
 
 
-def _parcels_html(entries: list[dict]) -> str:
+def _values_cell(values) -> str:
+    from brain2music.evaluate.stats import bootstrap_ci, subject_sd
+
+    if not values:
+        return "–"
+    return cell(float(np.mean(values)), subject_sd(values), bootstrap_ci(values))
+
+
+def _paired_html(results: StudyResults) -> str:
+    """The best method by training CV against ``ridge``, on the same test clips (mean over subjects)."""
+    lines = []
+    for enc in results.encoders:
+        try:
+            best = results.select_method(enc)
+        except DataError:  # no training-CV scores: nothing to compare
+            continue
+        if best == "ridge":
+            continue
+        test = next(
+            (t for t in results.paired_tests if t.encoder == enc and {t.method_a, t.method_b} == {best, "ridge"}
+             and t.subject == ("mean" if len(results.subjects) > 1 else results.subjects[0])),
+            None,
+        )  # fmt: skip
+        if test is None:
+            continue
+        sign = 1.0 if test.method_a == best else -1.0
+        lo, hi = sorted(sign * np.asarray(test.diff_ci)) if test.diff_ci else (np.nan, np.nan)
+        lines.append(
+            f"<tr><td>{enc}</td><td>{best} − ridge</td><td>{sign * test.diff:+.3f} [{lo:+.3f}, {hi:+.3f}]</td>"
+            f"<td>{test.p_value:.3g}</td><td>{test.n_clips}</td><td>{test.space}</td></tr>"
+        )
+    if not lines:
+        return ""
+    head = (
+        "<table><tr><th>embedding</th><th>difference (best by training CV − ridge)</th>"
+        "<th>id acc difference [95 % CI]</th><th>p (paired sign flip)</th><th>test clips</th>"
+        "<th>metric space</th></tr>"
+    )
+    return head + "".join(lines) + "</table>"
+
+
+def _parcels_html(entries) -> str:
     if not entries:
         return ""
     out = ["<table>", "<tr><th>subject</th><th>embedding</th><th>parcels (best first)</th><th>CV r</th></tr>"]
     for e in entries:
-        scores = e.get("cv_scores") or []
         out.append(
-            f"<tr><td>{e['subject']}</td><td>{e['encoder']}</td><td>{', '.join(map(str, e['parcels']))}</td>"
-            f"<td>{', '.join(f'{s:.2f}' for s in scores[: len(e['parcels'])])}</td></tr>"
+            f"<tr><td>{e.subject}</td><td>{e.encoder}</td><td>{', '.join(map(str, e.parcels))}</td>"
+            f"<td>{', '.join(f'{s:.2f}' for s in e.cv_scores[: len(e.parcels)])}</td></tr>"
         )
     out.append("</table>")
     return "\n".join(out)
@@ -121,7 +160,7 @@ def build_report(
 
     matplotlib.use("Agg")
     results_dir = Path(results_dir)
-    results = read_results(results_dir)
+    results = ResultsFolder(results_dir).read()
     out = Path(out) if out is not None else results_dir
     out.mkdir(parents=True, exist_ok=True)
     if recon_dir is None and (results_dir / "reconstruction" / "reconstruction.json").is_file():
@@ -151,112 +190,128 @@ def _render(context: dict) -> str:
     return env.from_string(template).render(**context)
 
 
-def _context(results, results_dir: Path, recon_dir, assets: Path, max_clips, config, title) -> dict[str, Any]:
-    import matplotlib.pyplot as plt
-
-    rows = results.get("rows", [])
-    test_rows = [r for r in rows if r.get("split") == "test"]
-    encoders = list(dict.fromkeys(r["encoder"] for r in test_rows))
-    figures = []
-    for enc in encoders:
-        fig, ax = plt.subplots(figsize=(8, 3.6), layout="constrained")
-        plot_id_acc_by_subject(
-            [r for r in test_rows if r["encoder"] == enc],
-            published=PUBLISHED,
-            title=f"{enc}: identification accuracy per subject",
-            ax=ax,
-        )
-        name = f"id_acc_{enc}.png"
-        _savefig(fig, assets / name)
-        figures.append(
-            {
-                "src": f"{ASSETS}/{name}",
-                "caption": f"Identification accuracy per subject and method ({enc} embedding), with chance and published figures on real data.",
-            }
-        )
-    per_genre = results.get("per_genre", [])
-    for enc in encoders:
-        sel = [r for r in per_genre if r["encoder"] == enc]
-        if not sel:
-            continue
-        method = sel[0]["method"]
-        sel = [r for r in sel if r["method"] == method]
-        fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
-        plot_per_genre(sel, title=f"{enc} · {method}: per genre", ax=ax)
-        name = f"per_genre_{enc}.png"
-        _savefig(fig, assets / name)
-        figures.append(
-            {
-                "src": f"{ASSETS}/{name}",
-                "caption": f"Identification accuracy per genre (mean ± sd over subjects), {enc}, {method}.",
-            }
-        )
-    pred_root = results_dir / "predictions"
-    for enc in encoders:
-        candidates = sorted((pred_root / enc).glob("*/*.npz")) if (pred_root / enc).is_dir() else []
-        if not candidates:
-            continue
-        best = max(
-            candidates,
-            key=lambda p: next(
-                (
-                    r["id_acc"]
-                    for r in test_rows
-                    if r["encoder"] == enc and r["method"] == p.parent.name and r["subject"] == p.stem
-                ),
-                -1.0,
-            ),
-        )
-        with np.load(best, allow_pickle=False) as z:
-            sim = z["similarity"]
-            labels = [str(c) for c in z["clip_ids"]]
-        fig, ax = plt.subplots(figsize=(4.8, 4.2), layout="constrained")
-        plot_identification_matrix(sim, labels, title=f"{best.stem} · {enc} · {best.parent.name}", ax=ax)
-        name = f"id_matrix_{enc}.png"
-        _savefig(fig, assets / name)
-        figures.append(
-            {
-                "src": f"{ASSETS}/{name}",
-                "caption": "Identification matrix of the test clips: Pearson r between each predicted embedding (rows) and every true embedding (columns); clips sorted as in the results, genre labels on the left.",
-            }
-        )
-    brain_figures = []
-    for entry in results.get("encoding", []):
-        path = results_dir / entry["map"]
-        if not path.is_file():
-            continue
-        fig = plot_encoding_map(str(path), title=f"{entry['subject']} · {entry['encoder']}", threshold=0.1)
-        name = f"encoding_{entry['encoder']}_{entry['subject']}.png"
-        _savefig(fig, assets / name)
-        n_sig = entry.get("n_significant")
-        caption = (
-            f"{entry['subject']}, {entry['encoder']}: encoding-model test r per voxel (shown where r > 0.1)"
-        )
-        if n_sig is not None:
-            caption += f" ({n_sig} voxels significant after FDR correction)"
-        brain_figures.append({"src": f"{ASSETS}/{name}", "caption": caption})
+def _context(
+    results: StudyResults, results_dir: Path, recon_dir, assets: Path, max_clips, config, title
+) -> dict[str, Any]:
+    """Everything the template shows: the tables, the figures, the listening section, the config."""
+    encoders = list(results.encoders)
+    paper_space = [e for e in encoders if results.space(e) == "paper"]
+    figures = _id_acc_figures(results, assets) + _per_genre_figures(results, assets)
+    figures += _matrix_figures(results, ResultsFolder(results_dir), assets)
     clips, recon_note, recon_table = _clips(results, recon_dir, assets, max_clips)
-    cfg = config if config is not None else results.get("config", {})
-    subjects = results.get("subjects") or sorted({r["subject"] for r in test_rows})
+    cfg = config if config is not None else results.config
     return {
         "title": title or _run_name(cfg, results_dir),
-        "version": results.get("version", __version__),
+        "version": results.version,
         "written": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "intro": f"Decoding music embeddings ({', '.join(encoders)}) from fMRI of {len(subjects)} subject(s); "
-        "retrieval and generation of music from the predicted embeddings.",
-        "n_subjects": len(subjects),
-        "table_html": _table_html(
-            results.get("summary", []), results.get("chance", []), results.get("oracle", [])
-        ),
-        "published": PUBLISHED,
+        "intro": f"Decoding music embeddings ({', '.join(encoders)}) from fMRI of {len(results.subjects)} "
+        "subject(s); retrieval and generation of music from the predicted embeddings.",
+        "n_subjects": len(results.subjects),
+        "spaces": {e: results.space(e) for e in encoders},
+        "table_html": _table_html(results),
+        "paired_html": _paired_html(results),
+        # Published figures are in the paper's space: shown only beside numbers in that space.
+        "published": PUBLISHED if paper_space else {},
+        "not_comparable": [e for e in encoders if e not in paper_space],
         "figures": figures,
-        "brain_figures": brain_figures,
-        "parcels_html": _parcels_html(results.get("ensemble_parcels", [])),
+        "brain_figures": _brain_figures(results, results_dir, assets),
+        "parcels_html": _parcels_html(results.ensemble_parcels),
         "clips": clips,
         "recon_note": recon_note,
         "recon_table_html": recon_table,
         "config_text": to_json(cfg),
     }
+
+
+def _id_acc_figures(results: StudyResults, assets: Path) -> list[dict]:
+    import matplotlib.pyplot as plt
+
+    figures = []
+    for enc in results.encoders:
+        paper = results.space(enc) == "paper"
+        fig, ax = plt.subplots(figsize=(8, 3.6), layout="constrained")
+        plot_id_acc_by_subject(
+            results.results_for(enc), published=PUBLISHED if paper else None,
+            title=f"{enc}: identification accuracy per subject ({results.space(enc)} space)", ax=ax,
+        )  # fmt: skip
+        name = f"id_acc_{enc}.png"
+        _savefig(fig, assets / name)
+        reference = (
+            "with chance and published figures on real data (same metric space)"
+            if paper
+            else "with chance; published figures are not drawn: they are in the paper's space, these are not"
+        )
+        caption = f"Identification accuracy per subject and method ({enc}, error bars: 95 % CI over test clips), {reference}."
+        figures.append({"src": f"{ASSETS}/{name}", "caption": caption})
+    return figures
+
+
+def _per_genre_figures(results: StudyResults, assets: Path) -> list[dict]:
+    import matplotlib.pyplot as plt
+
+    figures = []
+    for enc in results.encoders:
+        method = _shown_method(results, enc)
+        sel = [r for r in results.per_genre if r.encoder == enc and r.method == method]
+        if not sel:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
+        plot_per_genre(sel, title=f"{enc} · {method}: per genre", ax=ax)
+        name = f"per_genre_{enc}.png"
+        _savefig(fig, assets / name)
+        caption = f"Identification accuracy per genre (mean ± sd over subjects, ddof=1), {enc}, {method}."
+        figures.append({"src": f"{ASSETS}/{name}", "caption": caption})
+    return figures
+
+
+def _matrix_figures(results: StudyResults, folder: ResultsFolder, assets: Path) -> list[dict]:
+    import matplotlib.pyplot as plt
+
+    figures = []
+    for enc in results.encoders:
+        method = _shown_method(results, enc)
+        subjects = folder.prediction_subjects(enc, method)
+        if not subjects:
+            continue
+        pred = folder.read_predictions(enc, method, subjects[0])
+        fig, ax = plt.subplots(figsize=(4.8, 4.2), layout="constrained")
+        plot_identification_matrix(
+            pred.similarity, list(pred.clip_ids), title=f"{subjects[0]} · {enc} · {method}", ax=ax
+        )
+        name = f"id_matrix_{enc}.png"
+        _savefig(fig, assets / name)
+        caption = (
+            f"Identification matrix of the test clips ({pred.space.name} space): Pearson r between each predicted "
+            "embedding (rows) and every true embedding (columns); clips sorted as in the results, genre labels on the left."
+        )
+        figures.append({"src": f"{ASSETS}/{name}", "caption": caption})
+    return figures
+
+
+def _shown_method(results: StudyResults, enc: str) -> str:
+    """The method the figures show: the best by training CV (never chosen by a test score)."""
+    try:
+        return results.select_method(enc)
+    except DataError:  # no training-CV scores recorded: the first method
+        return results.methods[0]
+
+
+def _brain_figures(results: StudyResults, results_dir: Path, assets: Path) -> list[dict]:
+    figures = []
+    for entry in results.encoding:
+        if entry.map is None or not (results_dir / entry.map).is_file():
+            continue
+        fig = plot_encoding_map(
+            str(results_dir / entry.map), title=f"{entry.subject} · {entry.encoder}", threshold=0.1
+        )
+        name = f"encoding_{entry.encoder}_{entry.subject}.png"
+        _savefig(fig, assets / name)
+        caption = (
+            f"{entry.subject}, {entry.encoder}: encoding-model test r per voxel (shown where r > 0.1) "
+            f"({entry.n_significant} voxels significant after FDR correction)"
+        )
+        figures.append({"src": f"{ASSETS}/{name}", "caption": caption})
+    return figures
 
 
 def _run_name(cfg: dict, results_dir: Path) -> str:
@@ -279,5 +334,5 @@ def _clips(results, recon_dir, assets: Path, max_clips: int):
         write_audio=_write_audio_asset,
         spectrogram=_spectrogram_asset,
         asset_prefix=ASSETS,
-        results_config=results.get("config", {}),
+        results_config=results.config,
     )

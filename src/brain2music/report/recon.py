@@ -1,12 +1,11 @@
 """The listening section of the report: originals, retrieved and generated music, with spectrograms.
 
-Reads ``reconstruction.json`` written by :func:`brain2music.reconstruct.pipeline.reconstruct` and copies
+Reads ``reconstruction.json`` written by :func:`brain2music.study.reconstruct.reconstruct` and copies
 15-s excerpts of every audio item into the report's asset folder, so the page works on its own.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,17 +24,13 @@ METRICS = (
 )
 
 
-def _fmt(stat) -> str:
-    if not stat or stat.get("mean") is None:
-        return "–"
-    return f"{stat['mean']:.3f} ± {stat.get('sd') or 0.0:.3f}"
+def _summary_table(recon) -> str:
+    from brain2music.study.table import cell
 
-
-def _summary_table(evaluation: dict) -> str:
-    summary = evaluation.get("summary", {})
+    summary = recon.summary
     rows = [
         "<table>",
-        "<tr><th>reconstruction</th><th>id acc (embedding of reconstruction vs originals)</th>"
+        f"<tr><th>reconstruction</th><th>id acc (embedding of reconstruction vs originals, {recon.space} space)</th>"
         "<th>genre agreement with the original (tagger)</th></tr>",
     ]
     for key, label in METRICS:
@@ -43,7 +38,8 @@ def _summary_table(evaluation: dict) -> str:
         agree = summary.get(f"{key}_genre_agreement")
         if id_acc is None and agree is None:
             continue
-        rows.append(f"<tr><td>{label}</td><td>{_fmt(id_acc)}</td><td>{_fmt(agree)}</td></tr>")
+        cells = ["–" if s is None else cell(s.mean, s.sd, s.ci) for s in (id_acc, agree)]
+        rows.append(f"<tr><td>{label}</td><td>{cells[0]}</td><td>{cells[1]}</td></tr>")
     rows.append("</table>")
     return "\n".join(rows)
 
@@ -81,18 +77,12 @@ def load_reconstruction(
     results_config: dict | None = None,
 ):
     """Return ``(clips, note, summary_table_html)`` for the template; writes audio and PNGs into ``assets``."""
-    path = recon_dir / "reconstruction.json"
-    if not path.is_file():
-        raise DataFileNotFoundError(
-            f"{path} not found: run `brain2music reconstruct` first (or omit --recon)"
-        )
-    try:
-        recon = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    from brain2music.study.results import ResultsFolder
+
+    recon = ResultsFolder.read_reconstruction(recon_dir)
     starts = _clip_starts(results_config or {})
-    first_subject = (recon.get("subjects") or [None])[0]
-    entries = [c for c in recon.get("clips", []) if c.get("subject") == first_subject][:max_clips]
+    first_subject = (recon.subjects or [None])[0]
+    entries = [c for c in recon.clips if c.subject == first_subject][:max_clips]
     counter = iter(range(10**6))
 
     def item(label: str, source: Path | str | None, start: float, score, detail: str):
@@ -112,17 +102,17 @@ def load_reconstruction(
 
     clips = []
     for c in entries:
-        tags = c.get("tags") or {}
+        tags = c.tags or {}
         items = [
             item(
                 "original stimulus",
-                (c.get("original") or {}).get("path"),
-                starts.get(c["clip_id"], 0.0),
+                (c.original or {}).get("path"),
+                starts.get(c.clip_id, 0.0),
                 None,
-                f"{c['clip_id']} · tagger: {tags.get('original') or '–'}",
+                f"{c.clip_id} · tagger: {tags.get('original') or '–'}",
             )
         ]
-        for r in c.get("retrieved", [])[:3]:
+        for r in c.retrieved[:3]:
             items.append(
                 item(
                     f"retrieved #{r.get('rank', '?')}",
@@ -132,7 +122,7 @@ def load_reconstruction(
                     f"{r.get('title') or Path(str(r.get('path'))).name} · {r.get('genre') or ''}",
                 )
             )
-        gen = c.get("generated")
+        gen = c.generated
         if gen and gen.get("path"):
             items.append(
                 item(
@@ -143,27 +133,22 @@ def load_reconstruction(
                     f"new music · cos to true {gen.get('score_true', float('nan')):.3f} · tagger: {tags.get('generated') or '–'}",
                 )
             )
-        oracle = c.get("oracle")
-        if oracle:
+        if c.oracle:
             items.append(
                 item(
                     "oracle retrieval",
-                    oracle.get("path"),
+                    c.oracle.get("path"),
                     0.0,
-                    oracle.get("score"),
-                    f"{oracle.get('title') or ''} · {oracle.get('genre') or ''}",
+                    c.oracle.get("score"),
+                    f"{c.oracle.get('title') or ''} · {c.oracle.get('genre') or ''}",
                 )
             )
-        clips.append(
-            {
-                "title": f"{c['subject']} · {c['clip_id']} ({c.get('genre', '')})",
-                "items": [i for i in items if i],
-            }
-        )
+        clips.append({"title": f"{c.subject} · {c.clip_id} ({c.genre})", "items": [i for i in items if i]})
+    how = {"train_cv": "chosen by training cross-validation", "user": "chosen by the user"}
     note = (
-        f"{len(clips)} test clip(s) of {first_subject}, decoder '{recon.get('method')}', encoder "
-        f"'{recon.get('encoder')}', library of {recon.get('library', {}).get('n_items', '?')} tracks. "
-        "Scores are cosine similarities to the predicted embedding. The evaluation covers every "
-        "reconstructed clip and subject."
+        f"{len(clips)} test clip(s) of {first_subject}, decoder '{recon.method}' "
+        f"({how.get(recon.method_selected_by, recon.method_selected_by)}), encoder '{recon.encoder}', library of "
+        f"{recon.library.get('n_items', '?')} tracks. Scores are cosine similarities to the predicted embedding. "
+        "The evaluation covers every reconstructed clip and subject."
     )
-    return clips, note, _summary_table(recon.get("evaluation", {}))
+    return clips, note, _summary_table(recon)

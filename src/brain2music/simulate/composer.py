@@ -432,6 +432,21 @@ def _add(inst, pitch: int, start: float, dur: float, vel: float, duration: float
     inst.notes.append(pretty_midi.Note(int(np.clip(vel, 1, 127)), pitch, float(start), float(end)))
 
 
+@dataclass
+class _Score:
+    """What every part of an arrangement needs (the rng is shared, so parts draw in a fixed order)."""
+
+    p: TrackParams
+    tm: _Timing
+    rng: np.random.Generator
+    steps: int
+    bar_len: float
+    n_bars: int
+    prog: tuple
+    vel: float
+    duration: float
+
+
 def compose(params: TrackParams, duration: float = 30.0):
     """The score of a track: a :class:`pretty_midi.PrettyMIDI` with drums, bass, chords, melody (and pad).
 
@@ -443,44 +458,62 @@ def compose(params: TrackParams, duration: float = 30.0):
     _check_genre(p.genre)
     rng = np.random.default_rng(p.seed)
     tm = _Timing(p)
-    steps = 4 * p.meter
     bar_len = p.meter * tm.beat
-    n_bars = int(np.ceil(duration / bar_len)) + 1
-    prog = PROGRESSIONS[p.progression % len(PROGRESSIONS)]
-    vel = 127 * p.velocity
+    sc = _Score(p, tm, rng, 4 * p.meter, bar_len, int(np.ceil(duration / bar_len)) + 1,
+                PROGRESSIONS[p.progression % len(PROGRESSIONS)], 127 * p.velocity, duration)  # fmt: skip
     pm = pretty_midi.PrettyMIDI(initial_tempo=float(p.tempo))
     # Arrangement: the melody enters after an intro, drums drop out for one break bar in some tracks.
     intro = int(rng.integers(0, 3))
     break_bar = int(rng.integers(6, 14)) if rng.random() < 0.5 else -1
-
-    pattern = DRUM_PATTERNS[p.drum_pattern % len(DRUM_PATTERNS)]
-    if pattern:
-        drums = pretty_midi.Instrument(program=p.drum_kit, is_drum=True, name="drums")
-        for bar in range(n_bars):
-            if bar == break_bar:
-                continue
-            for name, hits in pattern.items():
-                if name == "crash" and bar % 4:
-                    continue
-                for s in hits:
-                    if s >= steps:
-                        continue
-                    accent = 1.0 if s % 4 == 0 else 0.8
-                    v = vel * accent * rng.uniform(0.85, 1.05) * (0.7 if name in ("hat", "ride") else 1.0)
-                    _add(drums, _DRUM_NOTES[name], tm.t(bar, s), 0.1, v, duration)
-            if bar % 4 == 3 and rng.random() < 0.6:  # a fill of snare 16ths at the end of a phrase
-                for s in range(steps - 4, steps):
-                    _add(drums, 38, tm.t(bar, s), 0.08, vel * rng.uniform(0.6, 0.95), duration)
+    drums = _drums(sc, break_bar)
+    if drums is not None:
         pm.instruments.append(drums)
+    pm.instruments.append(_bass(sc))
+    pm.instruments.append(_chords_part(sc))
+    if p.instruments.get("pad") is not None:
+        pm.instruments.append(_pad(sc))
+    pm.instruments.append(_melody(sc, intro))
+    return pm
 
+
+def _drums(sc: _Score, break_bar: int):
+    import pretty_midi
+
+    p, tm, rng, vel, steps, duration = sc.p, sc.tm, sc.rng, sc.vel, sc.steps, sc.duration
+    pattern = DRUM_PATTERNS[p.drum_pattern % len(DRUM_PATTERNS)]
+    if not pattern:
+        return None
+    drums = pretty_midi.Instrument(program=p.drum_kit, is_drum=True, name="drums")
+    for bar in range(sc.n_bars):
+        if bar == break_bar:
+            continue
+        for name, hits in pattern.items():
+            if name == "crash" and bar % 4:
+                continue
+            for s in hits:
+                if s >= steps:
+                    continue
+                accent = 1.0 if s % 4 == 0 else 0.8
+                v = vel * accent * rng.uniform(0.85, 1.05) * (0.7 if name in ("hat", "ride") else 1.0)
+                _add(drums, _DRUM_NOTES[name], tm.t(bar, s), 0.1, v, duration)
+        if bar % 4 == 3 and rng.random() < 0.6:  # a fill of snare 16ths at the end of a phrase
+            for s in range(steps - 4, steps):
+                _add(drums, 38, tm.t(bar, s), 0.08, vel * rng.uniform(0.6, 0.95), duration)
+    return drums
+
+
+def _bass(sc: _Score):
+    import pretty_midi
+
+    p, tm, rng, vel, steps, duration, prog = sc.p, sc.tm, sc.rng, sc.vel, sc.steps, sc.duration, sc.prog
     bass = pretty_midi.Instrument(program=p.instruments["bass"], name="bass")
-    for bar in range(n_bars):
+    for bar in range(sc.n_bars):
         deg = prog[bar % len(prog)]
         root = _chord(p, deg, 3)[0]
         fifth = root + 7
         style = p.bass_style
         if style == "whole":
-            _add(bass, root, tm.t(bar, 0), bar_len * 0.95, vel * 0.9, duration)
+            _add(bass, root, tm.t(bar, 0), sc.bar_len * 0.95, vel * 0.9, duration)
         elif style == "root_fifth":
             for b in range(p.meter):
                 _add(
@@ -493,12 +526,8 @@ def compose(params: TrackParams, duration: float = 30.0):
                 )
         elif style == "walking":
             nxt = _chord(p, prog[(bar + 1) % len(prog)], 3)[0]
-            line = [
-                root,
-                root + (4 if p.mode in ("major", "mixolydian", "blues") else 3),
-                fifth,
-                nxt + rng.choice([-1, 1]),
-            ]
+            third = root + (4 if p.mode in ("major", "mixolydian", "blues") else 3)
+            line = [root, third, fifth, nxt + rng.choice([-1, 1])]
             for b in range(p.meter):
                 _add(bass, line[b % 4], tm.t(bar, 4 * b), tm.beat * 0.9, vel * 0.85, duration)
         elif style == "octaves":
@@ -532,10 +561,15 @@ def compose(params: TrackParams, duration: float = 30.0):
                     vel * 0.7,
                     duration,
                 )
-    pm.instruments.append(bass)
+    return bass
 
+
+def _chords_part(sc: _Score):
+    import pretty_midi
+
+    p, tm, rng, vel, steps, duration, prog = sc.p, sc.tm, sc.rng, sc.vel, sc.steps, sc.duration, sc.prog
     chords = pretty_midi.Instrument(program=p.instruments["chords"], name="chords")
-    for bar in range(n_bars):
+    for bar in range(sc.n_bars):
         deg = prog[bar % len(prog)]
         size = 4 if p.chord_style == "comp" else 3
         notes = _chord(p, deg, 4, size)
@@ -564,7 +598,7 @@ def compose(params: TrackParams, duration: float = 30.0):
                         _add(chords, n + 12, tm.t(bar, s), tm.beat * 0.25, vel * 0.75, duration)
         elif cs == "pad":
             for n in notes:
-                _add(chords, n, tm.t(bar, 0), bar_len * 0.98, vel * 0.55, duration)
+                _add(chords, n, tm.t(bar, 0), sc.bar_len * 0.98, vel * 0.55, duration)
         elif cs == "power":
             root = notes[0] - 12
             for s in range(0, steps, 2):
@@ -575,16 +609,24 @@ def compose(params: TrackParams, duration: float = 30.0):
             for s in sorted(rng.choice(steps, size=2, replace=False)):
                 for n in notes:
                     _add(chords, n, tm.t(bar, int(s)), tm.beat * 0.6, vel * 0.6, duration)
-    pm.instruments.append(chords)
+    return chords
 
-    if p.instruments.get("pad") is not None:
-        pad = pretty_midi.Instrument(program=int(p.instruments["pad"]), name="pad")
-        for bar in range(0, n_bars, 2):
-            for n in _chord(p, prog[bar % len(prog)], 4):
-                _add(pad, n, tm.t(bar, 0), 2 * bar_len * 0.98, vel * 0.4, duration)
-        pm.instruments.append(pad)
 
-    # Melody: a two-bar motif (random walk on the scale), repeated with variations over the track.
+def _pad(sc: _Score):
+    import pretty_midi
+
+    pad = pretty_midi.Instrument(program=int(sc.p.instruments["pad"]), name="pad")
+    for bar in range(0, sc.n_bars, 2):
+        for n in _chord(sc.p, sc.prog[bar % len(sc.prog)], 4):
+            _add(pad, n, sc.tm.t(bar, 0), 2 * sc.bar_len * 0.98, sc.vel * 0.4, sc.duration)
+    return pad
+
+
+def _melody(sc: _Score, intro: int):
+    """A two-bar motif (random walk on the scale), repeated with variations over the track."""
+    import pretty_midi
+
+    p, tm, rng, steps = sc.p, sc.tm, sc.rng, sc.steps
     melody = pretty_midi.Instrument(program=p.instruments["melody"], name="melody")
     n_scale = len(_SCALES[p.mode])
     center = (p.melody_register - 12 * 5 - p.key) * n_scale // 12
@@ -596,7 +638,7 @@ def compose(params: TrackParams, duration: float = 30.0):
         d += int(rng.choice([-2, -1, -1, 0, 1, 1, 2, 3, -3]))
         d = int(np.clip(d, center - n_scale, center + n_scale))
         degrees.append(d)
-    for bar in range(intro, n_bars, 2):
+    for bar in range(intro, sc.n_bars, 2):
         vary = rng.random() < 0.4
         shift = int(rng.choice([-2, 0, 0, 2])) if vary else 0
         for i, s in enumerate(onsets):
@@ -610,11 +652,10 @@ def compose(params: TrackParams, duration: float = 30.0):
                 pitch,
                 tm.t(bar + s // steps, s % steps),
                 length,
-                vel * rng.uniform(0.75, 1.0),
-                duration,
+                sc.vel * rng.uniform(0.75, 1.0),
+                sc.duration,
             )
-    pm.instruments.append(melody)
-    return pm
+    return melody
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -350,71 +350,78 @@ def simulate_study(
     return out
 
 
+class _Lap:
+    """Logs the time of each stage of a build."""
+
+    def __init__(self):
+        self.clock = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        log.info("%s: %.1f s", stage, now - self.clock)
+        self.clock = now
+
+
 def _build(tmp: Path, config: dict, progress: bool) -> None:
-    """Write the whole study into ``tmp`` (see the module docstring)."""
-    from nilearn.glm.first_level import glover_hrf
-    from tqdm.auto import tqdm
-
-    from brain2music import __version__
-    from brain2music.simulate.brain import make_atlas, make_subject, simulate_run
-    from brain2music.simulate.design import write_events
-    from brain2music.simulate.features import FAST_FEATURES, TIMBRE_FACTORS
-
-    c = config
-    n_subjects, n_voxels, seed, snr = c["n_subjects"], c["n_voxels"], c["seed"], c["snr"]
-    n_parcels, n_auditory_parcels, n_jobs = c["n_parcels"], c["n_auditory_parcels"], c["n_jobs"]
+    """Write the whole study into ``tmp`` (see the module docstring), step by step."""
     (tmp / "bids" / "derivatives").mkdir(parents=True)
     (tmp / "truth").mkdir()
     # Independent streams per part, so changing e.g. the number of subjects leaves the music unchanged.
-    ss = np.random.SeedSequence(seed)
-    s_design, s_music, s_genre, s_atlas, s_subjects = ss.spawn(5)
+    s_design, s_music, s_genre, s_atlas, s_subjects = np.random.SeedSequence(config["seed"]).spawn(5)
+    lap = _Lap()
+    tracks, runs = _write_music(tmp, config, s_design, s_music, progress)
+    if "music" in config:
+        lap(f"cutting {len(tracks)} tracks from the recordings of {config['music']}")
+    else:
+        lap(f"composing and rendering {len(tracks)} tracks")
+    features = _write_features(tmp, config, tracks, runs, s_genre, progress)
+    lap("stimulus features and run design matrices")
+    atlas = _write_atlas(tmp, config, s_atlas)
+    summaries = _write_subjects(tmp, config, atlas, runs, features, s_subjects, progress, lap)
+    _write_truth(tmp, config, atlas, features, summaries)
 
-    clock = time.perf_counter()
 
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        log.info("%s: %.1f s", stage, now - clock)
-        clock = now
-
-    # 1. Design and music.
+def _write_music(tmp: Path, c: dict, s_design, s_music, progress: bool):
+    """1. The presentation design, and the stimuli (composed, or cut from ``c["music"]``) with their
+    metadata."""
     stim = tmp / "stimuli"
     for g in GENRES:
         (stim / "genres" / g).mkdir(parents=True, exist_ok=True)
     if "music" in c:
-        tracks, runs = _music_stimuli(stim, c, np.random.default_rng(s_design), progress)
-        lap(f"cutting {len(tracks)} tracks from the recordings of {c['music']}")
-    else:
-        tracks, runs = _composed_stimuli(stim, c, s_design, s_music, progress)
-        lap(f"composing and rendering {len(tracks)} tracks")
+        return _music_stimuli(stim, c, np.random.default_rng(s_design), progress)
+    return _composed_stimuli(stim, c, s_design, s_music, progress)
 
-    # 2. Stimulus features, once per unique clip, from the very excerpts the loader produces.
-    feats = _map(
-        _clip_job,
-        [(stim, r.genre, r.track, r.start) for r in tracks.itertuples()],
-        n_jobs,
-        "stimulus features",
-        progress,
-    )
+
+@dataclass
+class _Features:
+    names: list[str]
+    slow: np.ndarray
+    designs: dict  # (split, run) -> z-scored design matrix at TR
+    cov: np.ndarray
+
+
+def _write_features(tmp: Path, c: dict, tracks, runs, s_genre, progress: bool) -> _Features:
+    """2. Stimulus features, once per unique clip, from the very excerpts the loader produces."""
+    from nilearn.glm.first_level import glover_hrf
+
+    from brain2music.simulate.features import FAST_FEATURES, TIMBRE_FACTORS
+
+    stim = tmp / "stimuli"
+    jobs = [(stim, r.genre, r.track, r.start) for r in tracks.itertuples()]
+    feats = _map(_clip_job, jobs, c["n_jobs"], "stimulus features", progress)
     genre_factors = np.random.default_rng(s_genre).normal(size=(len(GENRES), N_GENRE_FACTORS))
     n_bins_clip = feats[0][0].shape[0]
     clip_feats = np.stack(
         [
             np.concatenate(
-                [
-                    f,
-                    np.repeat(tf[None], n_bins_clip, 0),
-                    np.repeat(genre_factors[GENRES.index(g)][None], n_bins_clip, 0),
-                ],
+                [f, np.repeat(tf[None], n_bins_clip, 0), np.repeat(genre_factors[GENRES.index(g)][None], n_bins_clip, 0)],
                 axis=1,
             )
             for (f, tf), g in zip(feats, tracks.genre)
         ]
-    ).astype(np.float32)
-    feature_names = (
-        list(FAST_FEATURES) + list(TIMBRE_FACTORS) + [f"genre_factor{k}" for k in range(N_GENRE_FACTORS)]
-    )
-    slow = np.array([not n.startswith(("rate", "scale", "level")) for n in feature_names])
+    ).astype(np.float32)  # fmt: skip
+    names = list(FAST_FEATURES) + list(TIMBRE_FACTORS) + [f"genre_factor{k}" for k in range(N_GENRE_FACTORS)]
+    slow = np.array([not n.startswith(("rate", "scale", "level")) for n in names])
     hrf = glover_hrf(t_r=BIN_DURATION, oversampling=1, time_length=32.0)
     clip_index = {(r.genre, int(r.track)): i for i, r in enumerate(tracks.itertuples())}
     raw = _run_designs(runs, clip_index, clip_feats, n_bins_clip, hrf, int(round(TR / BIN_DURATION)))
@@ -425,51 +432,38 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
     cov = np.cov(np.concatenate(list(designs.values()), axis=0), rowvar=False)
     save_npz(
         tmp / "truth" / "features.npz",
-        feature_names=np.array(feature_names),
-        slow=slow,
-        genres=np.array(GENRES),
-        genre_factors=genre_factors,
-        clip_ids=tracks.clip_id.to_numpy(dtype=str),
-        clip_features=clip_feats,
-        bin_duration=BIN_DURATION,
-        hrf=hrf,
-        feature_mean=mean,
-        feature_std=std,
+        feature_names=np.array(names), slow=slow, genres=np.array(GENRES), genre_factors=genre_factors,
+        clip_ids=tracks.clip_id.to_numpy(dtype=str), clip_features=clip_feats, bin_duration=BIN_DURATION,
+        hrf=hrf, feature_mean=mean, feature_std=std,
         **{f"{split}_run-{run:02d}": x for (split, run), x in designs.items()},
-    )
+    )  # fmt: skip
+    return _Features(names, slow, designs, cov)
 
-    lap("stimulus features and run design matrices")
 
-    # 3. Template space: mask and parcels.
-    atlas = make_atlas(n_voxels, n_parcels, n_auditory_parcels, np.random.default_rng(s_atlas))
+def _write_atlas(tmp: Path, c: dict, s_atlas):
+    """3. Template space: the mask, the parcels and the BIDS dataset descriptions."""
+    from brain2music import __version__
+    from brain2music.simulate.brain import make_atlas
+
+    atlas = make_atlas(c["n_voxels"], c["n_parcels"], c["n_auditory_parcels"], np.random.default_rng(s_atlas))
     der = tmp / "bids" / "derivatives"
     _write_nifti(der / "brain_mask.nii.gz", atlas.mask.astype(np.uint8), atlas.affine)
     _write_nifti(der / "parcels.nii.gz", atlas.parcels, atlas.affine)
     write_text(
         der / "parcels.tsv", "index\tname\n" + "".join(f"{i + 1}\t{n}\n" for i, n in enumerate(atlas.names))
     )
+    generated = [{"Name": "brain2music simulate", "Version": __version__}]
     write_json(
         der / "dataset_description.json",
-        {
-            "Name": "brain2music simulated derivatives",
-            "BIDSVersion": "1.4.0",
-            "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "brain2music simulate", "Version": __version__}],
-        },
-    )
-
-    # 4. Subjects, one run at a time (never a whole subject in memory).
+        {"Name": "brain2music simulated derivatives", "BIDSVersion": "1.4.0", "DatasetType": "derivative",
+         "GeneratedBy": generated},
+    )  # fmt: skip
     bids = tmp / "bids"
     write_json(
         bids / "dataset_description.json",
-        {
-            "Name": "brain2music simulated music-genre fMRI study",
-            "BIDSVersion": "1.4.0",
-            "License": "CC0",
-            "Authors": ["brain2music simulate"],
-            "GeneratedBy": [{"Name": "brain2music simulate", "Version": __version__}],
-        },
-    )
+        {"Name": "brain2music simulated music-genre fMRI study", "BIDSVersion": "1.4.0", "License": "CC0",
+         "Authors": ["brain2music simulate"], "GeneratedBy": generated},
+    )  # fmt: skip
     write_text(
         bids / "README",
         "Simulated study written by `brain2music simulate` in the layout of OpenNeuro "
@@ -477,59 +471,73 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
     )
     for task in ("Training", "Test"):
         write_json(bids / f"task-{task}_bold.json", {"TaskName": task, "RepetitionTime": TR})
+    return atlas
+
+
+def _write_subjects(tmp: Path, c: dict, atlas, runs, features: _Features, s_subjects, progress, lap) -> dict:
+    """4. Subjects, one run at a time (never a whole subject in memory); returns their EV summaries."""
+    from tqdm.auto import tqdm
+
+    from brain2music.simulate.brain import make_subject
+
     flat = np.flatnonzero(atlas.mask.ravel())
-    # NIfTI stores Fortran order: filling a Fortran-ordered grid saves a full copy per run on writing.
-    flat_f = np.ravel_multi_index(np.unravel_index(flat, atlas.mask.shape), atlas.mask.shape, order="F")
-    sub_seeds = s_subjects.spawn(n_subjects)
+    sub_seeds = s_subjects.spawn(c["n_subjects"])
     summaries = {}
-    bar = tqdm(total=n_subjects * len(runs), desc="simulating BOLD", disable=not progress, leave=False)
-    for s in range(n_subjects):
+    bar = tqdm(total=c["n_subjects"] * len(runs), desc="simulating BOLD", disable=not progress, leave=False)
+    for s in range(c["n_subjects"]):
         sub = f"sub-{s + 1:03d}"
         rng = np.random.default_rng(sub_seeds[s])
-        model = make_subject(atlas, feature_names, slow, cov, N_DRIFT_BASIS, rng, snr=snr)
-        func = bids / sub / "func"
-        func.mkdir(parents=True)
-        sig_ss = np.zeros(n_voxels)
-        noise_ss = np.zeros(n_voxels)
-        for (split, run), ev in runs.items():
-            task = "Training" if split == "train" else "Test"
-            stem = func / f"{sub}_task-{task}_run-{run:02d}"
-            write_events(Path(f"{stem}_events.tsv"), ev)
-            write_json(Path(f"{stem}_bold.json"), {"TaskName": task, "RepetitionTime": TR})
-            bold, signal, noise = simulate_run(model, designs[(split, run)], TR, rng)
-            sig_ss += ((signal - signal.mean(0)) ** 2).sum(0)
-            noise_ss += ((noise - noise.mean(0)) ** 2).sum(0)
-            del signal, noise
-            grid = np.zeros(atlas.mask.shape + (bold.shape[0],), dtype=np.int16, order="F")
-            grid.reshape(atlas.mask.size, -1, order="F")[flat_f] = np.clip(np.round(bold.T), -32768, 32767)
-            del bold
-            _write_nifti(Path(f"{stem}_bold.nii.gz"), grid, atlas.affine, tr=TR)
-            del grid
-            bar.update()
-        ev_realized = sig_ss / np.maximum(sig_ss + noise_ss, 1e-12)
+        model = make_subject(
+            atlas, features.names, features.slow, features.cov, N_DRIFT_BASIS, rng, snr=c["snr"]
+        )
+        ev_realized = _write_runs(tmp / "bids" / sub / "func", sub, atlas, runs, features, model, rng, bar)
         auditory = np.isin(atlas.voxel_parcel, atlas.auditory)
         save_npz(
             tmp / "truth" / f"{sub}.npz",
-            weights=model.weights,
-            voxel_indices=flat,
-            parcel=atlas.voxel_parcel,
-            tuned=model.tuned,
-            auditory=auditory,
-            ev=model.ev,
-            ev_realized=ev_realized.astype(np.float32),
-            noise_sd=model.noise_sd,
-            ar_coef=model.ar_coef,
-            baseline=model.baseline,
-            scale=model.scale,
-            psc=model.psc,
-            pref_freq=model.pref_freq,
-            pref_rate=model.pref_rate,
-            slow_share=model.slow_share,
-        )
+            weights=model.weights, voxel_indices=flat, parcel=atlas.voxel_parcel, tuned=model.tuned,
+            auditory=auditory, ev=model.ev, ev_realized=ev_realized.astype(np.float32), noise_sd=model.noise_sd,
+            ar_coef=model.ar_coef, baseline=model.baseline, scale=model.scale, psc=model.psc,
+            pref_freq=model.pref_freq, pref_rate=model.pref_rate, slow_share=model.slow_share,
+        )  # fmt: skip
         summaries[sub] = _ev_summary(ev_realized, model.tuned, auditory)
         del model
         lap(f"{sub}: tuning, {len(runs)} runs of BOLD written")
     bar.close()
+    return summaries
+
+
+def _write_runs(func: Path, sub: str, atlas, runs, features: _Features, model, rng, bar) -> np.ndarray:
+    """Every run of one subject (events, sidecar, BOLD); returns the realised explainable variance per voxel."""
+    from brain2music.simulate.brain import simulate_run
+    from brain2music.simulate.design import write_events
+
+    func.mkdir(parents=True)
+    flat = np.flatnonzero(atlas.mask.ravel())
+    # NIfTI stores Fortran order: filling a Fortran-ordered grid saves a full copy per run on writing.
+    flat_f = np.ravel_multi_index(np.unravel_index(flat, atlas.mask.shape), atlas.mask.shape, order="F")
+    sig_ss = np.zeros(flat.size)
+    noise_ss = np.zeros(flat.size)
+    for (split, run), ev in runs.items():
+        task = "Training" if split == "train" else "Test"
+        stem = func / f"{sub}_task-{task}_run-{run:02d}"
+        write_events(Path(f"{stem}_events.tsv"), ev)
+        write_json(Path(f"{stem}_bold.json"), {"TaskName": task, "RepetitionTime": TR})
+        bold, signal, noise = simulate_run(model, features.designs[(split, run)], TR, rng)
+        sig_ss += ((signal - signal.mean(0)) ** 2).sum(0)
+        noise_ss += ((noise - noise.mean(0)) ** 2).sum(0)
+        del signal, noise
+        grid = np.zeros(atlas.mask.shape + (bold.shape[0],), dtype=np.int16, order="F")
+        grid.reshape(atlas.mask.size, -1, order="F")[flat_f] = np.clip(np.round(bold.T), -32768, 32767)
+        del bold
+        _write_nifti(Path(f"{stem}_bold.nii.gz"), grid, atlas.affine, tr=TR)
+        del grid
+        bar.update()
+    return sig_ss / np.maximum(sig_ss + noise_ss, 1e-12)
+
+
+def _write_truth(tmp: Path, config: dict, atlas, features: _Features, summaries: dict) -> None:
+    """5. What the simulator knows (truth.json, README) and the completion marker."""
+    from brain2music import __version__
 
     write_json(
         tmp / "truth" / "truth.json",
@@ -541,9 +549,9 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
             "auditory_parcels": atlas.auditory,
             "core_parcels": atlas.core,
             "belt_parcels": atlas.belt,
-            "feature_names": feature_names,
-            "slow_features": [n for n, s_ in zip(feature_names, slow) if s_],
-            "n_voxels": n_voxels,
+            "feature_names": features.names,
+            "slow_features": [n for n, s_ in zip(features.names, features.slow) if s_],
+            "n_voxels": config["n_voxels"],
             "explainable_variance": summaries,
             "files": {
                 "features.npz": "run design matrices X_run (z-scored, HRF-convolved features at TR) and clip features",

@@ -16,10 +16,13 @@ from brain2music.reconstruct.generators.base import (
     BestOfN,
     DebugGenerator,
     Generator,
+    check_generator_options,
     cosine_scores,
+    generator_parameters,
     get_generator,
     list_generators,
     register_generator,
+    resolve_generator_options,
     target_vector,
 )
 
@@ -27,10 +30,13 @@ __all__ = [
     "BestOfN",
     "DebugGenerator",
     "Generator",
+    "check_generator_options",
     "cosine_scores",
+    "generator_parameters",
     "get_generator",
     "list_generators",
     "register_generator",
+    "resolve_generator_options",
     "target_vector",
 ]
 
@@ -68,6 +74,12 @@ def _mosaic(**kw):
     return MosaicGenerator(**kw)
 
 
+def _mosaic_class():
+    from brain2music.reconstruct.generators.mosaic import MosaicGenerator
+
+    return MosaicGenerator
+
+
 def _musicldm(**kw):
     from brain2music.reconstruct.generators.neural import MusicLDMGenerator
 
@@ -80,15 +92,44 @@ def _musicgen(**kw):
     return MusicGenGenerator(**kw)
 
 
+def _neural(cls: str):
+    # The module imports torch/diffusers only inside functions, so reading a signature stays cheap.
+    from brain2music.reconstruct.generators import neural
+
+    return getattr(neural, cls)
+
+
+def _offline_class():
+    from brain2music.reconstruct.generators.offline import OfflineGenerator
+
+    return OfflineGenerator
+
+
+register_generator("debug", DebugGenerator, description="sine chords keyed on the target; for tests")
 register_generator(
-    "debug", lambda **kw: DebugGenerator(**kw), description="sine chords keyed on the target; for tests"
+    "offline",
+    _offline,
+    description="simulator composer + learned map + search; no weights",
+    signature_of=_offline_class,
 )
-register_generator("offline", _offline, description="simulator composer + learned map + search; no weights")
 register_generator(
     "best-of", _best_of, description="best of n candidates of another generator by embedding score"
 )
 register_generator(
-    "mosaic", _mosaic, description="concatenative synthesis from a library's real recordings; no weights"
+    "mosaic",
+    _mosaic,
+    description="concatenative synthesis from a library's real recordings; no weights",
+    signature_of=_mosaic_class,
 )
-register_generator("musicldm", _musicldm, description="diffusers MusicLDM conditioned on a CLAP embedding")
-register_generator("musicgen", _musicgen, description="MusicGen from a text prompt of the nearest captions")
+register_generator(
+    "musicldm",
+    _musicldm,
+    description="diffusers MusicLDM conditioned on a CLAP embedding",
+    signature_of=lambda: _neural("MusicLDMGenerator"),
+)
+register_generator(
+    "musicgen",
+    _musicgen,
+    description="MusicGen from a text prompt of the nearest captions",
+    signature_of=lambda: _neural("MusicGenGenerator"),
+)

@@ -13,21 +13,26 @@ construction.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from brain2music.errors import ConfigError, DataError
+from brain2music.windows import clip_vectors
 
 __all__ = [
     "BestOfN",
     "DebugGenerator",
     "Generator",
+    "check_generator_options",
     "cosine_scores",
+    "generator_parameters",
     "get_generator",
     "list_generators",
     "register_generator",
+    "resolve_generator_options",
     "target_vector",
 ]
 
@@ -36,7 +41,7 @@ def target_vector(target_embedding: np.ndarray, *, dim: int | None = None) -> np
     """``(dim,)`` or ``(n_windows, dim)`` → the window-averaged ``(dim,)`` float64 vector, checked."""
     t = np.asarray(target_embedding, dtype=np.float64)
     if t.ndim == 2:
-        t = t.mean(axis=0)
+        t = clip_vectors(t[None])[0]
     if t.ndim != 1 or (dim is not None and t.shape[0] != dim):
         want = f"({dim},) or (n_windows, {dim})" if dim else "(dim,) or (n_windows, dim)"
         raise DataError(f"target_embedding must have shape {want}; got {np.shape(target_embedding)}")
@@ -51,9 +56,7 @@ def cosine_scores(candidates: np.ndarray, target: np.ndarray, *, center=None, sc
     With ``center``/``scale`` (e.g. mean and sd of a reference set) the vectors are standardised first,
     which makes descriptors with a large common offset (acoustic features) comparable.
     """
-    c = np.asarray(candidates, dtype=np.float64)
-    if c.ndim == 3:
-        c = c.mean(axis=1)
+    c = clip_vectors(np.asarray(candidates, dtype=np.float64))
     t = target_vector(target, dim=c.shape[1])
     if center is not None:
         c, t = c - center, t - center
@@ -97,6 +100,28 @@ class Generator:
             ).reshape(-1)[:n]
             out[i, : len(audio)] = audio
         return out, int(self.sr)
+
+    def generate_many(
+        self,
+        target_embeddings,
+        *,
+        n_samples: int = 1,
+        duration: float = 15.0,
+        random_state: int | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """Generate for many targets ``(n, [r,] dim)``: ``(n, n_samples, n_audio)`` float32 and ``sr``.
+
+        Neural generators batch the targets on their device; this default generates one target at a time,
+        target ``i`` with the ``i``-th seed drawn from ``random_state``.
+        """
+        seeds = np.random.default_rng(random_state).integers(2**31 - 1, size=len(target_embeddings))
+        clips = [
+            self.generate(t, n_samples=n_samples, duration=duration, random_state=int(s))
+            for t, s in zip(target_embeddings, seeds, strict=True)
+        ]
+        if not clips:
+            return np.zeros((0, int(n_samples), int(round(duration * self.sr))), np.float32), int(self.sr)
+        return np.stack([c[0] for c in clips]), int(clips[0][1])
 
     def _generate_one(self, target_embedding, *, duration: float, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError  # pragma: no cover
@@ -162,7 +187,7 @@ class BestOfN(Generator):
         self.name = f"best-of-{self.n}({base.name})"
 
     def generate(self, target_embedding, *, n_samples=1, duration=15.0, random_state=None):
-        from brain2music.reconstruct.encoders import clip_embedding, prepare_clip
+        from brain2music.reconstruct.clip_embedding import clip_embedding, prepare_clip
 
         rng = np.random.default_rng(random_state)
         picks, scores = [], []
@@ -192,12 +217,22 @@ class BestOfN(Generator):
 
 
 # ------------------------------------------------------------------------------------------------ registry
-_REGISTRY: dict[str, tuple[Callable[..., Generator], str]] = {}
+_REGISTRY: dict[str, tuple[Callable[..., Generator], str, Callable[[], Callable] | None]] = {}
 
 
-def register_generator(name: str, factory: Callable[..., Generator], *, description: str = "") -> None:
-    """Register ``factory(**kwargs) -> Generator`` under ``name``."""
-    _REGISTRY[name] = (factory, description)
+def register_generator(
+    name: str,
+    factory: Callable[..., Generator],
+    *,
+    description: str = "",
+    signature_of: Callable[[], Callable] | None = None,
+) -> None:
+    """Register ``factory(**kwargs) -> Generator`` under ``name``.
+
+    ``signature_of`` returns the callable whose signature lists the options (e.g. the generator class,
+    imported lazily) when ``factory`` only forwards ``**kwargs``.
+    """
+    _REGISTRY[name] = (factory, description, signature_of)
 
 
 def list_generators() -> dict[str, str]:
@@ -205,17 +240,70 @@ def list_generators() -> dict[str, str]:
     return {k: v[1] for k, v in sorted(_REGISTRY.items())}
 
 
+def _entry(name: str):
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown generator {name!r}; known generators: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def _signature(name: str) -> inspect.Signature:
+    factory, _, signature_of = _entry(name)
+    return inspect.signature(signature_of() if signature_of is not None else factory)
+
+
+def generator_parameters(name: str) -> dict[str, Any]:
+    """``{option: default}`` the generator ``name`` takes (from its constructor; nothing is loaded)."""
+    return {
+        k: p.default
+        for k, p in _signature(name).parameters.items()
+        if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
+def check_generator_options(name: str, options: dict, *, source: str = "") -> None:
+    """Raise :class:`ConfigError` for an option the generator ``name`` does not take."""
+    params = _signature(name).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    takes = generator_parameters(name)
+    unknown = [k for k in options if k not in takes]
+    if unknown:
+        where = f" (from {source})" if source else ""
+        raise ConfigError(
+            f"generator {name!r} does not take option(s) {', '.join(repr(k) for k in unknown)}{where}; "
+            f"it takes: {', '.join(takes) or 'no options'}"
+        )
+
+
+def resolve_generator_options(
+    name: str,
+    options: dict | None = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    source: str = "--generator-option",
+) -> dict[str, Any]:
+    """The keyword arguments of generator ``name``: ``options`` checked, plus ``device``/``dtype`` if it takes them."""
+    kwargs = dict(options or {})
+    check_generator_options(name, kwargs, source=source)
+    takes = generator_parameters(name)
+    for key, value in (("device", device), ("dtype", dtype)):
+        if value is not None and key in takes:
+            kwargs.setdefault(key, value)
+    return kwargs
+
+
 def get_generator(name: str | Generator, **kwargs) -> Generator:
     """Build the generator registered as ``name`` with ``kwargs`` (a Generator is returned unchanged).
 
     Built-in names: ``debug``, ``offline`` (needs ``encoder=``), ``musicldm``, ``musicgen``,
-    ``best-of`` (``base=``, ``encoder=``, ``n=``).
+    ``best-of`` (``base=``, ``encoder=``, ``n=``). An option the generator does not take raises
+    :class:`ConfigError` before anything is loaded.
     """
     if isinstance(name, Generator):
         return name
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown generator {name!r}; known generators: {', '.join(sorted(_REGISTRY))}")
-    factory = _REGISTRY[name][0]
+    factory = _entry(name)[0]
+    check_generator_options(name, kwargs)
     try:
         return factory(**kwargs)
     except TypeError as exc:

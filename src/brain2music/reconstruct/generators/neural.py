@@ -24,8 +24,16 @@ from typing import Any
 import numpy as np
 
 from brain2music._io import save_npz
-from brain2music.errors import ConfigError, DataError, DataFileNotFoundError, require
+from brain2music.errors import (
+    ConfigError,
+    DataError,
+    DataFileNotFoundError,
+    incompatible_checkpoint,
+    missing_checkpoint,
+    require,
+)
 from brain2music.reconstruct.generators.base import Generator, target_vector
+from brain2music.windows import clip_vectors
 
 __all__ = [
     "DEFAULT_MUSICGEN",
@@ -53,28 +61,6 @@ DEFAULT_TAGS: tuple[str, ...] = (
 
 def _require_torch(purpose: str):
     return require("torch", "neural", purpose)
-
-
-def _missing_checkpoint(purpose: str, checkpoint: str, exc: Exception) -> DataFileNotFoundError:
-    local = os.path.isdir(str(checkpoint))
-    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
-    )
-    where = f"the local folder {checkpoint}" if local else f"the Hugging Face cache ({hub})"
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return DataFileNotFoundError(
-        f"{purpose}: checkpoint {str(checkpoint)!r} could not be loaded from {where} without network "
-        f"({type(exc).__name__}: {first}). Get it on a machine with network with "
-        f"`huggingface-cli download {checkpoint}` and copy the cache folder here (or set HF_HOME), or pass "
-        f"the path of a local folder holding the checkpoint."
-    )
-
-
-def _device(device: str | None) -> str:
-    if device:
-        return device
-    torch = _require_torch("neural generation")
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ------------------------------------------------------------------------------------------------ aligner
@@ -145,7 +131,7 @@ class ClapAligner:
 def _as_2d(x, name) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 3:
-        x = x.mean(axis=1)
+        x = clip_vectors(x)
     if x.ndim == 1:
         x = x[None]
     if x.ndim != 2:
@@ -160,8 +146,31 @@ def _aligner(aligner) -> ClapAligner | None:
 
 
 # ------------------------------------------------------------------------------------------------ MusicLDM
+def _target_space(encoder) -> tuple[str, str | None]:
+    """``(description, clap_space)`` of what produced the targets: an encoder object or its config dict."""
+    if isinstance(encoder, dict):
+        cfg = encoder
+    else:
+        cfg = getattr(encoder, "config", None)
+        cfg = cfg() if callable(cfg) else cfg
+        cfg = cfg if isinstance(cfg, dict) else {}
+        if getattr(encoder, "clap_space_", None):
+            cfg = {**cfg, "clap_space": encoder.clap_space_}
+    name = cfg.get("encoder") or getattr(encoder, "name", type(encoder).__name__)
+    model = cfg.get("model")
+    return (f"encoder {name!r}" + (f" ({model})" if model else ""), cfg.get("clap_space"))
+
+
 class MusicLDMGenerator(Generator):
     """MusicLDM conditioned on a CLAP embedding passed as ``prompt_embeds``.
+
+    MusicLDM conditions its UNet on embeddings of *its own* CLAP (the pipeline's ``text_encoder``). A
+    target is usable as is only if it lives in that space: decode embeddings made with the pipeline's CLAP
+    (the ``clap`` encoder with ``model=`` the MusicLDM checkpoint, the default pairing), or pass an
+    ``aligner`` that maps the targets into it. Given the ``encoder`` that produced the targets, the
+    generator compares the two CLAPs (:func:`~brain2music.embeddings.neural.clap_space_id`, a hash of
+    their projection weights) before generating and refuses a mismatched pair without an aligner; only
+    the dimension can be checked without it.
 
     Parameters
     ----------
@@ -171,13 +180,27 @@ class MusicLDMGenerator(Generator):
     pipeline : MusicLDMPipeline, optional
         An already built pipeline (tests build a tiny random one).
     aligner : ClapAligner or path, optional
-        Maps the (audio-space) target into CLAP text space first.
-    num_inference_steps, guidance_scale : diffusion settings (MusicLDM's defaults: 200 and 2.0).
+        Maps the (audio-space) target into the generator's CLAP text space first.
+    encoder : encoder or dict, optional
+        The encoder (object, or its recorded ``config``) whose embeddings the targets are, for the pairing
+        check above.
+    num_inference_steps, guidance_scale : int, float
+        Diffusion settings; the defaults are ``MusicLDMPipeline``'s own (200 DDIM steps, guidance 2.0).
+        Fewer steps are proportionally faster (50 is a common trade).
     negative_prompt : str, optional
         Used for classifier-free guidance when ``guidance_scale > 1``.
-    device : str, optional
+    device, dtype : str, optional
+        Placement: ``"auto"`` (CUDA when available; float16 there), ``"cpu"``, ``"cuda"``, ``"mps"``;
+        ``"float32"``, ``"float16"``, ``"bfloat16"``.
+    batch_size : int
+        Targets denoised together by :meth:`generate_many` (times ``n_samples`` waveforms per pass).
     progress : bool
         Show the denoising progress bar.
+
+    Attributes
+    ----------
+    pairing_ : str
+        How the targets meet the generator's CLAP: ``"same CLAP"``, ``"aligned"`` or ``"unchecked"``.
     """
 
     name = "musicldm"
@@ -188,35 +211,85 @@ class MusicLDMGenerator(Generator):
         *,
         pipeline: Any = None,
         aligner: ClapAligner | str | os.PathLike | None = None,
-        num_inference_steps: int = 50,
+        encoder: Any = None,
+        num_inference_steps: int = 200,
         guidance_scale: float = 2.0,
         negative_prompt: str | None = None,
         device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 4,
         progress: bool = True,
     ):
         self.checkpoint = str(checkpoint)
         self.pipeline = pipeline
         self._given = pipeline is not None
         self.aligner = _aligner(aligner)
+        self.encoder = encoder
         self.num_inference_steps = int(num_inference_steps)
         self.guidance_scale = float(guidance_scale)
         self.negative_prompt = negative_prompt
         self.device = device
+        self.dtype = dtype
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = batch_size
         self.progress = progress
+        self._placed = False
 
     def _pipe(self):
+        if self._placed:
+            return self.pipeline
+        from brain2music.embeddings.neural import resolve_device, resolve_dtype
+
+        purpose = "the 'musicldm' generator"
+        torch = _require_torch(purpose)
+        device = resolve_device(self.device, purpose=purpose)
+        dtype = getattr(torch, resolve_dtype(self.dtype, device, purpose=purpose))
         if self.pipeline is None:
-            diffusers = require("diffusers", "neural", "the 'musicldm' generator")
-            _require_torch("the 'musicldm' generator")
+            diffusers = require("diffusers", "neural", purpose)
             try:
                 self.pipeline = diffusers.MusicLDMPipeline.from_pretrained(
-                    self.checkpoint, local_files_only=True
+                    self.checkpoint, local_files_only=True, torch_dtype=dtype
                 )
             except (OSError, ValueError) as exc:
-                raise _missing_checkpoint("the 'musicldm' generator", self.checkpoint, exc) from exc
-        self.pipeline.to(_device(self.device))
+                raise missing_checkpoint(purpose, self.checkpoint, exc) from exc
+            except (AttributeError, TypeError, ImportError) as exc:
+                raise incompatible_checkpoint(purpose, self.checkpoint, exc) from exc
+        self.pipeline.to(device)
+        if self.pipeline.unet.dtype != dtype:  # casting to the same dtype only earns diffusers warnings
+            self.pipeline.to(dtype=dtype)
         self.pipeline.set_progress_bar_config(disable=not self.progress)
+        self.device_, self.dtype_ = device, str(dtype).replace("torch.", "")
+        self._check_pairing()
+        self._placed = True
         return self.pipeline
+
+    def load(self) -> MusicLDMGenerator:
+        """Load the pipeline, place it and check the pairing now (what ``--check`` does); returns self."""
+        self._pipe()
+        return self
+
+    def _check_pairing(self) -> None:
+        from brain2music.embeddings.neural import clap_space_id
+
+        self.generator_space_ = clap_space_id(self.pipeline.text_encoder)
+        if self.encoder is None:
+            self.pairing_ = "aligned" if self.aligner is not None else "unchecked"
+            return
+        what, space = _target_space(self.encoder)
+        if space == self.generator_space_:
+            self.pairing_ = "same CLAP"
+        elif self.aligner is not None:
+            self.pairing_ = "aligned"
+        else:
+            found = f"a CLAP with space id {space}" if space else "not a CLAP (no clap_space in its config)"
+            raise ConfigError(
+                f"MusicLDM ({self.checkpoint if not self._given else 'given pipeline'}) is conditioned on "
+                f"embeddings of its own CLAP (space id {self.generator_space_}), but the targets come from "
+                f"{what}, {found}: the embeddings would be read in the wrong space. Embed the stimuli with "
+                f"the pipeline's CLAP (encoder 'clap' with model={self.checkpoint}) and decode again, or "
+                "pass an aligner (aligner=PATH, a ClapAligner fitted into this CLAP's text space)"
+            )
 
     @property
     def sr(self) -> int:  # type: ignore[override]
@@ -228,9 +301,11 @@ class MusicLDMGenerator(Generator):
             "generator": self.name,
             "checkpoint": "<pipeline object>" if self._given else self.checkpoint,
             "aligner": self.aligner is not None,
+            "pairing": getattr(self, "pairing_", None),
             "num_inference_steps": self.num_inference_steps,
             "guidance_scale": self.guidance_scale,
             "negative_prompt": self.negative_prompt,
+            "dtype": getattr(self, "dtype_", self.dtype),
         }
 
     def conditioning(self, target_embedding: np.ndarray) -> np.ndarray:
@@ -240,45 +315,82 @@ class MusicLDMGenerator(Generator):
             t = self.aligner.transform(t)[0]
         return t / max(float(np.linalg.norm(t)), 1e-12)
 
+    def clap_encoder(self, **kwargs):
+        """A ``clap`` encoder on this pipeline's own CLAP (to embed stimuli in the space MusicLDM reads)."""
+        from brain2music.embeddings.neural import ClapEncoder
+
+        pipe = self._pipe()
+        if pipe.feature_extractor is None:
+            raise ConfigError("this MusicLDM pipeline has no feature_extractor to embed audio with its CLAP")
+        kwargs.setdefault("device", self.device_)
+        return ClapEncoder(pipe.text_encoder, pipe.feature_extractor, **kwargs)
+
+    def _negative(self, pipe, n: int):
+        if not (self.negative_prompt and self.guidance_scale > 1):
+            return None
+        torch = _require_torch("the 'musicldm' generator")
+        device = pipe._execution_device
+        # The pipeline accepts a text negative prompt only together with a text prompt: embed it here.
+        tokens = pipe.tokenizer([self.negative_prompt], padding=True, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            neg = pipe.text_encoder.get_text_features(
+                tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device)
+            ).to(pipe.unet.dtype)
+        return neg.repeat(n, 1)
+
     def generate(self, target_embedding, *, n_samples=1, duration=15.0, random_state=None):
+        audio, sr = self.generate_many(
+            np.asarray(target_embedding)[None],
+            n_samples=n_samples,
+            duration=duration,
+            random_state=random_state,
+        )
+        return audio[0], sr
+
+    def generate_many(self, target_embeddings, *, n_samples=1, duration=15.0, random_state=None):
+        """Generate for many targets, ``batch_size`` of them per denoising pass.
+
+        ``target_embeddings`` is ``(n, dim)`` or ``(n, r, dim)``; returns ``(n, n_samples, n_audio)`` and
+        ``sr``. Every waveform has its own noise generator seeded from ``random_state`` and its position, so
+        the result does not depend on ``batch_size``.
+        """
         torch = _require_torch("the 'musicldm' generator")
         if int(n_samples) < 1:
             raise ConfigError(f"n_samples must be >= 1, got {n_samples!r}")
+        n_samples = int(n_samples)
         pipe = self._pipe()
-        cond = self.conditioning(target_embedding)
-        dim = int(pipe.unet.config.projection_class_embeddings_input_dim or cond.size)
-        if cond.size != dim:
+        conds = np.stack([self.conditioning(t) for t in target_embeddings])
+        dim = int(pipe.unet.config.projection_class_embeddings_input_dim or conds.shape[1])
+        if conds.shape[1] != dim:
             raise DataError(
                 f"MusicLDM ({self.checkpoint}) is conditioned on {dim}-d CLAP embeddings; the target is "
-                f"{cond.size}-d (use predictions of the 'clap' or 'clap-text' encoder)"
+                f"{conds.shape[1]}-d (use predictions of the 'clap' or 'clap-text' encoder)"
             )
-        dtype = pipe.unet.dtype
-        device = pipe._execution_device
-        embeds = torch.as_tensor(cond[None], dtype=dtype, device=device)
-        seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        negative = None
-        if self.negative_prompt and self.guidance_scale > 1:
-            # The pipeline accepts a text negative prompt only together with a text prompt: embed it here.
-            tokens = pipe.tokenizer(
-                [self.negative_prompt], padding=True, truncation=True, return_tensors="pt"
+        seeds = np.random.default_rng(random_state).integers(2**31 - 1, size=len(conds))
+        out = []
+        from tqdm.auto import tqdm
+
+        starts = range(0, len(conds), self.batch_size)
+        show = self.progress and len(starts) > 1
+        for start in tqdm(starts, desc="musicldm: batches", disable=not show, leave=False):
+            part = conds[start : start + self.batch_size]
+            gens = [
+                torch.Generator(device="cpu").manual_seed(int(s))
+                for seed in seeds[start : start + len(part)]
+                for s in np.random.default_rng(int(seed)).integers(2**31 - 1, size=n_samples)
+            ]
+            result = pipe(
+                prompt_embeds=torch.as_tensor(part, dtype=pipe.unet.dtype, device=pipe._execution_device),
+                negative_prompt_embeds=self._negative(pipe, len(part)),
+                num_inference_steps=self.num_inference_steps,
+                guidance_scale=self.guidance_scale,
+                audio_length_in_s=float(duration),
+                num_waveforms_per_prompt=n_samples,
+                generator=gens,
+                output_type="np",
             )
-            with torch.no_grad():
-                negative = pipe.text_encoder.get_text_features(
-                    tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device)
-                ).to(dtype)
-        out = pipe(
-            prompt_embeds=embeds,
-            negative_prompt_embeds=negative,
-            num_inference_steps=self.num_inference_steps,
-            guidance_scale=self.guidance_scale,
-            audio_length_in_s=float(duration),
-            num_waveforms_per_prompt=int(n_samples),
-            generator=gen,
-            output_type="np",
-        )
-        audio = np.asarray(out.audios, dtype=np.float32).reshape(int(n_samples), -1)
-        return audio, int(pipe.vocoder.config.sampling_rate)
+            out.append(np.asarray(result.audios, dtype=np.float32).reshape(len(part), n_samples, -1))
+        return np.concatenate(out), int(pipe.vocoder.config.sampling_rate)
 
 
 # ------------------------------------------------------------------------------------------------ MusicGen
@@ -325,6 +437,8 @@ class MusicGenGenerator(Generator):
         n_terms: int = 3,
         guidance_scale: float = 3.0,
         device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 4,
         progress: bool = True,
     ):
         self.checkpoint = str(checkpoint)
@@ -337,7 +451,12 @@ class MusicGenGenerator(Generator):
         self.n_terms = int(n_terms)
         self.guidance_scale = float(guidance_scale)
         self.device = device
+        self.dtype = dtype
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = batch_size
         self.progress = progress
+        self._placed = False
         if self.n_terms < 1:
             raise ConfigError(f"n_terms must be >= 1, got {n_terms!r}")
 
@@ -353,21 +472,30 @@ class MusicGenGenerator(Generator):
         }
 
     def _load(self):
-        _require_torch("the 'musicgen' generator")
+        from brain2music.embeddings.neural import load_pretrained, resolve_device, resolve_dtype
+
+        purpose = "the 'musicgen' generator"
+        torch = _require_torch(purpose)
+        if self._placed:
+            return self.model, self.processor
         if self.model is None:
-            from brain2music.embeddings.neural import load_pretrained
-
-            self.model = load_pretrained(
-                "MusicgenForConditionalGeneration", self.checkpoint, purpose="the 'musicgen' generator"
-            )
+            self.model = load_pretrained("MusicgenForConditionalGeneration", self.checkpoint, purpose=purpose)
         if self.processor is None:
-            from brain2music.embeddings.neural import load_pretrained
-
-            self.processor = load_pretrained(
-                "AutoProcessor", self.checkpoint, purpose="the 'musicgen' generator"
-            )
-        self.model.to(_device(self.device)).eval()
+            self.processor = load_pretrained("AutoProcessor", self.checkpoint, purpose=purpose)
+        device = resolve_device(self.device, purpose=purpose)
+        self.dtype_ = resolve_dtype(self.dtype, device, purpose=purpose)
+        self.model.to(device=device, dtype=getattr(torch, self.dtype_)).eval()
+        self._placed = True
         return self.model, self.processor
+
+    def load(self) -> MusicGenGenerator:
+        """Load MusicGen and the text encoder of the vocabulary (what ``--check`` does); returns self."""
+        self._load()
+        if self.vocabulary_embeddings is None and isinstance(self.text_encoder, str):
+            from brain2music.reconstruct.encoders import resolve_encoder
+
+            self.text_encoder = resolve_encoder(self.text_encoder)
+        return self
 
     @property
     def sr(self) -> int:  # type: ignore[override]
@@ -375,7 +503,7 @@ class MusicGenGenerator(Generator):
 
     def _vocab_embeddings(self) -> np.ndarray:
         if self.vocabulary_embeddings is None:
-            from brain2music.reconstruct.encoders import resolve_encoder
+            from brain2music.reconstruct.clip_embedding import resolve_encoder
 
             enc = (
                 resolve_encoder(self.text_encoder)
@@ -406,25 +534,49 @@ class MusicGenGenerator(Generator):
         return ", ".join(self.vocabulary[i] for i in best)
 
     def generate(self, target_embedding, *, n_samples=1, duration=15.0, random_state=None):
+        audio, sr = self.generate_many(
+            np.asarray(target_embedding)[None],
+            n_samples=n_samples,
+            duration=duration,
+            random_state=random_state,
+        )
+        return audio[0], sr
+
+    def generate_many(self, target_embeddings, *, n_samples=1, duration=15.0, random_state=None):
+        """Prompts for many targets, ``batch_size`` of them (times ``n_samples``) per ``generate`` call:
+        ``(n, n_samples, n_audio)`` and ``sr``. Sampling is seeded once per batch (torch's global seed), so
+        unlike MusicLDM the waveforms depend on how targets are batched."""
         torch = _require_torch("the 'musicgen' generator")
         if int(n_samples) < 1:
             raise ConfigError(f"n_samples must be >= 1, got {n_samples!r}")
-        prompt = self.prompt_for(target_embedding)
-        self.last_prompt_ = prompt
+        n_samples = int(n_samples)
+        prompts = [self.prompt_for(t) for t in target_embeddings]
+        self.last_prompt_ = prompts[-1]
         model, processor = self._load()
-        inputs = processor(text=[prompt] * int(n_samples), padding=True, return_tensors="pt")
-        inputs = {k: v.to(model.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
         frame_rate = float(model.config.audio_encoder.frame_rate)
-        torch.manual_seed(int(np.random.default_rng(random_state).integers(2**31 - 1)))
-        with torch.no_grad():
-            codes = model.generate(
-                **inputs,
-                do_sample=True,
-                guidance_scale=self.guidance_scale,
-                max_new_tokens=max(1, int(round(duration * frame_rate))),
-            )
-        audio = codes.float().cpu().numpy().reshape(int(n_samples), -1)
-        return audio.astype(np.float32), int(model.config.audio_encoder.sampling_rate)
+        rng = np.random.default_rng(random_state)
+        out = []
+        from tqdm.auto import tqdm
+
+        starts = range(0, len(prompts), self.batch_size)
+        show = self.progress and len(starts) > 1
+        for start in tqdm(starts, desc="musicgen: batches", disable=not show, leave=False):
+            part = prompts[start : start + self.batch_size]
+            texts = [p for p in part for _ in range(n_samples)]
+            inputs = processor(text=texts, padding=True, return_tensors="pt")
+            inputs = {
+                k: v.to(model.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")
+            }
+            torch.manual_seed(int(rng.integers(2**31 - 1)))
+            with torch.no_grad():
+                codes = model.generate(
+                    **inputs,
+                    do_sample=True,
+                    guidance_scale=self.guidance_scale,
+                    max_new_tokens=max(1, int(round(duration * frame_rate))),
+                )
+            out.append(codes.float().cpu().numpy().reshape(len(part), n_samples, -1))
+        return np.concatenate(out).astype(np.float32), int(model.config.audio_encoder.sampling_rate)
 
 
 def _read_vocabulary(vocabulary) -> list[str]:

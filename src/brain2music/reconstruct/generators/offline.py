@@ -30,8 +30,9 @@ import numpy as np
 
 from brain2music._io import save_npz
 from brain2music.errors import ConfigError
-from brain2music.reconstruct.encoders import clip_embedding, encoder_config, encoder_name, prepare_clip
+from brain2music.reconstruct.clip_embedding import clip_embedding, encoder_config, encoder_name, prepare_clip
 from brain2music.reconstruct.generators.base import Generator, cosine_scores, target_vector
+from brain2music.windows import clip_vectors
 
 __all__ = ["OFFLINE_PRESETS", "OfflineGenerator"]
 
@@ -155,7 +156,7 @@ class OfflineGenerator(Generator):
         }
 
     def _enc(self):
-        from brain2music.reconstruct.encoders import resolve_encoder
+        from brain2music.reconstruct.clip_embedding import resolve_encoder
 
         if not hasattr(self, "_encoder_obj"):
             self._encoder_obj = resolve_encoder(self.encoder)
@@ -225,7 +226,7 @@ class OfflineGenerator(Generator):
                     seeds=self.bank_seeds_,
                     key=np.asarray(_json(key)),
                 )
-        x = self.bank_embeddings_.mean(axis=1).astype(np.float64)
+        x = clip_vectors(self.bank_embeddings_).astype(np.float64)
         self.center_ = x.mean(axis=0)
         sd = x.std(axis=0)
         self.scale_ = np.where(sd > 1e-8 * max(1.0, float(sd.max())), sd, 1.0)

@@ -1,0 +1,568 @@
+"""``brain2music reconstruct``: music from predicted embeddings, by retrieval and by generation, evaluated.
+
+Reads a results folder written by ``brain2music reproduce`` (through
+:class:`~brain2music.study.results.ResultsFolder`) and a music library built with the same encoder. For
+each selected subject and test clip it retrieves the top-``k`` library tracks for the predicted embedding
+and generates new audio conditioned on it, then scores both against the originals.
+
+Which decoder: ``method`` when given (``method_selected_by: "user"``); otherwise the method with the best
+mean *training* cross-validation r in ``results.json`` (``"train_cv"``). The test clips are never used
+to choose it: they are the clips the reconstructions are scored on.
+
+Evaluation (per subject, then mean ± sd (``ddof=1``) and a bootstrap CI over subjects), always in the
+metric space the predictions were scored in by ``reproduce`` (saved with them):
+
+- ``*_id_acc``: identification accuracy (paper Eq. 2–3, windows averaged) between the embeddings of the
+  reconstructions and of the originals (the ``target`` embeddings), with a 95 % bootstrap CI over clips.
+  ``retrieval``: the top-1 track's stored embedding; ``generation``: the embedding of the generated audio.
+- ``chance``: a random library track per clip (mean over ``n_chance`` draws); ``oracle``: retrieval with
+  the true embedding of the original (the best retrieval can do with this library).
+- ``*_genre_agreement``: how often a genre tagger gives the reconstruction the genre it gives the
+  original. The tagger is a logistic regression on the window-averaged embeddings of the *training*
+  stimuli; ``tagger_accuracy`` is its accuracy on the originals.
+
+Output folder::
+
+    recon/
+      reconstruction.json                      ReconstructionResults (docs/results_layout.md)
+      audio/<subject>/<clip_id>.generated.wav
+      audio/oracle/<clip_id>.generated.wav     with oracle_generation=True
+      offline_bank.npz                          the offline generator's fitted bank (reused on reruns)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
+from brain2music.reconstruct.clip_embedding import clip_embedding, encoder_name, prepare_clip, resolve_encoder
+from brain2music.reconstruct.generators import Generator, cosine_scores, get_generator
+from brain2music.reconstruct.library import MusicLibrary
+from brain2music.study.results import (
+    Predictions,
+    ReconstructedClip,
+    ReconstructionResults,
+    ReconstructionScores,
+    ResultsFolder,
+    StudyResults,
+    SummaryStat,
+)
+from brain2music.windows import clip_vectors
+
+__all__ = ["GenreTagger", "cosine_pairs", "reconstruct", "summarise_subjects"]
+
+
+# ----------------------------------------------------------------------------------------------- tagger
+class GenreTagger:
+    """Genre classifier on window-averaged embeddings (standardise + multinomial logistic regression).
+
+    ``fit(embeddings (n, [r,] dim), genres (n,))``; ``predict(embeddings) -> (n,) genres``.
+    """
+
+    def __init__(self, C: float = 1.0):
+        self.C = C
+
+    def fit(self, embeddings: np.ndarray, genres) -> GenreTagger:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        x = clip_vectors(np.asarray(embeddings, dtype=np.float64))
+        y = np.asarray(genres).astype(str)
+        if len(np.unique(y)) < 2:
+            raise DataError(f"a genre tagger needs at least 2 genres in its training set; got {np.unique(y)}")
+        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000)).fit(x, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, embeddings: np.ndarray) -> np.ndarray:
+        return self.model_.predict(clip_vectors(np.asarray(embeddings, dtype=np.float64)))
+
+
+def _fit_tagger(folder: ResultsFolder, study: StudyResults, encoder: str, test_ids: set[str]):
+    """The genre tagger on the training stimuli's embeddings, or None when they are not available."""
+    try:
+        es = folder.read_embeddings(study, encoder)
+    except DataFileNotFoundError:
+        return None
+    ids = np.asarray(es.clip_ids).astype(str)
+    train = np.array([c not in test_ids for c in ids])
+    genres = np.array([c.split(".")[0] for c in ids])
+    if train.sum() < 2 or len(np.unique(genres[train])) < 2:
+        return None
+    return GenreTagger().fit(es.embeddings[train], genres[train])
+
+
+# ------------------------------------------------------------------------------------------------ main
+def reconstruct(
+    results: str | os.PathLike,
+    library: str | os.PathLike | MusicLibrary,
+    out: str | os.PathLike,
+    *,
+    generator: str | Generator | None = "offline",
+    generator_options: dict | None = None,
+    encoder: Any = None,
+    method: str | None = None,
+    subjects: list[str] | None = None,
+    n_clips: int | None = None,
+    k: int = 5,
+    best_of: int = 1,
+    duration: float = 15.0,
+    exclude_stimuli: bool = True,
+    n_chance: int = 20,
+    oracle_generation: bool = False,
+    n_bootstrap: int = 1000,
+    random_state: int = 0,
+    progress: bool = True,
+) -> ReconstructionResults:
+    """Retrieve and generate music for the predicted embeddings of a results folder; evaluate; write JSON.
+
+    Parameters
+    ----------
+    results : folder written by ``brain2music reproduce``.
+    library : music library built with the same encoder as the predictions to use.
+    out : output folder (``reconstruction.json``, ``audio/``).
+    generator : registry name (``offline``, ``mosaic``, ``debug``, ``musicldm``, ``musicgen``) or Generator; ``None``
+        skips generation (retrieval only).
+    generator_options : keyword arguments for :func:`~brain2music.reconstruct.generators.get_generator`.
+    encoder : encoder object used to embed generated audio; default: the library's encoder from the registry.
+    method : decoder whose predictions to use; default: the best by training cross-validation.
+    subjects : subjects to reconstruct for (default: all with predictions).
+    n_clips : reconstruct only the first ``n_clips`` test clips (default: all). At least 2.
+    k : retrieved tracks per clip.
+    best_of : generate this many candidates per clip and keep the one closest to the predicted embedding.
+    duration : seconds of generated audio.
+    exclude_stimuli : never retrieve (nor reuse in a mosaic) a library track whose id is a test clip id, nor
+        the recording a test clip was cut from (studies made with ``simulate --music``).
+    n_chance : random-track draws averaged for the Chance row.
+    oracle_generation : also generate from the true embedding of each clip (the generator's ceiling).
+    n_bootstrap, random_state : confidence intervals and every random draw.
+
+    Returns
+    -------
+    The :class:`~brain2music.study.results.ReconstructionResults` written to ``reconstruction.json``.
+    """
+    folder, out = ResultsFolder(results), Path(out)
+    study = folder.read()
+    lib = library if isinstance(library, MusicLibrary) else MusicLibrary(library)
+    enc_name = _check_library(study, folder, lib)
+    if n_clips is not None and int(n_clips) < 2:
+        raise ConfigError(f"n_clips must be >= 2 (identification needs two clips), got {n_clips!r}")
+    if int(k) < 1:
+        raise ConfigError(f"k must be >= 1, got {k!r}")
+    method, selected_by = _choose_method(study, folder, enc_name, method)
+    subjects = _choose_subjects(folder, enc_name, method, subjects)
+    generator_options = _mosaic_options(
+        generator, generator_options, folder, study, lib, enc_name, method, subjects,
+        exclude_stimuli=exclude_stimuli, progress=progress,
+    )  # fmt: skip
+    enc, gen = _make_generator(
+        generator, generator_options, encoder, enc_name, best_of, out, progress, random_state
+    )
+    run = _Run(folder, study, lib, enc_name, enc, gen, out, k=int(k), duration=float(duration),
+               exclude_stimuli=exclude_stimuli, n_chance=int(n_chance), oracle_generation=oracle_generation,
+               n_bootstrap=int(n_bootstrap), rng=np.random.default_rng(random_state), progress=progress)  # fmt: skip
+    clips, per_subject = [], []
+    for subject in subjects:
+        pred = folder.read_predictions(enc_name, method, subject)
+        subject_clips, scores = run.subject(pred, n_clips)
+        clips += subject_clips
+        per_subject.append(scores)
+    config = {
+        "results": str(folder.root), "library": str(lib.path), "out": str(out), "encoder": enc_name,
+        "method": method, "generator": None if gen is None else gen.config, "k": int(k), "n_clips": n_clips,
+        "subjects": subjects, "best_of": int(best_of), "duration": float(duration),
+        "exclude_stimuli": bool(exclude_stimuli), "n_chance": int(n_chance),
+        "oracle_generation": bool(oracle_generation), "n_bootstrap": int(n_bootstrap), "random_state": random_state,
+    }  # fmt: skip
+    recon = ReconstructionResults(
+        config=config, encoder=enc_name, method=method, method_selected_by=selected_by,
+        space=study.space(enc_name) if enc_name in study.encoders else per_subject[0].space,
+        generator=None if gen is None else gen.config,
+        library={"path": str(lib.path), "n_items": len(lib), "encoder": enc_name}, subjects=subjects,
+        clips=clips, per_subject=per_subject, summary=summarise_subjects(per_subject),
+    )  # fmt: skip
+    ResultsFolder.write_reconstruction(out, recon)
+    return recon
+
+
+# ------------------------------------------------------------------------------------------ the steps
+def _check_library(study: StudyResults, folder: ResultsFolder, lib: MusicLibrary) -> str:
+    enc_name = lib.encoder_name
+    known = set(study.encoders)
+    pred_root = folder.root / "predictions"
+    if pred_root.is_dir():
+        known |= {p.name for p in pred_root.iterdir() if p.is_dir()}
+    if enc_name not in known:
+        raise DataError(
+            f"the library {lib.path} was built with encoder {enc_name!r} but the results folder {folder.root} "
+            f"has predictions for encoder(s) {sorted(known)}; build the library with one of those encoders"
+        )
+    return enc_name
+
+
+def _choose_method(
+    study: StudyResults, folder: ResultsFolder, encoder: str, method: str | None
+) -> tuple[str, str]:
+    """``(method, "user")`` for a given method, else the best by training CV: ``(method, "train_cv")``."""
+    pred_root = folder.root / "predictions" / encoder
+    available = sorted(p.name for p in pred_root.iterdir() if p.is_dir()) if pred_root.is_dir() else []
+    if not available:
+        raise DataFileNotFoundError(
+            f"{pred_root}: no predictions of encoder {encoder!r} in the results folder"
+        )
+    if method is not None:
+        if method not in available:
+            raise ConfigError(
+                f"method {method!r} has no predictions for encoder {encoder!r}; available: {available}"
+            )
+        return method, "user"
+    return study.select_method(encoder, among=available), "train_cv"
+
+
+def _choose_subjects(folder: ResultsFolder, encoder: str, method: str, subjects) -> list[str]:
+    available = folder.prediction_subjects(encoder, method)
+    if subjects:
+        missing = [s for s in subjects if s not in available]
+        if missing:
+            raise ConfigError(
+                f"no predictions for subject(s) {missing} of {encoder}/{method}; available: {available}"
+            )
+        return list(subjects)
+    if not available:
+        raise DataFileNotFoundError(
+            f"{folder.root / 'predictions' / encoder / method}: no subject predictions"
+        )
+    return available
+
+
+def _make_generator(generator, options, encoder, enc_name, best_of, out, progress, random_state):
+    """``(encoder, generator)`` for generation, or ``(None, None)`` for retrieval only."""
+    if generator is None:
+        return None, None
+    enc = resolve_encoder(encoder if encoder is not None else enc_name)
+    if encoder_name(enc) != enc_name:
+        raise DataError(
+            f"encoder {encoder_name(enc)!r} given to embed generated audio, but the library and "
+            f"predictions use encoder {enc_name!r}"
+        )
+    opts = dict(options or {})
+    if generator == "mosaic" or opts.get("base") == "mosaic":
+        opts.setdefault("encoder", enc)
+    if generator == "offline":
+        opts.setdefault("encoder", enc)
+        opts.setdefault("progress", progress)
+        opts.setdefault("cache", out / "offline_bank.npz")
+        opts.setdefault("random_state", random_state)
+    gen = get_generator(generator, **opts)
+    if best_of > 1:
+        from brain2music.reconstruct.generators import BestOfN
+
+        gen = BestOfN(gen, enc, n=best_of)
+    if hasattr(gen, "fit") and not hasattr(gen, "map_"):
+        gen.fit()
+    return enc, gen
+
+
+def _mosaic_options(
+    generator, options, folder, study, lib, enc_name, method, subjects, *, exclude_stimuli, progress
+) -> dict | None:
+    """The options of a mosaic (alone or as the base of ``best-of``): the library, and in evaluation the
+    recordings of every test clip of ``subjects`` kept out of every mosaic."""
+    opts = dict(options or {})
+    if not (generator == "mosaic" or opts.get("base") == "mosaic"):
+        return options
+    opts.setdefault("library", lib)
+    opts.setdefault("progress", progress)
+    if exclude_stimuli:
+        ids = {str(c) for s in subjects for c in folder.read_predictions(enc_name, method, s).clip_ids}
+        opts.setdefault("exclude", _excluded_paths(lib, study.config, ids))
+    return opts
+
+
+def _excluded_paths(lib: MusicLibrary, config: dict, ids) -> list[str]:
+    """Library tracks never to retrieve or reuse for test clips ``ids``: tracks whose id is a clip id
+    (the stimuli themselves in the library) and the recordings the clips were cut from (a study made
+    with ``simulate --music`` records them in ``stimuli/metadata.csv``)."""
+    from brain2music.simulate.music import stimulus_sources
+
+    meta, ids = lib.metadata, set(map(str, ids))
+    root = (config or {}).get("stimuli")
+    own = {str(Path(p).resolve()) for c, p in (stimulus_sources(root) if root else {}).items() if c in ids}
+    hit = meta["track_id"].astype(str).isin(ids) | meta["path"].astype(str).isin(own)
+    return list(meta.loc[hit, "path"])
+
+
+def _segments_of(gen) -> list[dict] | None:
+    """The source segments of the clip ``gen`` returned last (generators that reuse library audio)."""
+    plans, pick = getattr(gen, "last_plans_", None), 0
+    if plans is None and hasattr(gen, "base"):  # best-of-N: the plan of the candidate it kept
+        plans = getattr(gen.base, "last_plans_", None)
+        pick = int(np.argmax(gen.last_scores_[-1])) if plans is not None else 0
+    if not plans:
+        return None
+    keys = ("path", "source_start", "output_start", "duration")
+    return [{k: seg[k] for k in keys} for seg in plans[pick]["segments"]]
+
+
+@dataclass
+class _Retrieved:
+    """Library search results for one subject's clips (indices into the library)."""
+
+    scores: np.ndarray  # (n, k)
+    items: np.ndarray  # (n, k)
+    oracle_scores: np.ndarray  # (n, 1)
+    oracle_items: np.ndarray  # (n, 1)
+    windows: np.ndarray  # (n, r, dim) top-1
+    oracle_windows: np.ndarray  # (n, r, dim)
+    chance_windows: np.ndarray  # (n_chance, n, r, dim)
+
+
+@dataclass
+class _Run:
+    """State shared by the subjects of one reconstruction (taggers and oracle generations are reused)."""
+
+    folder: ResultsFolder
+    study: StudyResults
+    lib: MusicLibrary
+    enc_name: str
+    enc: Any
+    gen: Any
+    out: Path
+    k: int
+    duration: float
+    exclude_stimuli: bool
+    n_chance: int
+    oracle_generation: bool
+    n_bootstrap: int
+    rng: np.random.Generator
+    progress: bool
+    oracle_cache: dict = field(default_factory=dict)
+    taggers: dict = field(default_factory=dict)
+    segments: dict = field(default_factory=dict)  # generated file -> its mosaic's source segments
+
+    def subject(
+        self, pred: Predictions, n_clips: int | None
+    ) -> tuple[list[ReconstructedClip], ReconstructionScores]:
+        """Retrieve, tag, generate and score one subject's clips."""
+        sel = slice(None) if n_clips is None else slice(0, int(n_clips))
+        ids, genres = pred.clip_ids[sel], pred.genres[sel]
+        P, T = pred.predicted[sel], pred.target[sel]
+        self._check(pred, ids, P)
+        found = self._retrieve(ids, P, T)
+        key = frozenset(pred.clip_ids)
+        if key not in self.taggers:  # subjects share their test set: fit once
+            self.taggers[key] = _fit_tagger(self.folder, self.study, self.enc_name, set(key))
+        tagger = self.taggers[key]
+        generated, gen_paths, oracle_generated = self._generate(pred.subject, ids, P, T)
+        reconstructions = {"retrieved": found.windows, "oracle": found.oracle_windows,
+                           "chance": found.chance_windows[0], "generated": generated,
+                           "oracle_generated": oracle_generated}  # fmt: skip
+        tags = {}
+        if tagger is not None:
+            tags = {"original": tagger.predict(T)} | {
+                name: tagger.predict(x) for name, x in reconstructions.items() if x is not None
+            }
+        gen_info = self._generation_info(generated, gen_paths, P, T)
+        clips = self._clips(pred.subject, ids, genres, found, gen_info, tags)
+        scores = self._score(pred, ids, genres, T, found, generated, oracle_generated, tags, gen_info)
+        return clips, scores
+
+    def _check(self, pred: Predictions, ids, P) -> None:
+        where = self.folder.predictions_path(pred.encoder, pred.method, pred.subject)
+        if len(ids) < 2:
+            raise DataError(f"{where}: needs at least 2 test clips, found {len(ids)}")
+        if P.shape[1:] != (self.lib.n_windows, self.lib.dim):
+            raise DataError(
+                f"{where}: embeddings of shape (r, dim) = {P.shape[1:]}, but the library stores "
+                f"({self.lib.n_windows}, {self.lib.dim}) for encoder {self.enc_name!r}"
+            )
+
+    def _retrieve(self, ids, P, T) -> _Retrieved:
+        lib, meta = self.lib, self.lib.metadata
+        exclude = _excluded_paths(lib, self.study.config, ids) if self.exclude_stimuli else None
+        if exclude and len(exclude) >= len(lib):
+            raise DataError(f"{lib.path}: the library holds only the test stimuli; nothing left to retrieve")
+        r_scores, r_items = lib.search(P, self.k, encoder=self.enc_name, exclude=exclude)
+        o_scores, o_items = lib.search(T, 1, encoder=self.enc_name, exclude=exclude)
+        allowed = np.setdiff1d(np.arange(len(lib)), meta.index[meta["path"].isin(set(exclude or []))])
+        chance_draws = self.rng.choice(allowed, size=(max(1, self.n_chance), len(ids)))
+        # One read of the shards for every embedding needed (the library may be large).
+        wins = lib.windows(np.concatenate([r_items[:, 0], o_items[:, 0], chance_draws.ravel()]))
+        n = len(ids)
+        chance = wins[2 * n :].reshape(len(chance_draws), n, lib.n_windows, lib.dim)
+        return _Retrieved(r_scores, r_items, o_scores, o_items, wins[:n], wins[n : 2 * n], chance)
+
+    def _generate(self, subject: str, ids, P, T):
+        """``(generated (n, r, dim) | None, paths, oracle_generated | None)``; writes the audio."""
+        from tqdm.auto import tqdm
+
+        if self.gen is None:
+            return None, [None] * len(ids), None
+        paths, embs = [], []
+        for i in tqdm(range(len(ids)), desc=f"generating for {subject}", disable=not self.progress):
+            rel = Path("audio") / subject / f"{ids[i]}.generated.wav"
+            embs.append(self._generate_one(P[i], rel))
+            paths.append(str(rel))
+        oracle = None
+        if self.oracle_generation:
+            # Generation from the true embedding: the same for every subject, so made once per clip.
+            todo = [i for i, c in enumerate(ids) if c not in self.oracle_cache]
+            for i in tqdm(todo, desc="generating from true embeddings", disable=not self.progress):
+                rel = Path("audio") / "oracle" / f"{ids[i]}.generated.wav"
+                self.oracle_cache[ids[i]] = (str(rel), self._generate_one(T[i], rel))
+            oracle = np.stack([self.oracle_cache[c][1] for c in ids])
+        return np.stack(embs), paths, oracle
+
+    def _generate_one(self, target: np.ndarray, rel: Path) -> np.ndarray:
+        from brain2music.stimuli import write_audio
+
+        audio, sr = self.gen.generate(
+            target, n_samples=1, duration=self.duration, random_state=self.rng.integers(2**31)
+        )
+        write_audio(self.out / rel, audio[0], sr)
+        self.segments[str(rel)] = _segments_of(self.gen)
+        return clip_embedding(self.enc, prepare_clip(audio[0], sr, duration=min(self.duration, 15.0)), sr)
+
+    def _generation_info(self, generated, gen_paths, P, T) -> list[dict | None]:
+        """Per clip: the generated file, its cosine to the predicted and the true embedding, nearest track."""
+        if generated is None:
+            return [None] * len(P)
+        meta = self.lib.metadata
+        # Scores in the library's search space, so they compare with the retrieval scores.
+        g = self.lib.query_vectors(generated)
+        gen_score = np.sum(g * self.lib.query_vectors(P), axis=1)
+        gen_true = np.sum(g * self.lib.query_vectors(T), axis=1)
+        near_s, near_i = self.lib.search(generated, 1)
+        return [
+            {"path": gen_paths[i], "score": float(gen_score[i]), "score_true": float(gen_true[i]),
+             "nearest_library": {"path": str(meta.at[int(near_i[i, 0]), "path"]), "score": float(near_s[i, 0])}}
+            for i in range(len(P))
+        ]  # fmt: skip
+
+    def _clips(self, subject, ids, genres, found: _Retrieved, gen_info, tags) -> list[ReconstructedClip]:
+        meta = self.lib.metadata
+        out = []
+        for i, clip in enumerate(ids):
+            o = int(found.oracle_items[i, 0])
+            out.append(
+                ReconstructedClip(
+                    subject=subject,
+                    clip_id=str(clip),
+                    genre=str(genres[i]),
+                    original={"clip_id": str(clip), "path": _stimulus_path(self.study.config, str(clip))},
+                    retrieved=[
+                        _track(meta, it, s, rank=j + 1)
+                        for j, (s, it) in enumerate(zip(found.scores[i], found.items[i], strict=True))
+                        if it >= 0
+                    ],
+                    oracle={
+                        k: v
+                        for k, v in _track(meta, o, found.oracle_scores[i, 0]).items()
+                        if k not in ("rank", "artist")
+                    },
+                    generated=gen_info[i],
+                    oracle_generated={"path": self.oracle_cache[clip][0]}
+                    if clip in self.oracle_cache and gen_info[i]
+                    else None,
+                    tags={key: str(v[i]) for key, v in tags.items() if key != "chance"} or None,
+                    segments=self.segments.get(gen_info[i]["path"]) if gen_info[i] else None,
+                )  # fmt: skip
+            )
+        return out
+
+    def _score(
+        self, pred, ids, genres, T, found, generated, oracle_generated, tags, gen_info
+    ) -> ReconstructionScores:
+        """Every metric in the predictions' metric space, id accs with a bootstrap CI over clips."""
+        space = pred.space
+        seed = int(self.rng.integers(2**31))
+
+        def ident(x, with_p=False):
+            if x is None:
+                return None, None, None
+            return _id_acc(space.transform(x), space.transform(T), self.n_bootstrap, seed, with_p)
+
+        retrieval, retrieval_ci, retrieval_p = ident(found.windows, True)
+        generation, generation_ci, generation_p = ident(generated, True)
+        oracle, oracle_ci, _ = ident(found.oracle_windows)
+        chance = float(np.mean([ident(w)[0] for w in found.chance_windows]))
+        agree = {f"{k}_genre_agreement": _agreement(tags.get(t), tags.get("original"))
+                 for k, t in (("retrieval", "retrieved"), ("generation", "generated"), ("chance", "chance"),
+                              ("oracle", "oracle"), ("oracle_generation", "oracle_generated"))}  # fmt: skip
+        return ReconstructionScores(
+            subject=pred.subject, n_clips=int(len(ids)), space=space.name, retrieval_id_acc=retrieval,
+            chance_id_acc=chance, oracle_id_acc=oracle, generation_id_acc=generation,
+            oracle_generation_id_acc=ident(oracle_generated)[0], retrieval_id_acc_ci=retrieval_ci,
+            generation_id_acc_ci=generation_ci, oracle_id_acc_ci=oracle_ci, retrieval_id_acc_p=retrieval_p,
+            generation_id_acc_p=generation_p,
+            tagger_accuracy=_agreement(tags.get("original"), genres),
+            retrieval_score_mean=float(found.scores[:, 0].mean()),
+            generation_score_mean=None if generated is None else float(np.mean([g["score"] for g in gen_info])),
+            **agree,
+        )  # fmt: skip
+
+
+def _id_acc(reconstructed: np.ndarray, target: np.ndarray, n_bootstrap: int, seed: int, with_p: bool):
+    """``(id acc, bootstrap CI over clips, permutation p vs chance or None)`` of reconstructions vs originals."""
+    from brain2music.evaluate import identification_scores, similarity_matrix
+    from brain2music.evaluate.stats import bootstrap_ci, identification_p_value
+
+    sim = similarity_matrix(reconstructed, target)
+    scores = identification_scores(sim)
+    ci = bootstrap_ci(scores, n_bootstrap=n_bootstrap, random_state=seed)
+    p = identification_p_value(sim, random_state=seed) if with_p else None
+    return float(scores.mean()), [float(ci[0]), float(ci[1])], p
+
+
+def summarise_subjects(per_subject: list[ReconstructionScores]) -> dict[str, SummaryStat]:
+    """Every metric's mean, sd (``ddof=1``) and bootstrap CI over subjects."""
+    from brain2music.evaluate.stats import bootstrap_ci, subject_sd
+
+    out: dict[str, SummaryStat] = {}
+    metrics = [s.metrics() for s in per_subject]
+    for key in dict.fromkeys(k for m in metrics for k in m):
+        vals = [m[key] for m in metrics if key in m]
+        ci = bootstrap_ci(vals)
+        out[key] = SummaryStat(
+            float(np.mean(vals)), subject_sd(vals), None if ci is None else list(ci), len(vals)
+        )
+    return out
+
+
+def _track(meta, item, score, *, rank: int | None = None) -> dict:
+    row = {"rank": rank, "path": str(meta.at[int(item), "path"]), "title": str(meta.at[int(item), "title"]),
+           "artist": str(meta.at[int(item), "artist"]), "genre": str(meta.at[int(item), "genre"]),
+           "score": float(score)}  # fmt: skip
+    return row
+
+
+def _agreement(a, b) -> float | None:
+    if a is None or b is None:
+        return None
+    return float(np.mean(np.asarray(a) == np.asarray(b)))
+
+
+def _stimulus_path(config: dict, clip: str) -> str | None:
+    from brain2music.stimuli import find_gtzan_file
+
+    root = (config or {}).get("stimuli")
+    if not root:
+        return None
+    try:
+        genre, track = clip.rsplit(".", 1)
+        return str(find_gtzan_file(root, genre, int(track)))
+    except (ValueError, DataFileNotFoundError):
+        return None
+
+
+def cosine_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of window-averaged ``a`` and ``b`` ``(n, [r,] dim)`` → ``(n,)``."""
+    return np.array(
+        [cosine_scores(x[None], y)[0] for x, y in zip(clip_vectors(a), clip_vectors(b), strict=True)]
+    )

@@ -1,0 +1,524 @@
+"""``reproduce``: the paper's decoding study end to end, plus the peers' improvements, into a results folder.
+
+For each subject and each embedding:
+
+1. load the subject's responses (:func:`~brain2music.study.context.load_subject_for_study`) and build
+   its :class:`~brain2music.study.context.SubjectContext`;
+2. fit the encoding model (FIR-delayed embedding → every voxel), test it on the test clips (permutation
+   test + Benjamini–Hochberg FDR, repeat-based noise ceiling) and save the map;
+3. ``fit_and_score`` every decoder method of the registry (:mod:`brain2music.study.methods`): fit on the
+   training clips, score the test clips (responses averaged over repeats) with the paper's identification
+   accuracy in the embedding's metric space, a bootstrap CI and a permutation p-value;
+4. add Chance (shuffled labels), the split-half reproducibility of ``ridge`` and leave-one-genre-out;
+
+then fit the methods that pool subjects (``aligned``), test every pair of methods on the same clips,
+summarise over subjects, print Table 2 and write the folder (``docs/results_layout.md``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
+from brain2music.evaluate.space import MetricSpace, check_space
+from brain2music.evaluate.stats import bootstrap_ci, group_p_value, paired_test, subject_sd
+from brain2music.study.context import (
+    DataSource,
+    SubjectContext,
+    Targets,
+    load_subject_for_study,
+    parcel_labels,
+)
+from brain2music.study.methods import DEFAULT_METHODS, GroupMethod, get_method, list_methods
+from brain2music.study.results import (
+    EncoderInfo,
+    EncodingResult,
+    PairedTest,
+    ResultsFolder,
+    StudyResults,
+    SummaryRow,
+)
+from brain2music.study.scoring import (
+    MethodOutcome,
+    fit_and_score,
+    leave_one_genre_out,
+    reference_scores,
+    score_fitted,
+)
+
+__all__ = ["DEFAULT_METHODS", "StudySettings", "reproduce"]
+
+
+@dataclass
+class StudySettings:
+    """Every option of a ``reproduce`` run (recorded as ``results.json``'s ``config``)."""
+
+    source: DataSource
+    encoders: list[str]
+    subjects: list[str]
+    methods: list[str]
+    out: Path
+    stimuli: Path | None = None
+    parcels: str | None = None
+    delays: list[int] = field(default_factory=lambda: [2, 3, 4])
+    alphas: list[float] = field(default_factory=list)
+    cv: int = 5
+    n_top_parcels: int = 6
+    encsel_threshold: float | None = 0.05
+    encsel_top: int | None = None
+    reference: str | None = None
+    n_permutations: int = 1000  # of the encoding maps
+    fdr_alpha: float = 0.05
+    logo: bool = True
+    logo_method: str = "encsel"
+    metric_spaces: dict[str, str] = field(default_factory=dict)  # encoder -> space
+    n_bootstrap: int = 1000
+    n_permutations_id: int = 1000  # of the identification p-values and paired tests
+    random_state: int = 0
+    cache_dir: str | None = None
+    ridge_options: dict = field(default_factory=dict)  # extra RidgeDecoder keywords (solver, backend, ...)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["source"] = self.source.to_dict()
+        d["out"] = str(Path(self.out).resolve())
+        d["stimuli"] = str(Path(self.stimuli).resolve()) if self.stimuli else None
+        # Flat copies of the data-source keys, for readers of the previous layout and for people.
+        d["bids_root"] = d["source"]["bids_root"]
+        d["derivatives"] = d["source"]["derivatives"]
+        d["delay"] = d["source"]["delay"]
+        return d
+
+
+def reproduce(
+    bids_root: str | os.PathLike,
+    *,
+    stimuli: str | os.PathLike | None = None,
+    encoders: Sequence[str] = ("acoustic",),
+    out: str | os.PathLike,
+    subjects: Sequence[str] | None = None,
+    derivatives: str | os.PathLike | None = None,
+    source: DataSource | None = None,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    embeddings: Mapping[str, Any] | Sequence[str] | None = None,
+    parcels: str | os.PathLike | None = None,
+    delay: int = 3,
+    delays: Sequence[int] = (2, 3, 4),
+    alphas: Sequence[float] | None = None,
+    cv: int = 5,
+    n_top_parcels: int = 6,
+    encsel_threshold: float | None = 0.05,
+    encsel_top: int | None = None,
+    reference: str | None = None,
+    n_permutations: int = 1000,
+    fdr_alpha: float = 0.05,
+    logo: bool = True,
+    logo_method: str = "encsel",
+    metric_space: str | Mapping[str, str] | None = None,
+    n_bootstrap: int = 1000,
+    random_state: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    verbose: bool = True,
+) -> StudyResults:
+    """Run the decoding study, write the results folder ``out`` and return its :class:`StudyResults`.
+
+    Parameters
+    ----------
+    bids_root : BIDS root of a ds003720-like dataset (events are always read from here).
+    stimuli : GTZAN-layout folder of the stimuli (needed unless every encoder has precomputed ``embeddings``).
+    encoders : embedding names (``brain2music.embeddings`` registry), e.g. ``("acoustic", "clap")``.
+    out : results folder (created).
+    subjects : subset of subjects (default: every ``sub-*`` folder).
+    derivatives : folder of the authors' preprocessed arrays (Zenodo) to use instead of raw BOLD.
+    source : a :class:`DataSource` (overrides ``derivatives`` and ``delay``; e.g. another loader kind).
+    methods : decoder methods of the registry (:func:`brain2music.study.methods.list_methods`).
+    embeddings : precomputed embeddings per encoder name: a path to an embeddings ``.npz`` (written by
+        ``brain2music embed``), an :class:`~brain2music.embeddings.EmbeddingSet`, or a dict with
+        ``clip_ids``, ``embeddings`` and ``window``; or ``["name=path", ...]``. Others are computed.
+    parcels : label image on the BOLD grid for the ``ensemble`` (default ``BIDS_ROOT/derivatives/parcels.nii.gz``
+        when present); a ``.npy`` with one label per voxel also works; ``{subject}`` is substituted.
+    delay : hemodynamic shift (volumes) applied by the data layer; ``delays`` : FIR delays of the encoding model.
+    alphas, cv : penalty grid and number of run-grouped folds of every ridge.
+    n_top_parcels : parcels kept by the ensemble (paper: 6).
+    encsel_threshold, encsel_top : encoding-model CV r threshold / maximum number of voxels for ``encsel``.
+    reference : reference subject of ``aligned`` (default: the first subject).
+    n_permutations, fdr_alpha : permutation test and FDR level of the encoding maps.
+    logo, logo_method : run leave-one-genre-out with this method (any per-subject method; ``encsel`` by
+        default). Everything the method chooses is refitted without the held-out genre.
+    metric_space : ``"paper"``, ``"standardized"``, or ``{encoder: space}``; default: each encoder's
+        registered space (``acoustic``: standardized; neural embeddings: paper).
+    n_bootstrap : bootstrap resamples of the confidence intervals.
+    random_state : seed of the permutations and bootstraps.
+    cache_dir : per-clip embedding cache (default: ``$BRAIN2MUSIC_CACHE`` or ``~/.cache/brain2music``).
+    verbose : progress bars (stderr) and the printed table (stdout).
+    """
+    from tqdm import tqdm
+
+    from brain2music.study.table import format_table
+
+    t_start = time.time()
+    settings = _settings(locals())
+    folder = ResultsFolder(settings.out)
+    settings.out.mkdir(parents=True, exist_ok=True)
+    results = StudyResults(config=settings.to_dict(), subjects=settings.subjects, methods=settings.methods)
+    given = _embedding_sources(embeddings)
+    sets = {enc: _load_embeddings(enc, given.get(enc), settings, verbose) for enc in settings.encoders}
+    for enc, es in sets.items():
+        results.encoders[enc] = EncoderInfo(
+            float(es.window), int(es.embeddings.shape[1]), int(es.embeddings.shape[2]),
+            folder.write_embeddings(enc, es), settings.metric_spaces[enc],
+        )  # fmt: skip
+    outcomes = [
+        study_subject(settings, subject, sets, folder)
+        for subject in tqdm(settings.subjects, desc="reproduce", disable=not verbose, file=sys.stderr)
+    ]
+    scores = {}
+    for o in outcomes:
+        results.add(*o.records)
+        scores.update(o.scores)
+    for m in (m for m in settings.methods if _is_group(m)):
+        for enc in settings.encoders:
+            states = {o.subject: o.group_states[(m, enc)] for o in outcomes}
+            _fit_group(folder, results, scores, get_method(m), states)
+    results.paired_tests = _paired_tests(scores, settings)
+    results.summary = _summarise(results, scores, settings)
+    results.config["elapsed_s"] = round(time.time() - t_start, 1)
+    folder.write(results)
+    if verbose:
+        print(format_table(results))
+    return results
+
+
+# ------------------------------------------------------------------------------------------- the steps
+@dataclass
+class SubjectOutcome:
+    """What :func:`study_subject` returns: result records, the test predictions per (subject, encoder,
+    method) and the states of the methods that pool subjects, keyed by (method, encoder)."""
+
+    subject: str
+    records: list = field(default_factory=list)
+    scores: dict = field(default_factory=dict)
+    group_states: dict = field(default_factory=dict)
+
+
+def study_subject(
+    settings: StudySettings, subject: str, embeddings: dict, folder: ResultsFolder
+) -> SubjectOutcome:
+    """Everything per subject: load, then for every embedding :func:`_study_embedding`.
+
+    Independent of the other subjects (it writes only this subject's arrays), so subjects may run in
+    parallel.
+    """
+    ctx = _context(settings, subject)
+    outcome = SubjectOutcome(subject)
+    for k, enc in enumerate(settings.encoders):
+        targets = _targets(ctx, embeddings[enc], settings.metric_spaces[enc])
+        _study_embedding(folder, outcome, ctx, targets, settings)
+        for m in (m for m in settings.methods if _is_group(m)):
+            outcome.group_states[(m, enc)] = (get_method(m).prepare(ctx, targets), targets)
+        later = settings.encoders[k + 1 :]
+        ctx.forget(window=None if any(embeddings[e].window == targets.window for e in later) else targets.window,
+                   encoder=enc)  # fmt: skip
+    return outcome
+
+
+def _study_embedding(
+    folder, outcome: SubjectOutcome, ctx: SubjectContext, targets: Targets, settings
+) -> None:
+    """Encoding map, every per-subject method, Chance, split-half and leave-one-genre-out of one embedding."""
+    outcome.records.append(_encoding_maps(folder, ctx, targets, settings))
+    fitted = {}
+    for name in settings.methods:
+        if not _is_group(name):
+            scored = fit_and_score(get_method(name), ctx, targets)
+            fitted[name] = _record(folder, outcome.records, outcome.scores, ctx, targets, scored)
+    # Chance and the split-half reproducibility use the paper's decoder, whatever the methods asked for.
+    ridge = fitted.get("ridge") or get_method("ridge").fit(ctx, targets)
+    outcome.records += reference_scores(ctx, targets, ridge)
+    if settings.logo:
+        outcome.records += leave_one_genre_out(get_method(settings.logo_method), ctx, targets)
+
+
+def _fit_group(folder, results, scores, method: GroupMethod, states: dict) -> None:
+    ctxs = {s: st for s, (st, _) in states.items()}
+    targets = {s: t for s, (_, t) in states.items()}
+    records = []
+    for subject, (ctx, fitted) in method.fit_group(ctxs, targets).items():
+        outcome = score_fitted(method.name, ctx, targets[subject], fitted)
+        _record(folder, records, scores, ctx, targets[subject], outcome)
+    results.add(*records)
+
+
+def _record(folder, records: list, scores: dict, ctx, targets, outcome: MethodOutcome):
+    """Collect an outcome's records, write its predictions and decoder; return the fitted method."""
+    name = outcome.test.method
+    records += [outcome.test, outcome.train, *outcome.per_genre, *outcome.fitted.records]
+    folder.write_predictions(outcome.predictions)
+    folder.write_decoder(
+        targets.encoder, name, ctx.subject, outcome.fitted.saved,
+        config={"subject": ctx.subject, "encoder": targets.encoder, "method": name, "window": targets.window,
+                "r": targets.r, "space": targets.space.name,
+                "input": "responses averaged over each embedding window, (n_samples, n_voxels) of the subject"},
+    )  # fmt: skip
+    scores[(ctx.subject, targets.encoder, name)] = outcome.predictions  # for paired tests and the summary
+    return outcome.fitted
+
+
+def _encoding_maps(folder: ResultsFolder, ctx: SubjectContext, targets: Targets, settings) -> EncodingResult:
+    from brain2music.evaluate import response_noise_ceiling
+    from brain2music.models import fdr_bh, permutation_test
+
+    sub = ctx.data
+    model = ctx.encoding(targets)
+    selected = ctx.selected_voxels(targets)
+    predicted = model.predict(targets.test, sub.test_mean.shape[1])
+    test_r, p = permutation_test(
+        predicted, sub.test_mean, n_permutations=settings.n_permutations, random_state=settings.random_state
+    )
+    q = fdr_bh(p)
+    significant = q < settings.fdr_alpha
+    ceiling = response_noise_ceiling(sub.test) if sub.test.shape[1] >= 2 else np.full(sub.n_voxels, np.nan)
+    arrays = {
+        "test_r": test_r.astype(np.float32), "p_permutation": p.astype(np.float32), "q_fdr": q.astype(np.float32),
+        "significant": significant, "noise_ceiling": ceiling.astype(np.float32), "cv_r": model.cv_r_.astype(np.float32),
+        "selected": selected.astype(np.int64), "voxel_indices": np.asarray(sub.voxel_indices),
+    }  # fmt: skip
+    image = sub.to_image(test_r) if sub.mask is not None and sub.affine is not None else None
+    npz_rel, map_rel = folder.write_encoding(targets.encoder, sub.subject, arrays, image)
+    finite = np.isfinite(ceiling) & (ceiling > 0)
+    good = significant & finite
+    return EncodingResult(
+        subject=sub.subject, encoder=targets.encoder, map=map_rel, npz=npz_rel, n_voxels=int(sub.n_voxels),
+        n_significant=int(significant.sum()), fdr_alpha=float(settings.fdr_alpha),
+        n_permutations=int(settings.n_permutations), mean_test_r=float(np.mean(test_r)),
+        max_test_r=float(np.max(test_r)),
+        mean_noise_ceiling=float(np.nanmean(ceiling)) if np.isfinite(ceiling).any() else None,
+        mean_test_r_over_ceiling_significant=float(np.mean(test_r[good] / ceiling[good])) if good.any() else None,
+        n_selected=int(selected.size), mean_cv_r=float(np.mean(model.cv_r_)),
+    )  # fmt: skip
+
+
+def _paired_tests(scores: dict, settings: StudySettings) -> list[PairedTest]:
+    """Every pair of methods on the same test clips, per subject and for the mean over subjects."""
+    out = []
+    kw = {"n_permutations": settings.n_permutations_id, "n_bootstrap": settings.n_bootstrap,
+          "random_state": settings.random_state}  # fmt: skip
+    for enc in settings.encoders:
+        methods = [m for m in settings.methods if any(k[1:] == (enc, m) for k in scores)]
+        for a, b in itertools.combinations(methods, 2):
+            subjects = [s for s in settings.subjects if (s, enc, a) in scores and (s, enc, b) in scores]
+            if not subjects:
+                continue
+            pa = [scores[(s, enc, a)] for s in subjects]
+            pb = [scores[(s, enc, b)] for s in subjects]
+            space = pa[0].space.name
+            for s, x, y in zip(subjects, pa, pb):
+                t = paired_test(x.clip_scores, y.clip_scores, **kw)
+                out.append(PairedTest(enc, a, b, s, space, t.diff, _ci(t.ci), t.p_value, t.n))
+            if len(subjects) > 1 and all(list(x.clip_ids) == list(pa[0].clip_ids) for x in pa + pb):
+                t = paired_test(
+                    np.stack([x.clip_scores for x in pa]), np.stack([y.clip_scores for y in pb]), **kw
+                )
+                out.append(PairedTest(enc, a, b, "mean", space, t.diff, _ci(t.ci), t.p_value, t.n))
+    return out
+
+
+def _summarise(results: StudyResults, scores: dict, settings: StudySettings) -> list[SummaryRow]:
+    """Mean ± sd (ddof=1) over subjects, bootstrap CI over subjects and the group permutation p-value."""
+    out = []
+    keys = dict.fromkeys((r.encoder, r.method, r.split) for r in results.rows)
+    for enc, method, split in keys:
+        rows = [r for r in results.rows if (r.encoder, r.method, r.split) == (enc, method, split)]
+        accs = [r.id_acc for r in rows]
+        p = None
+        if split == "test":
+            sims = [scores[(r.subject, enc, method)].similarity for r in rows]
+            p = group_p_value(
+                sims, n_permutations=settings.n_permutations_id, random_state=settings.random_state
+            )
+        cv = [r.train_cv_r for r in rows if r.train_cv_r is not None]
+        out.append(
+            SummaryRow(
+                encoder=enc, method=method, split=split, space=rows[0].space,
+                id_acc_mean=float(np.mean(accs)), id_acc_sd=subject_sd(accs),
+                id_acc_ci=_ci(bootstrap_ci(accs, n_bootstrap=settings.n_bootstrap, random_state=settings.random_state)),
+                id_acc_p=p, r_mean=float(np.mean([r.pearson_r for r in rows])),
+                r_sd=subject_sd([r.pearson_r for r in rows]),
+                train_cv_r_mean=float(np.mean(cv)) if cv else None, n_subjects=len(rows),
+            )
+        )  # fmt: skip
+    return out
+
+
+# ------------------------------------------------------------------------------------------ preparation
+def _is_group(name: str) -> bool:
+    return isinstance(get_method(name), GroupMethod)
+
+
+def _context(settings: StudySettings, subject: str) -> SubjectContext:
+    sub = load_subject_for_study(settings.source, subject)
+    needs_parcels = any("parcels" in get_method(m).needs for m in settings.methods)
+    labels = parcel_labels(settings.parcels, sub) if needs_parcels else None
+    return SubjectContext(sub, settings, parcels=labels)
+
+
+def _targets(ctx: SubjectContext, emb, space: str) -> Targets:
+    """The embedding's targets of the subject's clips, with the metric space fitted on the training clips."""
+    enc = emb.encoder
+    train = emb.select(ctx.train_clips.clip_id)
+    test = emb.select(ctx.test_clips.clip_id)
+    x_train, _ = ctx.windowed(emb.window)
+    if x_train.shape[1] != train.shape[1]:
+        raise DataError(
+            f"{enc} embeddings have r={train.shape[1]} windows per clip but a {emb.window}-s window over the "
+            f"{ctx.data.train.shape[1]} TRs of {ctx.subject} gives {x_train.shape[1]}"
+        )
+    return Targets(enc, float(emb.window), train, test, MetricSpace.fit(space, train))
+
+
+def _load_embeddings(enc: str, value, settings: StudySettings, verbose: bool):
+    """The :class:`~brain2music.embeddings.EmbeddingSet` of ``enc``: precomputed (path / set / dict) or computed."""
+    from brain2music.embeddings import EmbeddingSet, embed_folder, load_embeddings
+
+    if value is None:
+        es = embed_folder(
+            settings.stimuli, enc, bids=settings.source.bids_root, subjects=settings.subjects,
+            cache_dir=settings.cache_dir, progress=verbose,
+        )  # fmt: skip
+    elif isinstance(value, (str, os.PathLike)):
+        es = load_embeddings(value)
+    elif isinstance(value, EmbeddingSet):
+        es = value
+    else:
+        config = dict(value.get("config") or {})
+        config.setdefault("window", value.get("window"))
+        es = EmbeddingSet(np.asarray(value["clip_ids"]).astype(str), np.asarray(value["embeddings"]), config)
+    if not np.isfinite(es.window):
+        raise DataError(
+            f"embeddings of {enc!r}: no 'window' in their config; write them with `brain2music embed`"
+        )
+    # A file's own encoder name may differ from the name it is used under.
+    config = dict(es.config) | {"encoder": enc}
+    emb = np.asarray(es.embeddings, dtype=np.float32)
+    if emb.ndim != 3:
+        raise DataError(f"embeddings of {enc!r} must have shape (n_clips, r, dim); got {emb.shape}")
+    return EmbeddingSet(es.clip_ids, emb, config, es.version, es.skipped)
+
+
+def _embedding_sources(embeddings) -> dict[str, Any]:
+    """``{name: path, EmbeddingSet or dict}`` from a mapping or from ``["name=path", ...]`` (the CLI form)."""
+    if embeddings is None:
+        return {}
+    if isinstance(embeddings, Mapping):
+        return dict(embeddings)
+    if isinstance(embeddings, (str, os.PathLike)):
+        embeddings = [embeddings]
+    out = {}
+    for item in embeddings:
+        name, sep, path = str(item).partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(f"--embeddings expects NAME=FILE.npz (e.g. acoustic=emb.npz); got {item!r}")
+        out[name.strip()] = path.strip()
+    return out
+
+
+def _csv_list(value, what: str) -> list[str]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    out = list(dict.fromkeys(value or []))
+    if not out:
+        raise ConfigError(f"{what} must name at least one entry")
+    return out
+
+
+def _settings(args: dict) -> StudySettings:
+    """Validate the arguments of :func:`reproduce` into :class:`StudySettings` (errors name the option)."""
+    from brain2music.data import list_subjects, normalize_subject
+    from brain2music.embeddings import encoder_metric_space
+    from brain2music.models import DEFAULT_ALPHAS
+
+    bids_root = Path(args["bids_root"])
+    if not bids_root.is_dir():
+        raise DataFileNotFoundError(f"BIDS root not found: {bids_root}")
+    source = args["source"] or DataSource(
+        kind="derivatives" if args["derivatives"] is not None else "bids", bids_root=bids_root,
+        derivatives=Path(args["derivatives"]) if args["derivatives"] is not None else None,
+        delay=int(args["delay"]),
+    )  # fmt: skip
+    encoders = _csv_list(args["encoders"], "encoders (e.g. acoustic)")
+    methods = _csv_list(args["methods"], "methods")
+    unknown = [m for m in methods if m not in list_methods()]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(list_methods())}")
+    subjects = (
+        [normalize_subject(s) for s in args["subjects"]] if args["subjects"] else list_subjects(bids_root)
+    )
+    if not subjects:
+        raise DataError(f"{bids_root}: no sub-* folders found")
+    given = _embedding_sources(args["embeddings"])
+    missing = [e for e in encoders if e not in given]
+    if missing and args["stimuli"] is None:
+        raise ConfigError(
+            f"no stimuli folder given and no precomputed embeddings for {', '.join(missing)}; "
+            "pass --stimuli STIMULI_DIR (or --embeddings NAME=FILE.npz)"
+        )
+    parcels = args["parcels"]
+    default_parcels = bids_root / "derivatives" / "parcels.nii.gz"
+    parcels = (
+        str(parcels) if parcels is not None else (str(default_parcels) if default_parcels.is_file() else None)
+    )
+    methods = _drop_unavailable(methods, parcels, subjects, default_parcels)
+    if args["logo_method"] not in list_methods() or _is_group(args["logo_method"]):
+        raise ConfigError(f"logo_method must be a per-subject method; got {args['logo_method']!r}")
+    reference = normalize_subject(args["reference"]) if args["reference"] else subjects[0]
+    if reference not in subjects:
+        raise ConfigError(f"reference subject {reference} is not among the subjects {subjects}")
+    space = args["metric_space"]
+    spaces = {
+        e: (space.get(e) if isinstance(space, Mapping) else space) or encoder_metric_space(e)
+        for e in encoders
+    }
+    for e, sp in spaces.items():
+        check_space(sp, what=f"metric space of {e}")
+    alphas = args["alphas"] if args["alphas"] is not None else DEFAULT_ALPHAS
+    return StudySettings(
+        source=source, encoders=encoders, subjects=subjects, methods=methods, out=Path(args["out"]),
+        stimuli=Path(args["stimuli"]) if args["stimuli"] is not None else None, parcels=parcels,
+        delays=[int(d) for d in args["delays"]], alphas=[float(a) for a in alphas], cv=int(args["cv"]),
+        n_top_parcels=int(args["n_top_parcels"]), encsel_threshold=args["encsel_threshold"],
+        encsel_top=args["encsel_top"], reference=reference, n_permutations=int(args["n_permutations"]),
+        fdr_alpha=float(args["fdr_alpha"]), logo=bool(args["logo"]), logo_method=args["logo_method"],
+        metric_spaces=spaces, n_bootstrap=int(args["n_bootstrap"]), random_state=int(args["random_state"]),
+        cache_dir=str(args["cache_dir"]) if args["cache_dir"] is not None else None,
+    )  # fmt: skip
+
+
+def _drop_unavailable(methods: list[str], parcels, subjects, default_parcels) -> list[str]:
+    """Skip (with a warning) methods whose needs this study cannot meet."""
+    keep = []
+    for m in methods:
+        needs = get_method(m).needs
+        if "parcels" in needs and parcels is None:
+            warnings.warn(
+                f"method {m!r} skipped: no parcel image (looked for {default_parcels}; pass parcels=...)",
+                stacklevel=3,
+            )
+        elif "subjects" in needs and len(subjects) < 2:
+            warnings.warn(f"method {m!r} skipped: it pools subjects and needs at least 2", stacklevel=3)
+        else:
+            keep.append(m)
+    return keep
+
+
+def _ci(ci):
+    return None if ci is None else [float(ci[0]), float(ci[1])]

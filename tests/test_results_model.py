@@ -1,0 +1,94 @@
+"""The results model: one reader and one writer, unknown fields kept, old layouts refused with a remedy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from brain2music.evaluate.space import MetricSpace
+from brain2music.study.results import (
+    SCHEMA_VERSION,
+    EncoderInfo,
+    MethodResult,
+    Predictions,
+    ResultsFolder,
+    ResultsLayoutError,
+    StudyResults,
+    SummaryRow,
+)
+
+
+def _study():
+    return StudyResults(
+        config={"bids_root": "/data/ds", "encoders": ["clap"], "out": "/r"},
+        subjects=["sub-001"],
+        methods=["ridge"],
+        encoders={"clap": EncoderInfo(10.0, 4, 8, "embeddings/clap.npz", "paper")},
+        rows=[MethodResult("sub-001", "clap", "ridge", "test", "paper", 0.8, 0.3, [0.7, 0.9], 0.001, 60)],
+        summary=[
+            SummaryRow("clap", "ridge", "test", "paper", 0.8, None, [0.8, 0.8], 0.001, 0.3, None, 0.2, 1)
+        ],
+    )
+
+
+def test_round_trip_keeps_fields_a_newer_writer_added(tmp_path):
+    folder = ResultsFolder(tmp_path)
+    folder.write(_study())
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["schema_version"] == SCHEMA_VERSION
+    # A newer stage added a field to a row and a top-level list this reader does not know.
+    data["rows"][0]["tag_agreement"] = 0.5
+    data["decoding_backend"] = {"name": "torch"}
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    study = folder.read()
+    assert study.rows[0].id_acc_ci == [0.7, 0.9] and study.rows[0].extra == {"tag_agreement": 0.5}
+    folder.write(study)
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["rows"][0]["tag_agreement"] == 0.5 and again["decoding_backend"] == {"name": "torch"}
+    assert (
+        (tmp_path / "table2.csv")
+        .read_text()
+        .splitlines()[1]
+        .startswith('clap,paper,"0.800 ± n/a [0.800, 0.800] p=0.001"')
+    )
+
+
+def test_old_layout_is_refused_with_the_command_that_regenerates_it(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"version": "0.1.0", "config": {"bids_root": "/d",
+                                                      "stimuli": "/g", "encoders": ["acoustic"], "out": "/o"}}))  # fmt: skip
+    with pytest.raises(
+        ResultsLayoutError, match="brain2music reproduce /d --stimuli /g --encoders acoustic --out /o"
+    ):
+        ResultsFolder(tmp_path).read()
+    with pytest.raises(FileNotFoundError, match="not a results folder"):
+        ResultsFolder(tmp_path / "nothing").read()
+
+
+def test_predictions_round_trip_with_their_metric_space(tmp_path):
+    rng = np.random.default_rng(0)
+    target = rng.normal(5.0, 2.0, size=(6, 4, 3)).astype(np.float32)
+    space = MetricSpace.fit("standardized", target)
+    p = Predictions("sub-001", "clap", "ridge", np.array([f"blues.{i:05d}" for i in range(6)]), np.array(["blues"] * 6),
+                    target + 0.1, target, np.eye(6), np.ones(6), space)  # fmt: skip
+    folder = ResultsFolder(tmp_path)
+    folder.write_predictions(p)
+    back = folder.read_predictions("clap", "ridge", "sub-001")
+    np.testing.assert_allclose(back.space.transform(back.target), space.transform(target), rtol=1e-6)
+    assert back.space.name == "standardized" and folder.prediction_subjects("clap", "ridge") == ["sub-001"]
+    np.savez(folder.predictions_path("clap", "ridge", "sub-002"), clip_ids=p.clip_ids, predicted=p.predicted)
+    with pytest.raises(ResultsLayoutError, match="regenerate"):
+        folder.read_predictions("clap", "ridge", "sub-002")
+
+
+def test_select_method_uses_training_cv_only():
+    study = _study()
+    study.summary.append(
+        SummaryRow("clap", "encsel", "test", "paper", 0.6, None, None, None, 0.2, None, 0.4, 1)
+    )
+    assert study.select_method("clap") == "encsel"  # worse on test, better in training CV
+    study.summary = [s for s in study.summary if s.method == "ridge"]
+    study.summary[0].train_cv_r_mean = None
+    with pytest.raises(ValueError, match="--method"):
+        study.select_method("clap")
