@@ -235,3 +235,73 @@ def test_clap_windows(tmp_path):
     found = copied_stretches(audio[0], [read_audio(p, sr=sr)[0] for p in lib.metadata["path"]], sr)
     assert max(length for _, _, length in found) <= g.max_segment + g.crossfade + 0.5
     assert len({i for i, _, length in found if length >= 1.0}) >= 3
+
+
+def _plain_windows(lib) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per library item: ``(starts (n,), raw window embeddings (n, dim))`` of the whole track."""
+    out = []
+    for emb, starts, counts in lib.search_window_blocks():
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        out += [(starts[a:b], emb[a:b]) for a, b in itertools.pairwise(offsets)]
+    return out
+
+
+# The target of the known-answer tests: 0-6 s of the output are item 2 from 4.5 s, 6-12 s item 5 from
+# 3 s, 12-15 s item 7 from 6 s (offsets on the 1.5-s window grid of the store).
+_PIECES = [(2, 4.5, 0.0, 6.0), (5, 3.0, 6.0, 6.0), (7, 6.0, 12.0, 3.0)]
+
+
+def _pieced_target(lib) -> np.ndarray:
+    """``(r, dim)`` raw window embeddings: each clip window taken from the piece that covers it."""
+    plain, target = _plain_windows(lib), []
+    for t in lib.clip_window_starts():
+        item, src, out, _ = next(p for p in _PIECES if p[2] <= t < p[2] + p[3])
+        starts, emb = plain[item]
+        target.append(emb[int(np.argmin(np.abs(starts - (src + t - out))))])
+    return np.stack(target)
+
+
+def _exact_mosaic(lib, **kw):
+    """A mosaic that follows each window exactly: no snapping, no crossfade, no join cost, and no fade
+    compensation (the target is made of plain library windows, not of a faded stimulus clip)."""
+    g = MosaicGenerator(lib, sr=SR, snap=0.0, crossfade=0.0, continuity=0.0, window_weight=1.0, **kw).fit()
+    g.fade_ = np.zeros_like(g.fade_)
+    return g
+
+
+def test_a_library_holding_the_targets_segments_reproduces_them(lib):
+    """Known answer: when the target's windows are windows of library tracks, the mosaic is those very
+    segments, at their places (the plan), and the audio is their waveforms (cross-correlation)."""
+    g = _exact_mosaic(lib)
+    audio, _ = g.generate(_pieced_target(lib), random_state=0)
+    meta = lib.metadata
+    got = [
+        (s["item"], s["source_start"], s["output_start"], s["duration"]) for s in g.last_plans_[0]["segments"]
+    ]
+    assert np.allclose(got, _PIECES), got
+    assert [s["path"] for s in g.last_plans_[0]["segments"]] == [str(meta.at[p[0], "path"]) for p in _PIECES]
+    assert all(s["target_cost"] == pytest.approx(0.0, abs=1e-3) for s in g.last_plans_[0]["segments"])
+    found = copied_stretches(audio[0], _sources(lib), SR)
+    for item, _, out, length in _PIECES:
+        hits = [f for f in found if f[0] == item and abs(f[1] - out) <= 0.5]
+        assert hits and hits[0][2] == pytest.approx(length, abs=0.5), (item, found)
+    assert {f[0] for f in found if f[2] >= 1.0} == {p[0] for p in _PIECES}
+
+
+def test_excluded_recordings_never_appear(lib):
+    """Excluding the track of the middle piece: it is in no segment and nowhere in the waveform, while
+    the pieces of the other tracks are still reproduced exactly (exclusion removes only what it must)."""
+    banned = str(lib.metadata.at[5, "path"])
+    for g, extra, listen in (
+        (_exact_mosaic(lib, exclude=[banned]), None, True),
+        (_exact_mosaic(lib), [banned], False),
+    ):
+        audio, _ = g.generate(_pieced_target(lib), random_state=0, exclude=extra)
+        segs = g.last_plans_[0]["segments"]
+        assert 5 not in {s["item"] for s in segs} and banned not in {s["path"] for s in segs}
+        assert (segs[0]["item"], segs[0]["source_start"], segs[0]["duration"]) == pytest.approx((2, 4.5, 6.0))
+        assert (segs[-1]["item"], segs[-1]["source_start"], segs[-1]["output_start"]) == pytest.approx(
+            (7, 6.0, 12.0)
+        )
+        if listen:  # the waveform check once (the plan is what is rendered)
+            assert 5 not in {i for i, _, _ in copied_stretches(audio[0], _sources(lib), SR)}
