@@ -54,7 +54,7 @@ LABELS = {
     "lincity": "blues",
     "asc": "metal",
 }
-STUDIES = {"eval": 0, "dev": 1}
+STUDIES = {"eval": 0, "dev": 1}  # --studies eval: the evaluation study alone (the defaults are fixed)
 STEPS = ("folder", "study", "reproduce", "library", "reconstruct", "offline", "tags", "summary")
 
 
@@ -205,15 +205,59 @@ def _excluded_items(w: Path, lib, ids) -> np.ndarray:
     return lib.metadata.loc[lib.metadata["path"].isin(own), "item"].to_numpy()
 
 
+def _paired(w: Path, recon):
+    """Sign-flip test of per-clip identification scores, generation against retrieval, in the metric space
+    of the predictions (the generated audio re-embedded as ``reconstruct`` does)."""
+    from brain2music.embeddings import get_encoder
+    from brain2music.evaluate import identification_scores, similarity_matrix
+    from brain2music.evaluate.stats import paired_test
+    from brain2music.reconstruct.encoders import clip_embedding, prepare_clip
+    from brain2music.reconstruct.library import MusicLibrary
+    from brain2music.stimuli import read_audio
+    from brain2music.study.results import ResultsFolder
+
+    lib, enc = MusicLibrary(recon.library["path"]), get_encoder(recon.encoder)
+    item_of = {p: i for i, p in enumerate(lib.metadata["path"])}
+    gen_s, ret_s = [], []
+    for subject in recon.subjects:
+        pred = ResultsFolder(recon.config["results"]).read_predictions(recon.encoder, recon.method, subject)
+        clips = {c.clip_id: c for c in recon.clips if c.subject == subject}
+        ids = [c for c in map(str, pred.clip_ids) if c in clips]
+        rows = [list(map(str, pred.clip_ids)).index(c) for c in ids]
+        target = pred.space.transform(pred.target[rows])
+        ret = lib.windows(np.array([item_of[clips[c].retrieved[0]["path"]] for c in ids]))
+        gen = []
+        for c in ids:
+            y, sr = read_audio(Path(recon.config["out"]) / clips[c].generated["path"])
+            gen.append(clip_embedding(enc, prepare_clip(y, sr, duration=15.0), sr))
+        for store, x in ((gen_s, np.stack(gen)), (ret_s, ret)):
+            store.append(identification_scores(similarity_matrix(pred.space.transform(x), target)))
+    return paired_test(np.stack(gen_s), np.stack(ret_s))
+
+
 def step_summary(w: Path) -> None:
+    from brain2music.study.results import ResultsFolder
+    from brain2music.study.table import cell
+
     for path in sorted((w / "recon").glob("*/reconstruction.json")):
-        doc = json.loads(path.read_text())
-        s = doc["evaluation"]["summary"]
-        cells = [f"{k} {s[k]['mean']:.3f} ± {s[k]['sd']:.3f}" for k in (
+        recon = ResultsFolder.read_reconstruction(path.parent)
+        s = recon.summary
+        print(path.parent.name, f"(method {recon.method} by {recon.method_selected_by}, space {recon.space})")
+        cells = [f"{k} {cell(s[k].mean, s[k].sd, s[k].ci)}" for k in (
             "retrieval_id_acc", "generation_id_acc", "chance_id_acc", "oracle_id_acc",
             "retrieval_genre_agreement", "generation_genre_agreement", "chance_genre_agreement",
             "oracle_genre_agreement") if k in s]  # fmt: skip
-        print(path.parent.name, "|", "; ".join(cells))
+        print("  " + "\n  ".join(cells))
+        for sub in recon.per_subject:
+            print(f"  {sub.subject}: retrieval {sub.retrieval_id_acc:.3f} {sub.retrieval_id_acc_ci} "
+                  f"p={sub.retrieval_id_acc_p}; generation {sub.generation_id_acc:.3f} "
+                  f"{sub.generation_id_acc_ci} p={sub.generation_id_acc_p}")  # fmt: skip
+        if recon.generator is not None:
+            t = _paired(w, recon)
+            print(
+                f"  generation - retrieval id acc, paired over clips (both subjects): {t.diff:+.3f} "
+                f"CI [{t.ci[0]:+.3f}, {t.ci[1]:+.3f}], sign-flip p = {t.p_value:.3f}, {t.n} clips"
+            )
     tags = w / "recon" / "tag_agreement.json"
     if tags.is_file():
         print(tags.read_text())
@@ -223,7 +267,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True)
     p.add_argument("--step", choices=STEPS + ("all",), default="all")
+    p.add_argument("--studies", default="eval,dev", help="comma-separated subset of eval,dev")
     args = p.parse_args(argv)
+    for name in list(STUDIES):
+        if name not in args.studies.split(","):
+            del STUDIES[name]
     w = Path(args.workdir).resolve()
     w.mkdir(parents=True, exist_ok=True)
     print(f"load at start: {os.getloadavg()}", flush=True)
