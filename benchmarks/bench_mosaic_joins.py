@@ -135,7 +135,7 @@ def main(argv=None) -> int:
             plan = gen.last_plans_[0]["segments"]
             for s in plan[1:]:
                 s["pre"] = gen.crossfade
-            joins += join_scores(audio[0], plan, args.margin)
+            joins.append(join_scores(audio[0], plan, args.margin))
             costs.append(np.mean([s["target_cost"] for s in plan]))
         results[name] = (joins, float(np.mean(costs)), (time.perf_counter() - t0) / len(items))
     analysis = gen.analysis_
@@ -143,15 +143,23 @@ def main(argv=None) -> int:
     for item in items:
         segs = random_segments(lib, analysis, rng, exclude=int(item))
         audio = render_segments(segs, sr=SR, crossfade=0.05, duration=15.0)
-        joins += join_scores(audio, segs, args.margin)
+        joins.append(join_scores(audio, segs, args.margin))
     results["random concatenation"] = (joins, float("nan"), float("nan"))
     print(f"{len(items)} targets, library {lib.path} ({len(lib)} tracks), margin {args.margin}")
-    print(f"{'condition':24s} {'joins':>6s} {'discontinuities':>16s} {'per clip':>9s} {'join flux/median':>17s} "
+    print("discontinuities: share of joins (95 % bootstrap CI over clips)")
+    print(f"{'condition':24s} {'joins':>6s} {'discontinuities':>24s} {'per clip':>9s} {'join flux/median':>17s} "
           f"{'target cost':>12s} {'s/clip':>7s}")  # fmt: skip
-    for name, (j, cost, dt) in results.items():
+    for name, (per_clip, cost, dt) in results.items():
+        j = [x for clip in per_clip for x in clip]
         spikes = np.array([x["spike"] for x in j])
         flux = np.array([x["flux"] for x in j])
-        print(f"{name:24s} {len(j):6d} {spikes.mean():16.3f} {spikes.sum() / len(items):9.2f} "
+        # resample clips (joins of one clip are not independent), ratio of spikes to joins
+        rng_ci = np.random.default_rng(0)
+        counts = np.array([[sum(x["spike"] for x in c), len(c)] for c in per_clip], dtype=float)
+        boot = counts[rng_ci.integers(0, len(counts), (1000, len(counts)))].sum(axis=1)
+        lo, hi = np.quantile(boot[:, 0] / boot[:, 1], [0.025, 0.975])
+        share = f"{spikes.mean():.3f} [{lo:.3f}, {hi:.3f}]"
+        print(f"{name:24s} {len(j):6d} {share:>24s} {spikes.sum() / len(items):9.2f} "
               f"{np.median(flux):17.2f} {cost:12.3f} {dt:7.2f}")  # fmt: skip
     print(f"load at end: {os.getloadavg()}")
     return 0
