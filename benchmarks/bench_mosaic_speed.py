@@ -106,6 +106,12 @@ def main(argv=None) -> int:
     p.add_argument("--tracks", type=int, default=10_000)
     p.add_argument("--clips", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--analysis-dir",
+        default=None,
+        help="corpus analysis cache (default WORKDIR/analysis); e.g. LIB/mosaic "
+        "of --real-library, whose per-track analyses the distractors reuse",
+    )
     args = p.parse_args(argv)
 
     import faiss
@@ -125,7 +131,7 @@ def main(argv=None) -> int:
     faiss.omp_set_num_threads(1)
     with threadpool_limits(limits=1):
         t0 = time.perf_counter()
-        gen = MosaicGenerator(lib, analysis_dir=work / "analysis").fit()
+        gen = MosaicGenerator(lib, analysis_dir=args.analysis_dir or work / "analysis").fit()
         print(f"one-off: analysis + fade compensation + store in {time.perf_counter() - t0:.1f} s")
         items = rng.choice(len(real), args.clips, replace=False)
         clips = real.windows(items)
