@@ -163,6 +163,7 @@ def step_tags(w: Path) -> None:
                 tags[key] = {
                     d: [taggers[d].predict_proba(y, 22050).tolist() for _, y in clips] for d in taggers
                 }
+                cache.write_text(json.dumps(tags))  # resumable: a stopped run keeps what it tagged
             probs[name] = {d: np.array(v) for d, v in tags[key].items()}
         if "library" not in tags:  # chance: every library clip as the paper's protocol plays it
             tags["library"] = {d: [] for d in taggers}

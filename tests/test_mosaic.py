@@ -311,3 +311,17 @@ def test_excluded_recordings_never_appear(lib):
         )
         if listen:  # the waveform check once (the plan is what is rendered)
             assert 5 not in {i for i, _, _ in copied_stretches(audio[0], _sources(lib), SR)}
+
+
+def test_min_sources_holds_when_one_track_fits_every_slot(lib, gen):
+    """A held-in track's own windows as the target with a long max_segment: the DP would rather play that
+    track in several runs; the mosaic still uses min_sources tracks (on real recordings this once fell
+    back silently to 1-2 tracks), and a clip too short for min_sources slots is refused."""
+    g = MosaicGenerator(lib, sr=SR, max_segment=12.0)
+    g.analysis_, g.store_, g.fade_ = gen.analysis_, gen.store_, gen.fade_
+    g.window_, g.window_starts_, g.excluded_ = gen.window_, gen.window_starts_, g._excluded_items(())
+    for k in range(4):
+        g.generate(lib.windows([k])[0], random_state=0)
+        assert len({s["item"] for s in g.last_plans_[0]["segments"]}) >= 3, k
+    with pytest.raises(DataError, match="2 slot.*min_sources = 3"):
+        g.generate(lib.windows([0])[0], duration=6.0)

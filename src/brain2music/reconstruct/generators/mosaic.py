@@ -444,23 +444,30 @@ class MosaicGenerator(Generator):
                 cost = cost - self.temperature * max(spread, 1e-3) * rng.gumbel(size=len(cost))
             unary.append(cost)
         pairwise = [layer["join"] for layer in layers[1:]]
+        if len(layers) < self.min_sources:
+            raise DataError(
+                f"generator 'mosaic': a clip of {len(layers)} slot(s) of {self.segment} s cannot use "
+                f"min_sources = {self.min_sources} tracks; lower min_sources or segment, or generate longer clips"
+            )
         path, total = viterbi(unary, pairwise)
-        for _ in range(len(layers)):
+        # Every round bans the most used track from at least one slot it holds on the path (bans
+        # accumulate), so the loop ends: with enough tracks, or with no path left.
+        while np.isfinite(total):
             items = [int(layers[j]["item"][c]) for j, c in enumerate(path)]
-            if len(set(items)) >= self.min_sources or not np.isfinite(total):
-                break
+            if len(set(items)) >= self.min_sources:
+                return path
             top = max(set(items), key=items.count)
             keep = _longest_segment(layers, path, top)
+            if len(keep) == items.count(top):  # one run only (a long max_segment): shorten it
+                keep = set(sorted(keep)[:-1])
             for j, layer in enumerate(layers):
                 if j not in keep:
                     unary[j] = np.where(layer["item"] == top, np.inf, unary[j])
             path, total = viterbi(unary, pairwise)
-        if not np.isfinite(total):
-            raise DataError(
-                f"{self.library.path}: no mosaic with min_sources = {self.min_sources} among "
-                f"{self.candidates} candidates per slot; raise candidates or lower min_sources"
-            )
-        return path
+        raise DataError(
+            f"{self.library.path}: no mosaic with min_sources = {self.min_sources} among "
+            f"{self.candidates} candidates per slot; raise candidates or lower min_sources"
+        )
 
     # --------------------------------------------------------------------------------------- render
     def _render(self, layers, path, slots, duration) -> tuple[np.ndarray, dict]:
