@@ -140,6 +140,7 @@ def _clip_audio(w: Path, study: str, recon: dict):
 def step_tags(w: Path) -> None:
     from brain2music.embeddings.musicnn import get_tagger
     from brain2music.embeddings.musicnn.tags import TAG_GROUPS, TOP_K
+    from brain2music.evaluate.stats import bootstrap_ci
     from brain2music.evaluate.tags import chance_top_k_agreement, group_agreement
     from brain2music.reconstruct.encoders import prepare_clip
     from brain2music.reconstruct.library import MusicLibrary
@@ -193,6 +194,7 @@ def step_tags(w: Path) -> None:
                     o = orig if name == "oracle" else orig[per_clip]
                     agree = group_agreement(o, rec, tagger.tags, {group: members}, TOP_K)[group]
                     row[f"{name} {d} {group}"] = float(agree.mean())
+                    row[f"{name} {d} {group} ci"] = bootstrap_ci(agree)  # over (subject, clip) rows
         results[generator] = row
     (w / "recon" / "tag_agreement.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
