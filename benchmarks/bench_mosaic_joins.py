@@ -11,6 +11,7 @@ Conditions, each rendering 15-s clips on the same 3-s slot grid with the same 50
 
 - ``mosaic``: the generator's defaults (target + join costs, beat/onset cuts, join levelling);
 - ``mosaic, continuity 0``: the same candidates chosen for the target alone;
+- ``mosaic, continuity 1`` / ``3``: the join costs weighted more (the default is 0.3);
 - ``mosaic, no snapping``: cuts stay on the slot grid (no beat/onset alignment);
 - ``random concatenation``: random tracks at random positions, played at their track level.
 
@@ -124,6 +125,8 @@ def main(argv=None) -> int:
     conditions = {
         "mosaic": {},
         "mosaic, continuity 0": {"continuity": 0.0},
+        "mosaic, continuity 1": {"continuity": 1.0},
+        "mosaic, continuity 3": {"continuity": 3.0},
         "mosaic, no snapping": {"snap": 0.0},
     }
     results = {}
