@@ -95,3 +95,27 @@ def test_report_needs_results(tmp_path, capsys):
         build_report(tmp_path)
     assert main(["report", str(tmp_path)]) == 2
     assert "results.json" in capsys.readouterr().err
+
+
+def test_report_plays_several_generators_side_by_side(tmp_path):
+    """Two reconstructions of the same results (e.g. the composer and a mosaic): each clip plays both
+    generations, named by their generator, the mosaic with the recordings it is made of."""
+    import json
+    import shutil
+
+    root = write_fake_results(tmp_path / "results")
+    offline = write_fake_reconstruction(root)
+    mosaic = shutil.copytree(offline, tmp_path / "recon_mosaic")
+    doc = json.loads((mosaic / "reconstruction.json").read_text())
+    doc["generator"] = {"generator": "best-of", "n": 4, "base": {"generator": "mosaic"}}
+    for c in doc["clips"]:
+        c["segments"] = [{"path": f"/music/{name}.ogg", "source_start": 1.0, "output_start": 3.0 * k,
+                          "duration": 3.0} for k, name in enumerate(["a", "b", "a", "c"])]  # fmt: skip
+    (mosaic / "reconstruction.json").write_text(json.dumps(doc))
+    assert main(["report", str(root), "--recon", str(offline), "--recon", str(mosaic), "--max-clips", "2",
+                 "--out", str(tmp_path / "page")]) == 0  # fmt: skip
+    html = (tmp_path / "page" / "report.html").read_text()
+    assert html.count("<audio") == 2 * 7  # 2 clips × (original, 3 retrieved, 2 generated, oracle)
+    n = html.count("generated · offline")  # the template names each player more than once
+    assert n >= 2 and html.count("generated · best-of-4 mosaic") == n
+    assert html.count("4 segments of 3 recordings: a, b, c") == 2

@@ -83,7 +83,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--generator",
         default="offline",
-        help="offline (default, no weights), debug, musicldm, musicgen, or none (retrieval only)",
+        help="offline (default, no weights), mosaic (the library's own recordings, a --coverage full "
+        "library), debug, musicldm, musicgen, or none (retrieval only)",
     )
     add_generator_options(p)
     p.add_argument(
@@ -121,7 +122,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--keep-stimuli",
         action="store_true",
-        help="allow retrieving library tracks whose id is a test clip id",
+        help="allow retrieving (and reusing in a mosaic) the test clips' own tracks and recordings",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument(

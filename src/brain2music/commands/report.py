@@ -10,7 +10,13 @@ def register(subparsers) -> None:
         "report", help="build report.html for a finished run (results of reproduce/run)"
     )
     p.add_argument("results", help="results folder (holds results.json)")
-    p.add_argument("--recon", default=None, help="reconstruction folder (default RESULTS/reconstruction)")
+    p.add_argument(
+        "--recon",
+        action="append",
+        default=None,
+        help="reconstruction folder (default RESULTS/reconstruction); repeat it to play the generated clips "
+        "of several reconstructions (e.g. --generator mosaic and offline) side by side",
+    )
     p.add_argument("--out", default=None, help="where to write report.html (default: the results folder)")
     p.add_argument(
         "--max-clips", type=int, default=12, help="test clips shown with audio players (default 12)"

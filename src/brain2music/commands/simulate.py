@@ -42,6 +42,20 @@ def register(subparsers) -> None:
         help="bids: raw BOLD without head motion (default); fmriprep: the same study with simulated head "
         "motion written as fMRIPrep derivatives (confounds, brain masks, FreeSurfer Destrieux segmentation)",
     )
+    p.add_argument(
+        "--music",
+        metavar="DIR",
+        default=None,
+        help="cut the stimuli from the real recordings in DIR (one subfolder per genre, e.g. DIR/rock/*.ogg) "
+        "instead of composing them; --clips-per-genre caps the training and --test-clips-per-genre counts "
+        "the test recordings per genre",
+    )
+    p.add_argument(
+        "--excerpts-per-track",
+        type=int,
+        default=1,
+        help="with --music: 30-s pieces cut from each training recording (default 1)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT once the new study is complete")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
@@ -65,6 +79,8 @@ def _run(args: argparse.Namespace) -> int:
         snr=args.snr,
         n_jobs=args.jobs,
         layout=args.layout,
+        music=args.music,
+        excerpts_per_track=args.excerpts_per_track,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )

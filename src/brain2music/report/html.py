@@ -146,7 +146,7 @@ def _spectrogram_asset(audio: np.ndarray, sr: int, path: Path) -> None:
 def build_report(
     results_dir: str | os.PathLike,
     *,
-    recon_dir: str | os.PathLike | None = None,
+    recon_dir: str | os.PathLike | list | None = None,
     out: str | os.PathLike | None = None,
     max_clips: int = 12,
     config: dict | None = None,
@@ -158,7 +158,8 @@ def build_report(
     ----------
     results_dir : folder written by ``brain2music reproduce`` (holds ``results.json``).
     recon_dir : folder written by ``brain2music reconstruct`` (holds ``reconstruction.json``); default
-        ``results_dir/reconstruction`` when it exists.
+        ``results_dir/reconstruction`` when it exists. A list of folders (e.g. one per generator): the
+        first gives the summary table, the generated clips of every folder are played side by side.
     out : output folder (default ``results_dir``).
     max_clips : how many test clips get audio players (the first clips of the first reconstructed subject).
     config : the configuration to print (default: ``results.json``'s ``config``).
@@ -334,12 +335,14 @@ def _clips(results, recon_dir, assets: Path, max_clips: int):
         return [], "", ""
     from brain2music.report.recon import load_reconstruction
 
+    dirs = [Path(d) for d in recon_dir] if isinstance(recon_dir, (list, tuple)) else [Path(recon_dir)]
     return load_reconstruction(
-        Path(recon_dir),
+        dirs[0],
         assets,
         max_clips,
         write_audio=_write_audio_asset,
         spectrogram=_spectrogram_asset,
         asset_prefix=ASSETS,
         results_config=results.config,
+        compare=dirs[1:],
     )

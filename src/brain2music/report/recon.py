@@ -104,6 +104,23 @@ def _clip_starts(config: dict) -> dict[str, float]:
     return dict(zip(table.clip_id, table.start.astype(float)))
 
 
+def generator_label(config: dict | None) -> str:
+    """A short name of the generator a reconstruction used: ``mosaic``, ``best-of-4 offline``, ..."""
+    cfg = config or {}
+    name = str(cfg.get("generator") or cfg.get("name") or "?")
+    if name == "best-of" and isinstance(cfg.get("base"), dict):
+        return f"best-of-{cfg.get('n', '?')} {generator_label(cfg['base'])}"
+    return name
+
+
+def _sources_note(segments) -> str:
+    """`` · N segments of K recordings: a, b, ...`` for a mosaic; empty otherwise."""
+    if not segments:
+        return ""
+    names = list(dict.fromkeys(Path(str(s["path"])).stem for s in segments))
+    return f" · {len(segments)} segments of {len(names)} recordings: {', '.join(names)}"
+
+
 def _excerpt(path: str | Path, start: float = 0.0) -> np.ndarray:
     from brain2music.stimuli import apply_fades, read_audio, rms_normalize
 
@@ -120,11 +137,21 @@ def load_reconstruction(
     spectrogram: Callable,
     asset_prefix: str,
     results_config: dict | None = None,
+    compare: list[Path] = (),
 ):
-    """Return ``(clips, note, summary_table_html)`` for the template; writes audio and PNGs into ``assets``."""
+    """Return ``(clips, note, summary_table_html)`` for the template; writes audio and PNGs into ``assets``.
+
+    ``compare``: other reconstruction folders of the same results (e.g. another generator): their
+    generated clips are played beside this one's, clip by clip.
+    """
     from brain2music.study.results import ResultsFolder
 
     recon = ResultsFolder.read_reconstruction(recon_dir)
+    others = [(Path(d), ResultsFolder.read_reconstruction(d)) for d in compare]
+    beside = {}  # (subject, clip_id) -> [(folder, recon, clip)] of the other reconstructions
+    for folder, other in others:
+        for c in other.clips:
+            beside.setdefault((c.subject, c.clip_id), []).append((folder, other, c))
     starts = _clip_starts(results_config or {})
     first_subject = (recon.subjects or [None])[0]
     entries = [c for c in recon.clips if c.subject == first_subject][:max_clips]
@@ -168,18 +195,20 @@ def load_reconstruction(
                     + (_tag_line(c, "retrieved") if r.get("rank") == 1 else ""),
                 )
             )
-        gen = c.generated
-        if gen and gen.get("path"):
-            items.append(
-                item(
-                    "generated",
-                    recon_dir / gen["path"],
-                    0.0,
-                    gen.get("score"),
-                    f"new music · cos to true {gen.get('score_true', float('nan')):.3f} · tagger: {tags.get('generated') or '–'}"
-                    + _tag_line(c, "generated"),
+        for folder, rec, clip in [(recon_dir, recon, c)] + beside.get((c.subject, c.clip_id), []):
+            gen, gen_tags = clip.generated, clip.tags or {}
+            if gen and gen.get("path"):
+                items.append(
+                    item(
+                        f"generated · {generator_label(rec.generator)}",
+                        folder / gen["path"],
+                        0.0,
+                        gen.get("score"),
+                        f"new music · cos to true {gen.get('score_true', float('nan')):.3f} · tagger: "
+                        f"{gen_tags.get('generated') or '–'}{_sources_note(clip.segments)}"
+                        + _tag_line(clip, "generated"),
+                    )
                 )
-            )
         if c.oracle:
             items.append(
                 item(

@@ -19,7 +19,7 @@ import pandas as pd
 
 from brain2music.data.events import GENRES, clip_id
 
-__all__ = ["CLIP_DURATION", "make_design", "write_events"]
+__all__ = ["CLIP_DURATION", "make_design", "runs_from_tracks", "write_events"]
 
 CLIP_DURATION = 15.0
 
@@ -29,7 +29,7 @@ def _deal(per_genre: dict[str, list[int]], n_runs: int, rng: np.random.Generator
     runs: list[list[tuple]] = [[] for _ in range(n_runs)]
     k = 0
     for genre in GENRES:
-        for track in per_genre[genre]:
+        for track in per_genre.get(genre, []):
             runs[k % n_runs].append((genre, track))
             k += 1
     for run in runs:
@@ -74,6 +74,29 @@ def make_design(
                 }
             )
     tracks = pd.DataFrame(rows)
+    return tracks, runs_from_tracks(
+        tracks,
+        train_order=train_tracks,
+        test_order=test_tracks,
+        train_runs=train_runs,
+        test_runs=test_runs,
+        test_repeats=test_repeats,
+        rng=rng,
+    )
+
+
+def runs_from_tracks(
+    tracks: pd.DataFrame,
+    *,
+    train_order: dict[str, list[int]],
+    test_order: dict[str, list[int]],
+    train_runs: int,
+    test_runs: int,
+    test_repeats: int,
+    rng: np.random.Generator,
+) -> dict[tuple[str, int], pd.DataFrame]:
+    """The run tables for a track table (``genre, track, start``) and each genre's training/test tracks in
+    the order they are dealt to runs (genres may be missing or hold different numbers of tracks)."""
     start = {(r.genre, r.track): r.start for r in tracks.itertuples()}
 
     def table(clips: list[tuple]) -> pd.DataFrame:
@@ -91,15 +114,15 @@ def make_design(
         )
 
     runs: dict[tuple[str, int], pd.DataFrame] = {}
-    train = _deal(train_tracks, train_runs, rng)
+    train = _deal(train_order, train_runs, rng)
     for k, clips in enumerate(train):
         previous = train[k - 1][-1]  # k = 0 wraps to the last run's last clip, as in ds003720
         runs[("train", k + 1)] = table([previous] + clips)
-    test = _deal(test_tracks, test_runs, rng)
+    test = _deal(test_order, test_runs, rng)
     for k, clips in enumerate(test):
         n = len(clips)
         runs[("test", k + 1)] = table([clips[i % n] for i in range(n * test_repeats + 1)])
-    return tracks, runs
+    return runs
 
 
 def write_events(path, events: pd.DataFrame) -> None:

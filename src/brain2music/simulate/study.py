@@ -108,6 +108,12 @@ def _check_options(**o) -> None:
         f"smaller than n_parcels ({o['n_parcels']})",
     )
     need("n_subjects", o["n_subjects"] <= 999, "at most 999")
+    need("train_runs", o["train_runs"] <= 99, "at most 99")
+    need("test_runs", o["test_runs"] <= 99, "at most 99")
+    need("snr", isinstance(o["snr"], (int, float)) and o["snr"] > 0, "a positive number")
+    need("layout", o["layout"] in LAYOUTS, f"one of {', '.join(LAYOUTS)}")
+    if "music" in o:  # the run-count limits depend on the recordings found (checked in _design)
+        return
     need(
         "train_runs",
         o["train_runs"] <= 10 * o["clips_per_genre"],
@@ -123,10 +129,6 @@ def _check_options(**o) -> None:
         o["clips_per_genre"] + o["test_clips_per_genre"] <= 99_999,
         "at most 99,999 tracks per genre",
     )
-    need("train_runs", o["train_runs"] <= 99, "at most 99")
-    need("test_runs", o["test_runs"] <= 99, "at most 99")
-    need("snr", isinstance(o["snr"], (int, float)) and o["snr"] > 0, "a positive number")
-    need("layout", o["layout"] in LAYOUTS, f"one of {', '.join(LAYOUTS)}")
 
 
 def _track_job(args):
@@ -191,6 +193,71 @@ def _run_designs(runs, clip_index, clip_feats, n_bins_clip, hrf, bins_per_tr):
     return out
 
 
+def _composed_stimuli(stim: Path, c: dict, s_design, s_music, progress: bool):
+    """Design the study and compose, render and describe its tracks (``stimuli/metadata.csv``)."""
+    from brain2music.simulate.design import make_design
+
+    tracks, runs = make_design(
+        clips_per_genre=c["clips_per_genre"],
+        test_clips_per_genre=c["test_clips_per_genre"],
+        train_runs=c["train_runs"],
+        test_runs=c["test_runs"],
+        test_repeats=c["test_repeats"],
+        rng=np.random.default_rng(s_design),
+    )
+    track_seeds = s_music.generate_state(len(tracks), dtype=np.uint64)
+    jobs = [
+        (r.genre, int(r.track), int(track_seeds[i]), stim / "genres" / r.genre / f"{r.clip_id}.wav")
+        for i, r in enumerate(tracks.itertuples())
+    ]
+    params = _map(_track_job, jobs, c["n_jobs"], "composing tracks", progress)
+    meta = []
+    for r, p in zip(tracks.itertuples(), params):
+        d = p.to_dict()
+        d.update({f"program_{k}": ("" if v is None else v) for k, v in d.pop("instruments").items()})
+        meta.append({"clip_id": r.clip_id, "split": r.split, "excerpt_start": r.start, **d})
+    write_text(stim / "metadata.csv", pd.DataFrame(meta).to_csv(index=False))
+    return tracks, runs
+
+
+def _music_stimuli(stim: Path, c: dict, rng: np.random.Generator, progress: bool):
+    """Design the study over the recordings of ``c["music"]`` and cut its tracks from them."""
+    from brain2music.simulate.design import runs_from_tracks
+    from brain2music.simulate.music import music_design, write_piece
+
+    tracks, train_order, test_order = music_design(
+        c["music"],
+        clips_per_genre=c["clips_per_genre"],
+        test_clips_per_genre=c["test_clips_per_genre"],
+        excerpts_per_track=c["excerpts_per_track"],
+        rng=rng,
+    )
+    n_train, n_test = int((tracks.split == "train").sum()), int((tracks.split == "test").sum())
+    for name, runs, n in (("train_runs", c["train_runs"], n_train), ("test_runs", c["test_runs"], n_test)):
+        if runs > n:
+            raise ConfigError(
+                f"{name} (--{name.replace('_', '-')}) must be at most the {n} {name[:-5]} clips cut from "
+                f"{c['music']}; got {runs}"
+            )
+    runs = runs_from_tracks(
+        tracks,
+        train_order=train_order,
+        test_order=test_order,
+        train_runs=c["train_runs"],
+        test_runs=c["test_runs"],
+        test_repeats=c["test_repeats"],
+        rng=rng,
+    )
+    jobs = [
+        (r.source, r.source_offset, r.piece_duration, stim / "genres" / r.genre / f"{r.clip_id}.wav", SR)
+        for r in tracks.itertuples()
+    ]
+    _map(write_piece, jobs, c["n_jobs"], "cutting tracks", progress)
+    meta = tracks.rename(columns={"start": "excerpt_start"}).drop(columns=["track"])
+    write_text(stim / "metadata.csv", meta.to_csv(index=False))
+    return tracks[["genre", "track", "clip_id", "split", "start"]], runs
+
+
 def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, *, tr: float | None = None) -> None:
     import nibabel as nib
 
@@ -221,6 +288,8 @@ def simulate_study(
     snr: float = 1.0,
     n_jobs: int = 1,
     layout: str = "bids",
+    music: str | os.PathLike | None = None,
+    excerpts_per_track: int = 1,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
@@ -240,6 +309,10 @@ def simulate_study(
         same signal and noise) with simulated head motion and its artifacts, written as fMRIPrep
         derivatives with confounds, brain masks and a FreeSurfer ``aparc.a2009s+aseg.mgz``
         (:mod:`brain2music.simulate.fmriprep_layout`); ``OUT/bids`` then holds events and sidecars only.
+    music : a folder of real recordings with one subfolder per genre: the stimuli are cut from them
+        instead of composed (:mod:`brain2music.simulate.music`); ``clips_per_genre`` then caps the
+        training recordings and ``test_clips_per_genre`` counts the test recordings of each genre.
+    excerpts_per_track : with ``music``, 30-s pieces cut from each training recording.
     overwrite : replace an existing non-empty ``out`` (only once the new study is complete).
     progress : tqdm progress bars on stderr.
 
@@ -263,6 +336,12 @@ def simulate_study(
         n_jobs=n_jobs,
         layout=layout,
     )
+    if music is not None:
+        if not isinstance(excerpts_per_track, (int, np.integer)) or excerpts_per_track < 1:
+            raise ConfigError(
+                f"excerpts_per_track (--excerpts-per-track) must be a whole number >= 1; got {excerpts_per_track!r}"
+            )
+        config.update(music=str(Path(music).resolve()), excerpts_per_track=int(excerpts_per_track))
     _check_options(**config)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed (--seed) must be a whole number >= 0; got {seed!r}")
@@ -310,7 +389,10 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
     s_motion = ss.spawn(1)[0]
     lap = _Lap()
     tracks, runs = _write_music(tmp, config, s_design, s_music, progress)
-    lap(f"composing and rendering {len(tracks)} tracks")
+    if "music" in config:
+        lap(f"cutting {len(tracks)} tracks from the recordings of {config['music']}")
+    else:
+        lap(f"composing and rendering {len(tracks)} tracks")
     features = _write_features(tmp, config, tracks, runs, s_genre, progress)
     lap("stimulus features and run design matrices")
     atlas = _write_atlas(tmp, config, s_atlas)
@@ -321,30 +403,14 @@ def _build(tmp: Path, config: dict, progress: bool) -> None:
 
 
 def _write_music(tmp: Path, c: dict, s_design, s_music, progress: bool):
-    """1. The presentation design, and the composed stimuli with their metadata."""
-    from brain2music.simulate.design import make_design
-
-    tracks, runs = make_design(
-        clips_per_genre=c["clips_per_genre"], test_clips_per_genre=c["test_clips_per_genre"],
-        train_runs=c["train_runs"], test_runs=c["test_runs"], test_repeats=c["test_repeats"],
-        rng=np.random.default_rng(s_design),
-    )  # fmt: skip
-    track_seeds = s_music.generate_state(len(tracks), dtype=np.uint64)
+    """1. The presentation design, and the stimuli (composed, or cut from ``c["music"]``) with their
+    metadata."""
     stim = tmp / "stimuli"
-    jobs = [
-        (r.genre, int(r.track), int(track_seeds[i]), stim / "genres" / r.genre / f"{r.clip_id}.wav")
-        for i, r in enumerate(tracks.itertuples())
-    ]
     for g in GENRES:
         (stim / "genres" / g).mkdir(parents=True, exist_ok=True)
-    params = _map(_track_job, jobs, c["n_jobs"], "composing tracks", progress)
-    meta = []
-    for r, p in zip(tracks.itertuples(), params):
-        d = p.to_dict()
-        d.update({f"program_{k}": ("" if v is None else v) for k, v in d.pop("instruments").items()})
-        meta.append({"clip_id": r.clip_id, "split": r.split, "excerpt_start": r.start, **d})
-    write_text(stim / "metadata.csv", pd.DataFrame(meta).to_csv(index=False))
-    return tracks, runs
+    if "music" in c:
+        return _music_stimuli(stim, c, np.random.default_rng(s_design), progress)
+    return _composed_stimuli(stim, c, s_design, s_music, progress)
 
 
 @dataclass

@@ -152,7 +152,7 @@ def reconstruct(
     library : music library built with the same encoder as the predictions to use.
     out : output folder (``reconstruction.json``, ``audio/``). One writer at a time, and ``results`` is
         not rewritten meanwhile: either running elsewhere refuses this run at once.
-    generator : registry name (``offline``, ``debug``, ``musicldm``, ``musicgen``) or Generator; ``None``
+    generator : registry name (``offline``, ``mosaic``, ``debug``, ``musicldm``, ``musicgen``) or Generator; ``None``
         skips generation (retrieval only).
     generator_options : keyword arguments for :func:`~brain2music.reconstruct.generators.get_generator`
         (``--generator-option``), checked against the generator before anything loads. A generator that
@@ -172,7 +172,8 @@ def reconstruct(
         measured response to the clip; needs ``encoding/<enc>/<subject>_model.npz`` from ``reproduce``).
         Neither looks at the test clip's true embedding (:mod:`brain2music.reconstruct.selection`).
     duration : seconds of generated audio.
-    exclude_stimuli : never retrieve a library track whose id is a test clip id.
+    exclude_stimuli : never retrieve (nor reuse in a mosaic) a library track whose id is a test clip id, nor
+        the recording a test clip was cut from (studies made with ``simulate --music``).
     n_chance : random-track draws averaged for the Chance row.
     oracle_generation : also generate from the true embedding of each clip (the generator's ceiling).
     n_bootstrap, random_state : confidence intervals and every random draw.
@@ -202,6 +203,10 @@ def reconstruct(
         for s in subjects:  # fail before generating anything
             folder.read_encoding_model(enc_name, s)
     placement, selection = {"device": device, "dtype": dtype}, _Selection(score, folder, enc_name)
+    generator_options = _mosaic_options(
+        generator, generator_options, folder, study, lib, enc_name, method, subjects,
+        exclude_stimuli=exclude_stimuli, progress=progress,
+    )  # fmt: skip
     enc, gen = _make_generator(
         generator, generator_options, encoder if encoder is not None else _library_encoder(lib, encoder_options,
         placement), enc_name, int(best_of), out, progress, random_state, placement, selection,
@@ -361,12 +366,55 @@ def _make_generator(
         for key, value in defaults.items():
             if key in takes and (key == "encoder" or generator == "offline"):
                 opts.setdefault(key, value)
+        if generator == "best-of" and opts.get("base") == "mosaic":  # the mosaic inside needs the encoder
+            opts.setdefault("encoder", enc)
     gen = get_generator(generator, **opts)
     if best_of > 1:
         gen = BestOfN(gen, enc, n=best_of, scorer=selection)
     if hasattr(gen, "fit") and not hasattr(gen, "map_"):
         gen.fit()
     return enc, gen
+
+
+def _mosaic_options(
+    generator, options, folder, study, lib, enc_name, method, subjects, *, exclude_stimuli, progress
+) -> dict | None:
+    """The options of a mosaic (alone or as the base of ``best-of``): the library, and in evaluation the
+    recordings of every test clip of ``subjects`` kept out of every mosaic."""
+    opts = dict(options or {})
+    if not (generator == "mosaic" or opts.get("base") == "mosaic"):
+        return options
+    opts.setdefault("library", lib)
+    opts.setdefault("progress", progress)
+    if exclude_stimuli:
+        ids = {str(c) for s in subjects for c in folder.read_predictions(enc_name, method, s).clip_ids}
+        opts.setdefault("exclude", _excluded_paths(lib, study.config, ids))
+    return opts
+
+
+def _excluded_paths(lib: MusicLibrary, config: dict, ids) -> list[str]:
+    """Library tracks never to retrieve or reuse for test clips ``ids``: tracks whose id is a clip id
+    (the stimuli themselves in the library) and the recordings the clips were cut from (a study made
+    with ``simulate --music`` records them in ``stimuli/metadata.csv``)."""
+    from brain2music.simulate.music import stimulus_sources
+
+    meta, ids = lib.metadata, set(map(str, ids))
+    root = (config or {}).get("stimuli")
+    own = {str(Path(p).resolve()) for c, p in (stimulus_sources(root) if root else {}).items() if c in ids}
+    hit = meta["track_id"].astype(str).isin(ids) | meta["path"].astype(str).isin(own)
+    return list(meta.loc[hit, "path"])
+
+
+def _segments_of(gen) -> list[dict] | None:
+    """The source segments of the clip ``gen`` returned last (generators that reuse library audio)."""
+    plans, pick = getattr(gen, "last_plans_", None), 0
+    if plans is None and hasattr(gen, "base"):  # best-of-N: the plan of the candidate it kept
+        plans = getattr(gen.base, "last_plans_", None)
+        pick = int(gen.last_choice_[-1]) if plans is not None else 0
+    if not plans:
+        return None
+    keys = ("path", "source_start", "output_start", "duration")
+    return [{k: seg[k] for k in keys} for seg in plans[pick]["segments"]]
 
 
 @dataclass
@@ -406,6 +454,7 @@ class _Run:
     oracle_cache: dict = field(default_factory=dict)
     taggers: dict = field(default_factory=dict)
     tagging: _Tagging | None = None
+    segments: dict = field(default_factory=dict)  # generated file -> its mosaic's source segments
 
     def subject(
         self, pred: Predictions, n_clips: int | None
@@ -451,7 +500,7 @@ class _Run:
 
     def _retrieve(self, ids, P, T) -> _Retrieved:
         lib, meta = self.lib, self.lib.metadata
-        exclude = list(meta.loc[meta["track_id"].isin(set(ids)), "path"]) if self.exclude_stimuli else None
+        exclude = _excluded_paths(lib, self.study.config, ids) if self.exclude_stimuli else None
         if exclude and len(exclude) >= len(lib):
             raise DataError(f"{lib.path}: the library holds only the test stimuli; nothing left to retrieve")
         r_scores, r_items = lib.search(P, self.k, encoder=self.enc_name, exclude=exclude)
@@ -499,6 +548,7 @@ class _Run:
             target, n_samples=1, duration=self.duration, random_state=int(self.rng.integers(2**31))
         )
         write_audio(self.out / rel, audio[0], sr)
+        self.segments[str(rel)] = _segments_of(self.gen)
         if isinstance(self.gen, BestOfN):  # the kept candidate is embedded already
             return self.gen.last_embeddings_[0]
         return clip_embedding(self.enc, prepare_clip(audio[0], sr, duration=min(self.duration, 15.0)), sr)
@@ -554,6 +604,7 @@ class _Run:
                     if clip in self.oracle_cache and gen_info[i]
                     else None,
                     tags={key: str(v[i]) for key, v in tags.items() if key != "chance"} or None,
+                    segments=self.segments.get(gen_info[i]["path"]) if gen_info[i] else None,
                 )  # fmt: skip
             )
         return out

@@ -512,6 +512,8 @@ class ReconstructedClip(_Record):
     tags: dict | None = None
     #: ``{"original" | "retrieved" | "oracle" | "generated" | ...: {group: top-k musicnn tags}}``
     tag_classes: dict | None = None
+    # A mosaic's source audio: [{path, source_start, output_start, duration}] (None for other generators).
+    segments: list[dict] | None = None
     extra: dict = field(default_factory=dict)
 
 

@@ -6,6 +6,7 @@ Registered names:
 - ``offline``: the simulator's composer steered towards the target by a learned map + search (no weights);
 - ``musicldm``: diffusers ``MusicLDMPipeline`` conditioned on the CLAP embedding as ``prompt_embeds``;
 - ``musicgen``: transformers MusicGen from a text prompt built from the nearest captions/tags;
+- ``mosaic``: concatenative synthesis from a ``coverage="full"`` library's real recordings (no weights);
 - ``best-of``: wraps another generator, keeps the best of ``n`` candidates by embedding score.
 """
 
@@ -55,9 +56,28 @@ def _best_of(*, base="offline", encoder=None, n=8, scorer=None, **base_kw):
 
     if encoder is None:
         raise ConfigError("generator 'best-of' needs encoder= (to score the candidates)")
-    if isinstance(base, str) and base == "offline":
+    from brain2music.reconstruct.encoders import resolve_encoder
+
+    encoder = resolve_encoder(encoder)
+    if isinstance(base, str) and base in ("offline", "mosaic"):
         base_kw.setdefault("encoder", encoder)
     return BestOfN(get_generator(base, **base_kw), encoder, n=n, scorer=scorer)
+
+
+def _mosaic(**kw):
+    from brain2music.reconstruct.generators.mosaic import MosaicGenerator
+
+    if kw.get("library") is None:
+        from brain2music.errors import ConfigError
+
+        raise ConfigError("generator 'mosaic' needs library= (a music library built with --coverage full)")
+    return MosaicGenerator(**kw)
+
+
+def _mosaic_class():
+    from brain2music.reconstruct.generators.mosaic import MosaicGenerator
+
+    return MosaicGenerator
 
 
 def _musicldm(**kw):
@@ -94,6 +114,12 @@ register_generator(
 )
 register_generator(
     "best-of", _best_of, description="best of n candidates of another generator by embedding score"
+)
+register_generator(
+    "mosaic",
+    _mosaic,
+    description="concatenative synthesis from a library's real recordings; no weights",
+    signature_of=_mosaic_class,
 )
 register_generator(
     "musicldm",
