@@ -1,14 +1,17 @@
-"""Noise ceilings from the repeated test presentations (4 per test clip in ds003720).
+"""Reproducibility and noise ceilings from the repeated test presentations (4 per test clip in ds003720).
 
-Two ceilings, one per direction:
+One measure per direction:
 
-- :func:`split_half_oracle` (decoding, the "Oracle" row of Table 2). The test repeats are split into two
+- :func:`split_half_oracle` (decoding, the "Split-half" row of Table 2, named "Oracle" before the results
+  model of issue 11; the function keeps its old name). It is a reproducibility measure, not a noise ceiling:
+  it bounds nothing about the id acc against the true embeddings. The test repeats are split into two
   halves (repeats {a, b} vs {c, d}; all 3 distinct 2+2 splits, averaged); the *same* fitted decoder
   decodes each half's mean response, and the identification accuracy / Pearson r is computed between the
   two decoded halves (``C_ij = pearson(P^A_i, P^B_j)``). It measures how reproducible the decoded
   embedding is across independent presentations: a decoder whose output were pure noise scores 0.5,
-  noise-free brains score 1.0. It is decoder- and embedding-specific and needs no ground truth; because
-  each half averages only half the repeats it is a conservative ceiling.
+  noise-free brains score 1.0. It is decoder- and embedding-specific and needs no ground truth; each half
+  averages only half the repeats, so it understates the reproducibility of the full mean
+  (``pearson_r_full`` applies the Spearman–Brown correction).
 - :func:`response_noise_ceiling` (encoding). Per voxel, the signal power estimated from the repeats
   (Sahani & Linden 2003; the explainable variance of voxelwise_tutorials) gives the highest correlation
   a perfect model could reach with the repeat-averaged response: ``sqrt(SP / var(mean response))``.
