@@ -366,8 +366,6 @@ def _make_generator(
         for key, value in defaults.items():
             if key in takes and (key == "encoder" or generator == "offline"):
                 opts.setdefault(key, value)
-        if generator == "best-of" and opts.get("base") == "mosaic":  # the mosaic inside needs the encoder
-            opts.setdefault("encoder", enc)
     gen = get_generator(generator, **opts)
     if best_of > 1:
         gen = BestOfN(gen, enc, n=best_of, scorer=selection)

@@ -570,16 +570,17 @@ class ResultsFolder:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        self._lease: str | None = None  # the run's token: travels with this object to worker processes
+        # The run's token, set only on copies pickled for worker processes (see __getstate__); in the
+        # holding process a write checks _WRITING instead.
+        self._lease: str | None = None
 
     def __getstate__(self) -> dict:
         # Pickled (for a Dask or process worker) while this process holds the folder: the copy writes
         # under the run's lease, whichever ResultsFolder object of the folder took it.
         state = dict(self.__dict__)
-        if state.get("_lease") is None:
-            held = _WRITING.get(_folder_key(self.root))
-            if held is not None:
-                state["_lease"] = held[0]
+        held = _WRITING.get(_folder_key(self.root))
+        if held is not None:
+            state["_lease"] = held[0]
         return state
 
     # -- one writer at a time -----------------------------------------------------------------------------
@@ -600,7 +601,6 @@ class ResultsFolder:
                 raise ConcurrentWriterError(
                     f"{self.root}: another thread of this process is writing this folder ({purpose} refused)"
                 )
-            self._lease = held[0]
             yield self
             return
         lease = uuid.uuid4().hex
@@ -608,12 +608,10 @@ class ResultsFolder:
         try:
             with exclusive_writer(self.root, purpose=purpose, info={"lease": lease}):
                 _WRITING[key] = (lease, threading.get_ident())
-                self._lease = lease
                 try:
                     yield self
                 finally:
                     del _WRITING[key]
-                    self._lease = None
         except BaseException:
             # A run that failed before writing anything leaves no folder behind (only its lock was there).
             if created:

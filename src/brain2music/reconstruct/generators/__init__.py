@@ -56,7 +56,7 @@ def _best_of(*, base="offline", encoder=None, n=8, scorer=None, **base_kw):
 
     if encoder is None:
         raise ConfigError("generator 'best-of' needs encoder= (to score the candidates)")
-    from brain2music.reconstruct.encoders import resolve_encoder
+    from brain2music.reconstruct.clip_embedding import resolve_encoder
 
     encoder = resolve_encoder(encoder)
     if isinstance(base, str) and base in ("offline", "mosaic"):
