@@ -240,3 +240,58 @@ def test_metric_spaces():
     np.testing.assert_allclose(again.transform(train), std.transform(train))
     with pytest.raises(ConfigError, match="paper, standardized"):
         MetricSpace.fit("zscore", train)
+
+
+def test_topk_scores_rank_the_true_target_and_count_ties_against_it():
+    from brain2music.evaluate import topk_chance, topk_scores
+
+    C = np.array([[0.9, 0.5, 0.1], [0.8, 0.7, 0.2], [0.3, 0.3, 0.3]])
+    # clip 0 first; clip 1 second (0.8 > 0.7); clip 2 ties every rival, so it is last
+    assert topk_scores(C, 1).tolist() == [1.0, 0.0, 0.0]
+    assert topk_scores(C, 2).tolist() == [1.0, 1.0, 0.0]
+    assert topk_scores(C, 3).tolist() == [1.0, 1.0, 1.0]
+    assert topk_scores(np.zeros((5, 5)), 4).sum() == 0  # a constant prediction identifies nothing
+    assert topk_chance(60, 5) == pytest.approx(5 / 60) and topk_chance(3, 5) == 1.0
+    with pytest.raises(ValueError, match="positive integer"):
+        topk_scores(C, 0)
+
+
+def test_topk_accuracy_is_at_chance_on_random_similarities():
+    from brain2music.evaluate import topk_scores
+
+    rng = np.random.default_rng(0)
+    acc = np.mean([topk_scores(rng.standard_normal((60, 60)), 5).mean() for _ in range(200)])
+    assert acc == pytest.approx(5 / 60, abs=0.01)
+
+
+def test_topk_p_value_is_exact_for_perfect_and_uniform_under_the_null():
+    from brain2music.evaluate.stats import group_p_value, identification_p_value
+
+    assert identification_p_value(np.eye(30), n_permutations=500, top_k=1) == pytest.approx(1 / 501)
+    assert group_p_value([np.eye(10)] * 2, n_permutations=100, top_k=5) == pytest.approx(1 / 101)
+    rng = np.random.default_rng(1)
+    p = [identification_p_value(rng.standard_normal((20, 20)), n_permutations=100, top_k=5, random_state=k)
+         for k in range(60)]  # fmt: skip
+    assert 0.3 < np.mean(p) < 0.7
+
+
+def test_hierarchical_bootstrap_resamples_subjects_only_from_three_on():
+    from brain2music.evaluate.stats import bootstrap_ci, hierarchical_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(60) * 0.2 + 0.7, rng.random(60) * 0.2 + 0.8
+    # one subject: its clip bootstrap
+    assert hierarchical_bootstrap_ci([a], random_state=3) == bootstrap_ci(a, random_state=3)
+    # two subjects: an interval about the clips, around the mean, not the [min, max] of the two means
+    lo, hi = hierarchical_bootstrap_ci([a, b], same_clips=True, n_bootstrap=4000)
+    m = (a.mean() + b.mean()) / 2
+    assert lo < m < hi and (lo, hi) != (min(a.mean(), b.mean()), max(a.mean(), b.mean()))
+    assert hi - lo < abs(a.mean() - b.mean())
+    # constant clips: the spread between 3+ subjects is what remains
+    subj = [np.full(60, v) for v in (0.6, 0.7, 0.8, 0.9)]
+    lo, hi = hierarchical_bootstrap_ci(subj, same_clips=True, n_bootstrap=4000)
+    assert lo < 0.7 and hi > 0.8
+    lo2, hi2 = hierarchical_bootstrap_ci(subj[:2], same_clips=True)
+    assert lo2 == hi2 == pytest.approx(0.65)
+    with pytest.raises(ValueError, match="same number of clips"):
+        hierarchical_bootstrap_ci([a, b[:10]], same_clips=True)

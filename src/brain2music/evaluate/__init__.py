@@ -12,6 +12,8 @@ from brain2music.evaluate.identification import (
     mean_pearson_r,
     per_genre_accuracy,
     similarity_matrix,
+    topk_chance,
+    topk_scores,
 )
 from brain2music.evaluate.noise import (
     explainable_variance,
@@ -37,4 +39,6 @@ __all__ = [
     "response_noise_ceiling",
     "similarity_matrix",
     "split_half_oracle",
+    "topk_chance",
+    "topk_scores",
 ]

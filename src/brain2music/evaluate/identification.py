@@ -27,6 +27,8 @@ __all__ = [
     "identification_accuracy",
     "identification_scores",
     "mean_pearson_r",
+    "topk_chance",
+    "topk_scores",
     "chance_identification",
     "per_genre_accuracy",
 ]
@@ -76,12 +78,41 @@ def similarity_matrix(predicted: np.ndarray, target: np.ndarray, *, windows: str
 
 def identification_scores(similarity: np.ndarray) -> np.ndarray:
     """Per-clip accuracy ``id_acc_i = mean_{j≠i} 1[C_ii > C_ij]`` (paper Eq. 3) → ``(n,)``."""
-    C = np.asarray(similarity, dtype=np.float64)
-    if C.ndim != 2 or C.shape[0] != C.shape[1] or C.shape[0] < 2:
-        raise DataError(f"similarity must be a square (n, n) matrix with n >= 2; got {C.shape}")
+    C = _square(similarity)
     n = C.shape[0]
     wins = (np.diag(C)[:, None] > C).sum(axis=1)  # the diagonal never beats itself
     return wins / (n - 1)
+
+
+def topk_scores(similarity: np.ndarray, k: int) -> np.ndarray:
+    """Per-clip N-way identification: 1 where clip i's true target is among the ``k`` targets most
+    correlated with its prediction, else 0 → ``(n,)`` (the peers' top-k; chance :func:`topk_chance`).
+
+    A rival that ties the true target counts as ranked above it, so a constant prediction (every
+    similarity equal) is never a hit.
+    """
+    from brain2music.evaluate.stats import _scores
+
+    return _scores(_square(similarity), top_k=_check_k(k))
+
+
+def topk_chance(n_clips: int, k: int) -> float:
+    """Expected top-k accuracy among ``n_clips`` candidates with random predictions: ``min(k, n) / n``."""
+    n = int(n_clips)
+    return min(_check_k(k), n) / n
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"k (top-k identification) must be a positive integer; got {k!r}")
+    return int(k)
+
+
+def _square(similarity) -> np.ndarray:
+    C = np.asarray(similarity, dtype=np.float64)
+    if C.ndim != 2 or C.shape[0] != C.shape[1] or C.shape[0] < 2:
+        raise DataError(f"similarity must be a square (n, n) matrix with n >= 2; got {C.shape}")
+    return C
 
 
 def identification_accuracy(predicted: np.ndarray, target: np.ndarray, *, windows: str = "mean") -> float:

@@ -5,8 +5,11 @@ Conventions used everywhere in brain2music (results.json, table2.csv, reconstruc
 - **sd over subjects** is the *sample* standard deviation (``ddof=1``, :func:`subject_sd`); with one
   subject there is no sd (``None``, printed ``n/a``).
 - **95 % confidence intervals** are percentile bootstrap intervals of a mean: for one subject over its
-  test clips (the per-clip scores ``id_acc_i`` of Eq. 3 with the similarity matrix held fixed), for the
-  mean over subjects over the subjects (:func:`bootstrap_ci`).
+  test clips (the per-clip scores ``id_acc_i`` of Eq. 3 with the similarity matrix held fixed,
+  :func:`bootstrap_ci`); for the mean over subjects hierarchical (:func:`hierarchical_bootstrap_ci`):
+  clips are resampled within the subjects, and the subjects themselves only where there are at least
+  :data:`MIN_SUBJECTS_RESAMPLED` of them (a bootstrap over 2 subjects would only give their range).
+  Every interval is reported with its n (subjects, clips).
 - **p-values against chance** come from a permutation test: the clip labels of the predictions are
   shuffled (rows of ``C``), the identification accuracy recomputed, and
   ``p = (1 + #{acc_null >= acc}) / (1 + n_permutations)`` (one-sided; :func:`identification_p_value`).
@@ -30,8 +33,10 @@ from brain2music.errors import DataError
 
 __all__ = [
     "PairedTestResult",
+    "MIN_SUBJECTS_RESAMPLED",
     "bootstrap_ci",
     "group_p_value",
+    "hierarchical_bootstrap_ci",
     "identification_p_value",
     "paired_test",
     "spearman_brown",
@@ -39,6 +44,8 @@ __all__ = [
 ]
 
 LEVEL = 0.95
+#: Fewest subjects whose mean is bootstrapped over subjects too (below it only clips are resampled).
+MIN_SUBJECTS_RESAMPLED = 3
 
 
 def subject_sd(values: Sequence[float]) -> float | None:
@@ -63,14 +70,61 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def _scores(C: np.ndarray) -> np.ndarray:
-    """Per-clip identification scores of every matrix in a stack ``(..., n, n)`` → ``(..., n)``."""
+def hierarchical_bootstrap_ci(
+    scores: Sequence[np.ndarray],
+    *,
+    same_clips: bool = False,
+    n_bootstrap: int = 1000,
+    level: float = LEVEL,
+    random_state=0,
+) -> tuple[float, float] | None:
+    """Percentile interval of the mean over subjects of each subject's mean per-clip score.
+
+    ``scores`` holds one ``(n_clips,)`` array per subject. Every resample draws clips with replacement
+    within each subject (``same_clips``: the subjects heard the same clips in the same order, so one draw
+    of clip indices serves all of them and a hard clip stays hard in every subject) and, where there
+    are at least :data:`MIN_SUBJECTS_RESAMPLED` subjects, draws the subjects with replacement too. With
+    fewer subjects the interval is about the clips these subjects heard, not about the population of
+    subjects. One subject gives :func:`bootstrap_ci` of its clips. ``None`` when there is no score.
+    """
+    parts = [_finite(s) for s in scores]
+    parts = [p for p in parts if p.size]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return bootstrap_ci(parts[0], n_bootstrap=n_bootstrap, level=level, random_state=random_state)
+    rng = np.random.default_rng(random_state)
+    b = int(n_bootstrap)
+    if same_clips:
+        sizes = {p.size for p in parts}
+        if len(sizes) != 1:
+            raise DataError(f"same_clips needs the same number of clips per subject; got {sorted(sizes)}")
+        idx = rng.integers(0, parts[0].size, size=(b, parts[0].size))
+        means = np.stack([p[idx].mean(axis=1) for p in parts], axis=1)  # (b, n_subjects)
+    else:
+        means = np.stack([p[rng.integers(0, p.size, size=(b, p.size))].mean(axis=1) for p in parts], axis=1)
+    if len(parts) >= MIN_SUBJECTS_RESAMPLED:
+        pick = rng.integers(0, len(parts), size=(b, len(parts)))
+        means = np.take_along_axis(means, pick, axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means.mean(axis=1), [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def _scores(C: np.ndarray, top_k: int | None = None) -> np.ndarray:
+    """Per-clip scores of every matrix in a stack ``(..., n, n)`` → ``(..., n)``: the pairwise
+    identification score (Eq. 3), or with ``top_k`` whether the true target is among the k best
+    (ties count against it, as in :func:`~brain2music.evaluate.identification.topk_scores`)."""
     n = C.shape[-1]
     diag = np.diagonal(C, axis1=-2, axis2=-1)[..., None]
-    return (diag > C).sum(axis=-1) / (n - 1)
+    if top_k is None:
+        return (diag > C).sum(axis=-1) / (n - 1)
+    return ((C >= diag).sum(axis=-1) - 1 < int(top_k)).astype(np.float64)
 
 
-def _null_accuracies(similarity: np.ndarray, n_permutations: int, rng) -> np.ndarray:
+def _null_accuracies(
+    similarity: np.ndarray, n_permutations: int, rng, top_k: int | None = None
+) -> np.ndarray:
     C = np.asarray(similarity, dtype=np.float64)
     if C.ndim != 2 or C.shape[0] != C.shape[1] or C.shape[0] < 2:
         raise DataError(f"similarity must be a square (n, n) matrix with n >= 2; got {C.shape}")
@@ -78,26 +132,34 @@ def _null_accuracies(similarity: np.ndarray, n_permutations: int, rng) -> np.nda
     out = np.empty(int(n_permutations))
     for k in range(int(n_permutations)):
         # Shuffled labels: prediction perm[i] now claims to be clip i (rows of C permuted).
-        out[k] = _scores(C[rng.permutation(n)]).mean()
+        out[k] = _scores(C[rng.permutation(n)], top_k).mean()
     return out
 
 
-def identification_p_value(similarity: np.ndarray, *, n_permutations: int = 1000, random_state=0) -> float:
-    """One-sided permutation p-value of the identification accuracy of ``similarity (n, n)`` against chance."""
-    observed = _scores(np.asarray(similarity, dtype=np.float64)).mean()
-    null = _null_accuracies(similarity, n_permutations, np.random.default_rng(random_state))
+def identification_p_value(
+    similarity: np.ndarray, *, n_permutations: int = 1000, random_state=0, top_k: int | None = None
+) -> float:
+    """One-sided permutation p-value against chance of the identification accuracy of ``similarity
+    (n, n)`` (pairwise, Eq. 3), or of its top-k accuracy with ``top_k``."""
+    observed = _scores(np.asarray(similarity, dtype=np.float64), top_k).mean()
+    null = _null_accuracies(similarity, n_permutations, np.random.default_rng(random_state), top_k)
     return float((1 + np.sum(null >= observed - 1e-12)) / (1 + null.size))
 
 
 def group_p_value(
-    similarities: Sequence[np.ndarray], *, n_permutations: int = 1000, random_state=0
+    similarities: Sequence[np.ndarray],
+    *,
+    n_permutations: int = 1000,
+    random_state=0,
+    top_k: int | None = None,
 ) -> float | None:
-    """Permutation p-value of the mean identification accuracy over subjects (one matrix per subject)."""
+    """Permutation p-value of the mean (pairwise or ``top_k``) identification accuracy over subjects
+    (one matrix per subject, each shuffled independently)."""
     if not similarities:
         return None
     rng = np.random.default_rng(random_state)
-    observed = np.mean([_scores(np.asarray(C, dtype=np.float64)).mean() for C in similarities])
-    null = np.mean([_null_accuracies(C, n_permutations, rng) for C in similarities], axis=0)
+    observed = np.mean([_scores(np.asarray(C, dtype=np.float64), top_k).mean() for C in similarities])
+    null = np.mean([_null_accuracies(C, n_permutations, rng, top_k) for C in similarities], axis=0)
     return float((1 + np.sum(null >= observed - 1e-12)) / (1 + null.size))
 
 
