@@ -71,16 +71,24 @@ def write_fake_results(
         nib.save(nib.Nifti1Image(data, np.diag([3.0, 3.0, 3.0, 1.0])), str(enc_dir / f"{sub}_test_r.nii.gz"))
         res.encoding.append(
             EncodingResult(sub, "acoustic", f"encoding/acoustic/{sub}_test_r.nii.gz", f"encoding/acoustic/{sub}_encoding.npz",
-                           1680, 42, 0.05, 100, 0.1, 0.6, 0.7, 0.8, 100, 0.1)
+                           1680, 42, 0.05, 100, 0.1, 0.6, 0.7, n_selected=100, mean_cv_r=0.1,
+                           mean_test_r_over_ceiling_selected=0.4)
         )  # fmt: skip
         res.ensemble_parcels.append(
             EnsembleParcels(sub, "acoustic", [3, 7, 1, 9, 2, 5], [0.4, 0.3, 0.2, 0.1, 0.05, 0.01])
         )
-        res.chance.append(ChanceResult(sub, "acoustic", space, 0.5, 0.0))
+        res.chance.append(
+            ChanceResult(
+                sub, "acoustic", space, 0.5, 0.0, n_clips=n_test, top1_acc=0.1, top1_chance=1 / n_test
+            )
+        )
         res.split_half.append(SplitHalfResult(sub, "acoustic", "ridge", space, 0.97, 0.8, 0.89, 4))
     res.summary = [
         SummaryRow("acoustic", m, split, space, 0.7 + 0.05 * k, 0.01, [0.69 + 0.05 * k, 0.71 + 0.05 * k], 0.001,
-                   0.2, 0.01, 0.3 + 0.01 * k, len(subjects))
+                   0.2, 0.01, 0.3 + 0.01 * k, len(subjects), n_clips=n_test,
+                   ci_resamples="clips" if split == "test" else None,
+                   top1_acc_mean=0.2 + 0.1 * k, top1_acc_sd=0.02, top1_acc_p=0.004,
+                   top1_acc_ci=[0.1 + 0.1 * k, 0.3 + 0.1 * k] if split == "test" else None)
         for k, m in enumerate(methods)
         for split in ("test", "train")
     ]  # fmt: skip

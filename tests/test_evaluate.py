@@ -295,3 +295,39 @@ def test_hierarchical_bootstrap_resamples_subjects_only_from_three_on():
     assert lo2 == hi2 == pytest.approx(0.65)
     with pytest.raises(ValueError, match="same number of clips"):
         hierarchical_bootstrap_ci([a, b[:10]], same_clips=True)
+
+
+def test_split_half_full_r_for_unequal_halves_matches_the_analytic_reliability():
+    from brain2music.evaluate import split_half_full_r, split_half_scores
+    from brain2music.evaluate.stats import spearman_brown
+
+    # Signal variance 1, noise variance 2 per repeat: halves of 1 and 2 of 3 repeats correlate
+    # 1 / sqrt((1 + 2)(1 + 1)); the mean of all 3 has reliability 1 / (1 + 2/3) = 0.6.
+    assert split_half_full_r(1 / np.sqrt(6), 1, 2) == pytest.approx(0.6)
+    assert spearman_brown(1 / np.sqrt(6), 3) == pytest.approx(
+        0.674, abs=1e-3
+    )  # the factor 3 / (3 // 2): wrong
+    # Equal halves: the classic Spearman-Brown.
+    assert split_half_full_r(0.5, 2, 2) == pytest.approx(spearman_brown(0.5, 2))
+    assert np.isnan(split_half_full_r(-0.1, 1, 2)) and split_half_full_r(1.0, 1, 2) == 1.0
+    with pytest.raises(DataError, match="at least one repeat"):
+        split_half_full_r(0.5, 0, 2)
+    rng = np.random.default_rng(7)
+    signal = rng.standard_normal((4000, 1, 1, 3))
+    repeats = signal + np.sqrt(2.0) * rng.standard_normal((4000, 3, 1, 3))
+    scores = split_half_scores(lambda x: x, repeats, top_k=(1,))
+    assert scores["pearson_r"] == pytest.approx(1 / np.sqrt(6), abs=0.02)
+    assert scores["pearson_r_full"] == pytest.approx(0.6, abs=0.02)
+    assert 0.0 <= scores["top1_acc"] <= 1.0
+
+
+def test_split_half_scores_topk_of_noise_free_and_pure_noise():
+    from brain2music.evaluate import split_half_scores
+
+    rng = np.random.default_rng(8)
+    signal = rng.standard_normal((60, 1, 2, 20))
+    W = rng.standard_normal((20, 6))
+    clean = split_half_scores(lambda x: x @ W, np.repeat(signal, 4, axis=1))
+    assert clean["top1_acc"] == 1.0 and clean["top5_acc"] == 1.0
+    noise = split_half_scores(lambda x: x @ W, rng.standard_normal((60, 4, 2, 20)))
+    assert noise["top5_acc"] == pytest.approx(5 / 60, abs=0.06)

@@ -24,6 +24,12 @@ def test_report_content(report):
     html = report.read_text()
     assert "0.700 ± 0.010 [0.690, 0.710] p=0.001" in html  # the Table-2 cell of ridge, with CI and p
     assert "Chance" in html and "Split-half reproducibility" in html and "Oracle retrieval" not in html
+    # N-way top-1 beside the pairwise id acc, with its interval's n and the chance k/N.
+    assert "Top-1 identification among the test clips" in html
+    assert (
+        "0.200 ± 0.020 [0.100, 0.300] p=0.004" in html and "2 subjects × 10 clips; CI resamples clips" in html
+    )
+    assert "0.100 ± 0.000 (k/N = 0.100)" in html
     assert "standardized" in html
     # Standardized-space numbers: no published figures beside them, and a note saying why.
     assert "Brain2Music MuLan-music" not in html and "Not comparable with published figures" in html

@@ -141,9 +141,12 @@ def test_reproduce_writes_the_contract_and_decodes(study, tmp_path):
             np.testing.assert_allclose(dec.predict(x), pred.predicted[:, 0], rtol=1e-4, atol=1e-4)
     with open(out / "table2.csv", newline="") as fh:
         table = list(csv.reader(fh))
-    assert table[0] == ["embedding", "space", *METHODS]
-    assert [r[0] for r in table[1:]] == ["acoustic", "Chance", "Split-half"]
-    assert all("±" in c and "[" in c for c in table[1][2:]) and table[1][1] == "standardized"
+    assert table[0] == ["metric", "embedding", "space", "n", *METHODS]
+    id_rows = [r for r in table[1:] if r[0] == "id_acc"]
+    assert [r[1] for r in id_rows] == ["acoustic", "Chance", "Split-half"]
+    assert all("±" in c and "[" in c for c in id_rows[0][4:]) and id_rows[0][2] == "standardized"
+    assert id_rows[0][3] == "2 subjects × 60 clips; CI resamples clips"
+    assert {r[0] for r in table[1:]} == {"id_acc", "top1_acc", "top5_acc", "pearson_r"}
 
 
 def test_reproduce_metric_space_paper_is_raw_vectors(study, tmp_path):

@@ -51,7 +51,9 @@ def test_round_trip_keeps_fields_a_newer_writer_added(tmp_path):
         (tmp_path / "table2.csv")
         .read_text()
         .splitlines()[1]
-        .startswith('clap,paper,"0.800 ± n/a [0.800, 0.800] p=0.001"')
+        .startswith(
+            'id_acc,clap,paper,1 subject; CI resamples not recorded,"0.800 ± n/a [0.800, 0.800] p=0.001"'
+        )
     )
 
 
@@ -92,3 +94,31 @@ def test_select_method_uses_training_cv_only():
     study.summary[0].train_cv_r_mean = None
     with pytest.raises(ValueError, match="--method"):
         study.select_method("clap")
+
+
+def test_a_folder_written_before_top_k_and_the_selected_ratio_still_loads(tmp_path):
+    from brain2music.study.table import format_table, table_csv
+
+    folder = ResultsFolder(tmp_path)
+    folder.write(_study())
+    data = json.loads((tmp_path / "results.json").read_text())
+    for key in [k for k in data["summary"][0] if k.startswith("top") or k in ("n_clips", "ci_resamples")]:
+        del data["summary"][0][key]
+    data["rows"][0] = {k: v for k, v in data["rows"][0].items() if not k.startswith("top")}
+    data["chance"] = [
+        {"subject": "sub-001", "encoder": "clap", "space": "paper", "id_acc": 0.5, "pearson_r": 0.0}
+    ]
+    data["encoding"] = [{"subject": "sub-001", "encoder": "clap", "map": None, "npz": "e.npz", "n_voxels": 10,
+                         "n_significant": 2, "fdr_alpha": 0.05, "n_permutations": 10, "mean_test_r": 0.1,
+                         "max_test_r": 0.5, "mean_noise_ceiling": 0.6, "mean_test_r_over_ceiling_significant": 0.9,
+                         "n_selected": 5, "mean_cv_r": 0.1}]  # fmt: skip
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    study = folder.read()
+    enc = study.encoding[0]
+    # The test-selected ratio is kept under its own name and never taken for the training-selected one.
+    assert enc.mean_test_r_over_ceiling_selected is None
+    assert enc.extra == {"mean_test_r_over_ceiling_significant": 0.9}
+    assert study.rows[0].top1_acc is None and study.summary[0].ci_resamples is None
+    text = format_table(study)
+    assert "0.800 ± n/a [0.800, 0.800] p=0.001" in text and "1 subject; CI resamples not recorded" in text
+    assert "top1_acc,clap,paper,1 subject; CI resamples not recorded,n/a" in table_csv(study)

@@ -19,7 +19,9 @@ from brain2music.evaluate.noise import (
     explainable_variance,
     half_splits,
     response_noise_ceiling,
+    split_half_full_r,
     split_half_oracle,
+    split_half_scores,
 )
 from brain2music.evaluate.tags import chance_top_k_agreement, group_agreement, top_k_agreement
 
@@ -38,7 +40,9 @@ __all__ = [
     "per_genre_accuracy",
     "response_noise_ceiling",
     "similarity_matrix",
+    "split_half_full_r",
     "split_half_oracle",
+    "split_half_scores",
     "topk_chance",
     "topk_scores",
 ]

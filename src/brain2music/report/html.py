@@ -31,7 +31,7 @@ from brain2music.report.figures import (
     plot_spectrogram,
 )
 from brain2music.study.results import ResultsFolder, StudyResults
-from brain2music.study.table import cell
+from brain2music.study.table import METRICS, table_rows
 
 ASSETS = "report_assets"
 
@@ -44,37 +44,17 @@ def _savefig(fig, path: Path) -> None:
 
 
 def _table_html(results: StudyResults, split: str = "test") -> str:
-    """Paper Table 2 layout: one row per embedding, one column per method, cells ``mean ± sd [95 % CI]``."""
-    methods = results.methods
-    html = [
-        "<table>",
-        "<tr><th>embedding</th><th>metric space</th>"
-        + "".join(f"<th>{m}</th>" for m in methods)
-        + "<th>Chance</th><th>Split-half reproducibility (ridge)</th></tr>",
-    ]
-    for enc in results.encoders:
-        cells = []
-        for m in methods:
-            r = results.summary_for(enc, m, split)
-            cells.append(
-                "<td>–</td>"
-                if r is None
-                else f"<td>{cell(r.id_acc_mean, r.id_acc_sd, r.id_acc_ci, r.id_acc_p)}</td>"
-            )
-        for ref in (results.chance, results.split_half):
-            vals = [x.id_acc for x in ref if x.encoder == enc and x.id_acc is not None]
-            cells.append(f"<td>{_values_cell(vals)}</td>")
-        html.append(f"<tr><td>{enc}</td><td>{results.space(enc)}</td>{''.join(cells)}</tr>")
-    html.append("</table>")
+    """Paper Table 2 layout, one table per metric of :data:`~brain2music.study.table.METRICS` (the rows
+    and cells of ``table2.csv``): embeddings, Chance and Split-half; the n behind each interval."""
+    html = []
+    for key, title in METRICS:
+        header, lines = table_rows(results, key, split)
+        html.append(f"<h3>{_escape(title[:1].upper() + title[1:])}</h3>")
+        html.append("<table>")
+        html.append("<tr>" + "".join(f"<th>{_escape(h)}</th>" for h in header) + "</tr>")
+        html += ["<tr>" + "".join(f"<td>{_escape(c)}</td>" for c in line) + "</tr>" for line in lines]
+        html.append("</table>")
     return "\n".join(html)
-
-
-def _values_cell(values) -> str:
-    from brain2music.evaluate.stats import bootstrap_ci, subject_sd
-
-    if not values:
-        return "–"
-    return cell(float(np.mean(values)), subject_sd(values), bootstrap_ci(values))
 
 
 def _paired_html(results: StudyResults) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.evaluate.space import MetricSpace, check_space
-from brain2music.evaluate.stats import bootstrap_ci, group_p_value, paired_test, subject_sd
+from brain2music.evaluate.stats import group_p_value, paired_test, subject_sd
 from brain2music.study.context import (
     DataSource,
     SubjectContext,
@@ -378,15 +378,19 @@ def _encoding_maps(folder: ResultsFolder, ctx: SubjectContext, targets: Targets,
     npz_rel, map_rel = folder.write_encoding(targets.encoder, sub.subject, arrays, image)
     _write_encoding_model(folder, model, sub, targets.encoder, settings)
     finite = np.isfinite(ceiling) & (ceiling > 0)
-    good = significant & finite
+    # The voxels chosen by training CV only: a ratio over test-significant voxels would select by the
+    # same test r it averages.
+    good = np.zeros(sub.n_voxels, dtype=bool)
+    good[selected] = True
+    good &= finite
     return EncodingResult(
         subject=sub.subject, encoder=targets.encoder, map=map_rel, npz=npz_rel, n_voxels=int(sub.n_voxels),
         n_significant=int(significant.sum()), fdr_alpha=float(settings.fdr_alpha),
         n_permutations=int(settings.n_permutations), mean_test_r=float(np.mean(test_r)),
         max_test_r=float(np.max(test_r)),
         mean_noise_ceiling=float(np.nanmean(ceiling)) if np.isfinite(ceiling).any() else None,
-        mean_test_r_over_ceiling_significant=float(np.mean(test_r[good] / ceiling[good])) if good.any() else None,
         n_selected=int(selected.size), mean_cv_r=float(np.mean(model.cv_r_)),
+        mean_test_r_over_ceiling_selected=float(np.mean(test_r[good] / ceiling[good])) if good.any() else None,
     )  # fmt: skip
 
 
@@ -425,29 +429,56 @@ def _paired_tests(scores: dict, settings: StudySettings) -> list[PairedTest]:
 
 
 def _summarise(results: StudyResults, scores: dict, settings: StudySettings) -> list[SummaryRow]:
-    """Mean ± sd (ddof=1) over subjects, bootstrap CI over subjects and the group permutation p-value."""
+    """Mean ± sd (ddof=1) over subjects, hierarchical bootstrap CI (with its n) and the group
+    permutation p-value, of the pairwise id acc and of the top-k accuracies."""
     out = []
     keys = dict.fromkeys((r.encoder, r.method, r.split) for r in results.rows)
     for enc, method, split in keys:
         rows = [r for r in results.rows if (r.encoder, r.method, r.split) == (enc, method, split)]
         accs = [r.id_acc for r in rows]
-        p = None
+        test = {}
         if split == "test":
-            sims = [scores[(r.subject, enc, method)].similarity for r in rows]
-            p = group_p_value(
-                sims, n_permutations=settings.n_permutations_id, random_state=settings.random_state
-            )
+            test = _test_summary([scores[(r.subject, enc, method)] for r in rows], settings)
         cv = [r.train_cv_r for r in rows if r.train_cv_r is not None]
         out.append(
             SummaryRow(
                 encoder=enc, method=method, split=split, space=rows[0].space,
                 id_acc_mean=float(np.mean(accs)), id_acc_sd=subject_sd(accs),
-                id_acc_ci=_ci(bootstrap_ci(accs, n_bootstrap=settings.n_bootstrap, random_state=settings.random_state)),
-                id_acc_p=p, r_mean=float(np.mean([r.pearson_r for r in rows])),
-                r_sd=subject_sd([r.pearson_r for r in rows]),
+                id_acc_ci=test.pop("id_acc_ci", None), id_acc_p=test.pop("id_acc_p", None),
+                r_mean=float(np.mean([r.pearson_r for r in rows])), r_sd=subject_sd([r.pearson_r for r in rows]),
                 train_cv_r_mean=float(np.mean(cv)) if cv else None, n_subjects=len(rows),
+                n_clips=test.pop("n_clips", int(rows[0].n_clips)), **test,
             )
         )  # fmt: skip
+    return out
+
+
+def _test_summary(preds: list, settings: StudySettings) -> dict:
+    """The test-split fields of a :class:`SummaryRow` from every subject's :class:`Predictions`."""
+    from brain2music.evaluate import topk_scores
+    from brain2music.evaluate.stats import MIN_SUBJECTS_RESAMPLED, hierarchical_bootstrap_ci
+    from brain2music.study.scoring import TOP_K
+
+    same = all(list(p.clip_ids) == list(preds[0].clip_ids) for p in preds)
+    sizes = sorted({len(p.clip_ids) for p in preds})
+    kw = {"n_permutations": settings.n_permutations_id, "random_state": settings.random_state}
+    sims = [p.similarity for p in preds]
+    per_clip = {"id_acc": (None, [p.clip_scores for p in preds])}
+    per_clip.update({f"top{k}_acc": (k, [topk_scores(C, k) for C in sims]) for k in TOP_K})
+    # One clip per subject leaves nothing to resample: no interval rather than [x, x].
+    resample = max(sizes) > 1
+    out = {"n_clips": sizes[0]}  # the fewest test clips of a subject
+    for key, (k, parts) in per_clip.items():
+        ci = hierarchical_bootstrap_ci(
+            parts, same_clips=same, n_bootstrap=settings.n_bootstrap, random_state=settings.random_state
+        )
+        out[f"{key}_ci"] = _ci(ci) if resample else None
+        out[f"{key}_p"] = group_p_value(sims, top_k=k, **kw)
+        if k is not None:
+            means = [float(np.mean(x)) for x in parts]
+            out[f"{key}_mean"], out[f"{key}_sd"] = float(np.mean(means)), subject_sd(means)
+    if resample:
+        out["ci_resamples"] = "clips, subjects" if len(preds) >= MIN_SUBJECTS_RESAMPLED else "clips"
     return out
 
 

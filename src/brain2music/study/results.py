@@ -146,6 +146,9 @@ class MethodResult(_Record):
     ``id_acc_ci`` is the 95 % bootstrap interval over the test clips, ``id_acc_p`` the permutation
     p-value against chance; both ``None`` for the ``train`` split. ``train_cv_r`` is the method's
     cross-validated Pearson r on the training clips (the criterion ``reconstruct`` selects a method by).
+    ``top1_acc`` / ``top5_acc``: the peers' N-way identification, the fraction of test clips whose true
+    target is among the 1 / 5 most correlated with the prediction (chance ``k / n_clips``), with the same
+    bootstrap interval and permutation p; ``None`` for the ``train`` split and in older folders.
     """
 
     subject: str
@@ -161,6 +164,12 @@ class MethodResult(_Record):
     n_voxels: int = 0
     fit_seconds: float = 0.0
     train_cv_r: float | None = None
+    top1_acc: float | None = None
+    top1_acc_ci: list[float] | None = None
+    top1_acc_p: float | None = None
+    top5_acc: float | None = None
+    top5_acc_ci: list[float] | None = None
+    top5_acc_p: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -184,7 +193,11 @@ class HeldOutGenreScore(GenreScore):
 
 @dataclass
 class ChanceResult(_Record):
-    """The ``ridge`` test predictions with shuffled clip labels (mean over permutations)."""
+    """The ``ridge`` test predictions with shuffled clip labels (mean over permutations).
+
+    ``top1_acc`` / ``top5_acc`` are the shuffled-label top-k accuracies, ``top1_chance`` /
+    ``top5_chance`` their expected value ``k / n_clips``.
+    """
 
     subject: str
     encoder: str
@@ -192,6 +205,11 @@ class ChanceResult(_Record):
     id_acc: float
     pearson_r: float
     n_permutations: int = 100
+    n_clips: int = 0
+    top1_acc: float | None = None
+    top5_acc: float | None = None
+    top1_chance: float | None = None
+    top5_chance: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -201,7 +219,10 @@ class SplitHalfResult(_Record):
 
     ``id_acc`` / ``pearson_r``: decodes of two halves of the test repeats compared with each other (all
     distinct half splits, averaged). ``pearson_r_full``: the Spearman–Brown correction of ``pearson_r``
-    to the full number of repeats (the reliability of the decode of the repeat-averaged response).
+    to the full number of repeats (the reliability of the decode of the repeat-averaged response; for an
+    odd number of repeats the halves hold ``n // 2`` and ``n - n // 2`` of them and the correction is the
+    one for unequal halves, :func:`~brain2music.evaluate.noise.split_half_full_r`). ``top1_acc`` /
+    ``top5_acc``: half A's decodes identified among half B's, N-way, as ``id_acc`` is pairwise.
     """
 
     subject: str
@@ -212,6 +233,9 @@ class SplitHalfResult(_Record):
     pearson_r: float | None
     pearson_r_full: float | None
     n_repeats: int
+    top1_acc: float | None = None
+    top5_acc: float | None = None
+    n_clips: int = 0
     extra: dict = field(default_factory=dict)
 
 
@@ -237,7 +261,14 @@ class PairedTest(_Record):
 
 @dataclass
 class SummaryRow(_Record):
-    """Mean over subjects of a method's id acc and r (sd: ``ddof=1``; CI: bootstrap over subjects)."""
+    """Mean over subjects of a method's id acc, top-k and r.
+
+    sd: ``ddof=1`` over subjects. CI: hierarchical bootstrap of the mean
+    (:func:`~brain2music.evaluate.stats.hierarchical_bootstrap_ci`) over ``n_subjects`` subjects of
+    ``n_clips`` test clips each; ``ci_resamples`` says what was resampled (``"clips"`` below 3 subjects,
+    ``"clips, subjects"`` from 3 on), ``None`` with no interval (the ``train`` split). ``top1_acc_*`` /
+    ``top5_acc_*``: the same for N-way identification (chance ``k / n_clips``).
+    """
 
     encoder: str
     method: str
@@ -251,6 +282,16 @@ class SummaryRow(_Record):
     r_sd: float | None
     train_cv_r_mean: float | None
     n_subjects: int
+    n_clips: int = 0
+    ci_resamples: str | None = None
+    top1_acc_mean: float | None = None
+    top1_acc_sd: float | None = None
+    top1_acc_ci: list[float] | None = None
+    top1_acc_p: float | None = None
+    top5_acc_mean: float | None = None
+    top5_acc_sd: float | None = None
+    top5_acc_ci: list[float] | None = None
+    top5_acc_p: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -272,7 +313,12 @@ class EnsembleParcels(_Record):
 
 @dataclass
 class EncodingResult(_Record):
-    """The encoding model of one subject and embedding: test map, significance, repeat-based noise ceiling."""
+    """The encoding model of one subject and embedding: test map, significance, repeat-based noise ceiling.
+
+    ``mean_test_r_over_ceiling_selected``: mean over the ``n_selected`` voxels chosen by training CV (the
+    ``encsel`` selection, no test clip involved) of test r / noise ceiling. Folders that carry the
+    test-selected ratio ``mean_test_r_over_ceiling_significant`` keep it, under that name, in ``extra``.
+    """
 
     subject: str
     encoder: str
@@ -285,9 +331,9 @@ class EncodingResult(_Record):
     mean_test_r: float
     max_test_r: float
     mean_noise_ceiling: float | None
-    mean_test_r_over_ceiling_significant: float | None
     n_selected: int
     mean_cv_r: float
+    mean_test_r_over_ceiling_selected: float | None = None
     extra: dict = field(default_factory=dict)
 
 

@@ -17,10 +17,12 @@ from brain2music.evaluate import (
     identification_scores,
     mean_pearson_r,
     similarity_matrix,
-    split_half_oracle,
+    split_half_scores,
+    topk_chance,
+    topk_scores,
 )
 from brain2music.evaluate.genre import leave_one_genre_out as _logo
-from brain2music.evaluate.stats import bootstrap_ci, identification_p_value, spearman_brown
+from brain2music.evaluate.stats import bootstrap_ci, identification_p_value
 from brain2music.study.context import SubjectContext, Targets
 from brain2music.study.methods.base import DecoderMethod, FittedMethod, flat
 from brain2music.study.results import (
@@ -32,7 +34,18 @@ from brain2music.study.results import (
     SplitHalfResult,
 )
 
-__all__ = ["MethodOutcome", "fit_and_score", "leave_one_genre_out", "reference_scores", "score_fitted"]
+__all__ = [
+    "TOP_K",
+    "MethodOutcome",
+    "fit_and_score",
+    "leave_one_genre_out",
+    "reference_scores",
+    "score_fitted",
+    "topk_fields",
+]
+
+#: The N-way identification levels reported beside the paper's pairwise id acc (``top1_acc``, ``top5_acc``).
+TOP_K = (1, 5)
 
 
 @dataclass
@@ -81,6 +94,7 @@ def score_fitted(name: str, ctx: SubjectContext, targets: Targets, fitted: Fitte
         id_acc_ci=_ci(bootstrap_ci(clip_scores, n_bootstrap=s.n_bootstrap, random_state=s.random_state)),
         id_acc_p=identification_p_value(sim, n_permutations=s.n_permutations_id, random_state=s.random_state),
         n_clips=int(len(clip_scores)),
+        **topk_fields(sim, s.n_bootstrap, s.n_permutations_id, s.random_state),
         **common,
     )
     train_sim = similarity_matrix(space.transform(pred_train), space.transform(targets.train))
@@ -105,6 +119,26 @@ def score_fitted(name: str, ctx: SubjectContext, targets: Targets, fitted: Fitte
     return MethodOutcome(test, train, per_genre, predictions, fitted)
 
 
+def topk_fields(sim: np.ndarray, n_bootstrap: int, n_permutations: int, random_state) -> dict:
+    """``top<k>_acc``, its bootstrap CI over the clips and permutation p for every k of :data:`TOP_K`."""
+    out = {}
+    for k in TOP_K:
+        hits = topk_scores(sim, k)
+        out[f"top{k}_acc"] = float(hits.mean())
+        out[f"top{k}_acc_ci"] = _ci(bootstrap_ci(hits, n_bootstrap=n_bootstrap, random_state=random_state))
+        out[f"top{k}_acc_p"] = identification_p_value(
+            sim, n_permutations=n_permutations, random_state=random_state, top_k=k
+        )
+    return out
+
+
+def _shuffled_topk(sim: np.ndarray, n_permutations: int, random_state) -> dict:
+    """Mean top-k accuracy of ``sim`` with the prediction labels shuffled (rows permuted)."""
+    rng = np.random.default_rng(random_state)
+    perms = [rng.permutation(sim.shape[0]) for _ in range(int(n_permutations))]
+    return {f"top{k}_acc": float(np.mean([topk_scores(sim[p], k).mean() for p in perms])) for k in TOP_K}
+
+
 def reference_scores(
     ctx: SubjectContext, targets: Targets, ridge: FittedMethod
 ) -> tuple[ChanceResult, SplitHalfResult]:
@@ -113,20 +147,30 @@ def reference_scores(
     space = targets.space
     _, x_test = ctx.windowed(targets.window)
     pred = space.transform(predict_windows(ridge.decoder, x_test))
-    ch_acc, ch_r = chance_identification(pred, space.transform(targets.test), random_state=s.random_state)
-    chance = ChanceResult(ctx.subject, targets.encoder, space.name, ch_acc, ch_r, n_permutations=100)
+    true = space.transform(targets.test)
+    ch_acc, ch_r = chance_identification(pred, true, random_state=s.random_state)
+    n = int(pred.shape[0])
+    chance = ChanceResult(
+        ctx.subject, targets.encoder, space.name, ch_acc, ch_r, n_permutations=100, n_clips=n,
+        **_shuffled_topk(similarity_matrix(pred, true), 100, s.random_state),
+        **{f"top{k}_chance": topk_chance(n, k) for k in TOP_K},
+    )  # fmt: skip
     repeats = ctx.test_repeats(targets.window)
-    n_rep = int(repeats.shape[1])
-    acc, r = split_half_oracle(lambda x: space.transform(predict_windows(ridge.decoder, x)), repeats)
-    finite = np.isfinite(r)
+    half = split_half_scores(
+        lambda x: space.transform(predict_windows(ridge.decoder, x)), repeats, top_k=TOP_K
+    )
     split_half = SplitHalfResult(
         subject=ctx.subject, encoder=targets.encoder, method="ridge", space=space.name,
-        id_acc=float(acc) if finite else None, pearson_r=float(r) if finite else None,
-        # Each half averages n_rep // 2 repeats; the full response averages n_rep of them.
-        pearson_r_full=float(spearman_brown(r, n_rep / (n_rep // 2))) if finite else None,
-        n_repeats=n_rep,
+        id_acc=_finite_or_none(half["id_acc"]), pearson_r=_finite_or_none(half["pearson_r"]),
+        # Halves of n_rep // 2 and n_rep - n_rep // 2 repeats, corrected to all n_rep of them.
+        pearson_r_full=_finite_or_none(half["pearson_r_full"]), n_repeats=int(repeats.shape[1]),
+        n_clips=n, **{f"top{k}_acc": _finite_or_none(half[f"top{k}_acc"]) for k in TOP_K},
     )  # fmt: skip
     return chance, split_half
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def leave_one_genre_out(
