@@ -302,6 +302,12 @@ def test_cli_reconstruct(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "retrieval_id_acc" in out and "true_embedding_id_acc" in out
+    assert "retrieval_top1_acc" in out and "n = 2 subjects × 4 clips, CI resamples clips" in out
+    for flag in ("--true-embedding-generation", "--oracle-generation"):  # the second: its earlier name
+        args = cli.build_parser().parse_args(
+            ["reconstruct", "r", "--library", "l", flag, "--n-bootstrap", "50"]
+        )
+        assert args.true_embedding_generation and args.n_bootstrap == 50
     assert (
         cli.main(
             [

@@ -181,7 +181,9 @@ def reconstruct(
     n_chance : random-track draws averaged for the Chance row.
     true_embedding_generation : also generate from the true embedding of each clip (what the generator
         makes of a perfect decode).
-    n_bootstrap, random_state : confidence intervals and every random draw.
+    n_bootstrap, random_state : resamples and seed of every confidence interval (per subject over its
+        clips; over subjects the hierarchical bootstrap of :func:`summarise_subjects`), and the seed of
+        every random draw.
     tag_agreement : score class agreement with the musicnn taggers (needs the ``musicnn`` package); a
         :class:`~brain2music.reconstruct.tag_agreement.TagAgreement` to use that one (and its cached tags).
     taggers : ``{group: tagger}`` (default :data:`~brain2music.reconstruct.tag_agreement.DEFAULT_TAGGERS`).
@@ -217,7 +219,8 @@ def reconstruct(
         placement), enc_name, int(best_of), out, progress, random_state, placement, selection,
     )  # fmt: skip
     run = _Run(folder, study, lib, enc_name, enc, gen, out, k=int(k), duration=float(duration),
-               exclude_stimuli=exclude_stimuli, n_chance=int(n_chance), true_embedding_generation=true_embedding_generation,
+               exclude_stimuli=exclude_stimuli, n_chance=int(n_chance),
+               true_embedding_generation=true_embedding_generation,
                n_bootstrap=int(n_bootstrap), rng=np.random.default_rng(random_state), progress=progress,
                selection=selection if isinstance(gen, BestOfN) else None,
                tagging=_Tagging.make(study, tag_agreement, taggers, tag_library, random_state=random_state,
@@ -236,7 +239,8 @@ def reconstruct(
         "generator_options": _plain_options(generator_options), "device": device, "dtype": dtype,
         "duration": float(duration),
         "exclude_stimuli": bool(exclude_stimuli), "n_chance": int(n_chance),
-        "true_embedding_generation": bool(true_embedding_generation), "n_bootstrap": int(n_bootstrap), "random_state": random_state,
+        "true_embedding_generation": bool(true_embedding_generation), "n_bootstrap": int(n_bootstrap),
+        "random_state": random_state,
         "tag_agreement": tag_agreement is not False, "taggers": taggers, "tag_library": int(tag_library),
     }  # fmt: skip
     recon = ReconstructionResults(

@@ -405,8 +405,8 @@ class Predictions:
 
 
 # --------------------------------------------------------------------------------------- reconstruction
-#: Names by which reconstruction.json files of schema 2 written before the rename spelled retrieval
-#: (and generation) from the true embedding: the prefix ``oracle`` of fields, summary keys and tags.
+#: Earlier reconstruction.json files (schema 2) spell retrieval (and generation) from the true embedding
+#: with the prefix ``oracle`` in fields, summary keys, tags and config; they are read under today's names.
 _OLD_PREFIX, _PREFIX = "oracle", "true_embedding"
 
 
