@@ -111,7 +111,8 @@ def step_reconstruct(w: Path, generator: str = "mosaic") -> None:
 
 
 def _clip_audio(w: Path, study: str, recon: dict):
-    """``{name: [(clip_id, audio 22,050 Hz)]}`` for originals, retrieval, oracle and generated clips."""
+    """``{name: [(clip_id, audio 22,050 Hz)]}`` for originals, retrieval, retrieval with the true
+    embedding ("oracle") and generated clips."""
     import pandas as pd
 
     from brain2music.reconstruct.encoders import prepare_clip
@@ -127,7 +128,8 @@ def _clip_audio(w: Path, study: str, recon: dict):
             genre, track = cid.rsplit(".", 1)
             y = load_stimulus(w / study / "stimuli", genre, int(track), float(meta.at[cid, "excerpt_start"]))
             out["original"].append((cid, y))
-            o, _ = read_audio(clip["oracle"]["path"], sr=22050, duration=15.0)
+            truth = clip.get("true_embedding") or clip["oracle"]  # the key's spelling before the rename
+            o, _ = read_audio(truth["path"], sr=22050, duration=15.0)
             out["oracle"].append((cid, prepare_clip(o, 22050)))
         r, _ = read_audio(clip["retrieved"][0]["path"], sr=22050, duration=15.0)
         out["retrieval"].append((cid, prepare_clip(r, 22050)))
@@ -247,9 +249,9 @@ def step_summary(w: Path) -> None:
         s = recon.summary
         print(path.parent.name, f"(method {recon.method} by {recon.method_selected_by}, space {recon.space})")
         cells = [f"{k} {cell(s[k].mean, s[k].sd, s[k].ci)}" for k in (
-            "retrieval_id_acc", "generation_id_acc", "chance_id_acc", "oracle_id_acc",
+            "retrieval_id_acc", "generation_id_acc", "chance_id_acc", "true_embedding_id_acc",
             "retrieval_genre_agreement", "generation_genre_agreement", "chance_genre_agreement",
-            "oracle_genre_agreement") if k in s]  # fmt: skip
+            "true_embedding_genre_agreement") if k in s]  # fmt: skip
         print("  " + "\n  ".join(cells))
         for sub in recon.per_subject:
             print(f"  {sub.subject}: retrieval {sub.retrieval_id_acc:.3f} {sub.retrieval_id_acc_ci} "

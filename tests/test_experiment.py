@@ -46,7 +46,7 @@ def test_run_experiment_end_to_end_and_reuse(tmp_path, capsys):
     # musicnn class agreement on the simulated study's own stimuli (found through its events)
     assert recon["tag_agreement"]["taggers"]["genre"] == "musicnn-msd"
     assert 0 <= recon["summary"]["retrieval_tag_agreement_genre"]["mean"] <= 1
-    assert recon["summary"]["oracle_tag_agreement_mood"]["n_subjects"] == 2
+    assert recon["summary"]["true_embedding_tag_agreement_mood"]["n_subjects"] == 2
     html = (out / "report.html").read_text()
     assert "<audio" in html and "Table 2" in html
     first = json.loads((out / "experiment.json").read_text())["timings_s"]

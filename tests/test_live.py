@@ -394,6 +394,16 @@ def test_cli_no_browser_out_and_restart(study, tmp_path, capsys):
     assert [x["volume"] for x in trs] == list(range(210))
     assert {"top", "genre_similarity", "truth", "genre_match", "latency_ms", "prediction"} <= set(trs[0])
     assert lines[-1]["n_volumes"] == 210
+    # The test run plays the results folder's test clips: each volume ranks the clip playing among them.
+    n_test = lines[0]["test_clips"]
+    assert n_test >= 2 and lines[0]["test_clips_source"].endswith("sub-001.npz")
+    ranked = [x for x in trs if x["truth_rank"] is not None]
+    assert ranked and all(
+        1 <= x["truth_rank"] <= n_test and x["top5"] == (x["truth_rank"] <= 5) for x in ranked
+    )
+    assert lines[-1]["n_clips_ranked"] == sum(x["clip_complete"] for x in trs) > 0
+    assert 0.0 <= lines[-1]["top1_acc"] <= lines[-1]["top5_acc"] <= 1.0
+    assert lines[-1]["top1_chance"] == pytest.approx(1 / n_test)
     # A crash left half a line: the restart cuts it, and writes no volume twice.
     with open(out / "live.jsonl", "a") as fh:
         fh.write('{"type": "tr", "volu')
@@ -498,6 +508,11 @@ def test_page_updates_and_plays_in_headless_chromium(study, tmp_path):
             time.sleep(0.2)
         assert "vol_0021.nii" in driver.find_element("id", "issues").text
         assert "decoded top genre = genre playing in" in driver.find_element("id", "match-summary").text
+        deadline = time.time() + 20  # the rank of the playing clip among the test clips, once one has ended
+        while "top-1" not in driver.find_element("id", "rank-summary").text and time.time() < deadline:
+            time.sleep(0.2)
+        assert "among the" in driver.find_element("id", "rank-summary").text
+        assert "top-1" in driver.find_element("id", "rank-summary").text
         loaded = [d for d in state["decks"] if d["src"]]
         assert loaded and all(d["src"].startswith("/audio/") for d in loaded)
         deadline = time.time() + 15

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -147,7 +148,8 @@ LOW, HIGH = [110, 165, 220, 275, 330, 385], [1800, 2000, 2200, 2400, 2600, 2800]
 
 
 def write_fake_study(res, all_ids, all_emb, ids, predicted, target, *, space="paper", methods=("ridge",)):
-    """A results folder of the current layout, written through the results model."""
+    """A results folder of the current layout, written through the results model. ``predicted``: one
+    array for both subjects, or ``{subject: array}``."""
     folder = ResultsFolder(res)
     rel = folder.write_embeddings(
         "fake", EmbeddingSet(np.array(all_ids), all_emb, {"encoder": "fake", "window": 5.0})
@@ -156,10 +158,11 @@ def write_fake_study(res, all_ids, all_emb, ids, predicted, target, *, space="pa
     summary = []
     for k, m in enumerate(methods):
         for sub in ("sub-001", "sub-002"):
-            sim = similarity_matrix(metric.transform(predicted), metric.transform(target))
+            pred = predicted[sub] if isinstance(predicted, dict) else predicted
+            sim = similarity_matrix(metric.transform(pred), metric.transform(target))
             folder.write_predictions(
                 Predictions(sub, "fake", m, np.array(ids), np.array([c.split(".")[0] for c in ids]),
-                            predicted.astype(np.float32), target.astype(np.float32), sim,
+                            pred.astype(np.float32), target.astype(np.float32), sim,
                             identification_scores(sim), metric)
             )  # fmt: skip
         summary.append(SummaryRow("fake", m, "test", space, 0.9 - 0.1 * k, 0.01, [0.8, 0.95], 0.001, 0.5, 0.01,
@@ -170,21 +173,29 @@ def write_fake_study(res, all_ids, all_emb, ids, predicted, target, *, space="pa
     )  # fmt: skip
 
 
-def make_study(tmp_path, predicted_from="target", space="paper", methods=("ridge",)):
-    """A library of tones, 6 test clips (originals not in the library) and a results folder."""
+def make_study(tmp_path, predicted_from="target", space="paper", methods=("ridge",), *, originals=False,
+               noisy_second=False):  # fmt: skip
+    """A library of tones, 6 test clips and a results folder. ``originals``: the library also holds the
+    test clips' own audio (track ids = clip ids); ``noisy_second``: sub-002's predictions are noisy."""
     music = tmp_path / "music"
     music.mkdir()
     for i, f in enumerate(LOW + HIGH):
         sf.write(music / f"lib{i:02d}_{f}.wav", tone(f * 1.03, seed=i), 8000)
-    lib = build_library(music, tmp_path / "lib", encoder=ENC, progress=False)
     test_freqs = [120, 240, 360, 1900, 2300, 2700]
     ids = [f"{'blues' if f < 1000 else 'metal'}.{i:05d}" for i, f in enumerate(test_freqs)]
+    if originals:
+        for i, (c, f) in enumerate(zip(ids, test_freqs, strict=True)):
+            sf.write(music / f"{c}.wav", tone(f, seed=50 + i), 8000, subtype="FLOAT")
+    lib = build_library(music, tmp_path / "lib", encoder=ENC, progress=False)
     target = np.stack([embed(tone(f, seed=50 + i)) for i, f in enumerate(test_freqs)])
     rng = np.random.default_rng(0)
     if predicted_from == "target":
         predicted = target + 0.01 * rng.standard_normal(target.shape).astype(np.float32)
     else:  # swap the low and high halves: every prediction describes a clip of the other genre
         predicted = np.roll(target, 3, axis=0)
+    if noisy_second:
+        noise = 1.5 * target.std() * rng.standard_normal(target.shape).astype(np.float32)
+        predicted = {"sub-001": predicted, "sub-002": predicted + noise}
     res = tmp_path / "results"
     train_f = list(rng.uniform(100, 400, 10)) + list(rng.uniform(1700, 2900, 10))
     train_ids = [f"{'blues' if f < 1000 else 'metal'}.{100 + i:05d}" for i, f in enumerate(train_f)]
@@ -204,7 +215,7 @@ def test_reconstruct_retrieval_and_generation(tmp_path):
         k=3,
         progress=False,
         generator_options={"sr": 8000},
-        oracle_generation=True,
+        true_embedding_generation=True,
     )
     on_disk = ResultsFolder.read_reconstruction(tmp_path / "recon")
     assert on_disk.to_dict() == json.loads(json.dumps(rep.to_dict()))
@@ -221,14 +232,20 @@ def test_reconstruct_retrieval_and_generation(tmp_path):
     assert (tmp_path / "recon" / clip.generated["path"]).is_file()
     assert clip.generated["nearest_library"]["path"].endswith(".wav")
     # generation from the true embedding: one file per clip, shared by the subjects
-    assert len(list((tmp_path / "recon" / "audio" / "oracle").glob("*.wav"))) == 6
-    assert rep.clips[6].oracle_generated == clip.oracle_generated
-    assert "oracle_generation_id_acc" in rep.summary
-    assert set(clip.tags) == {"original", "retrieved", "generated", "oracle", "oracle_generated"}
+    assert len(list((tmp_path / "recon" / "audio" / "true_embedding").glob("*.wav"))) == 6
+    assert rep.clips[6].true_embedding_generated == clip.true_embedding_generated
+    assert "true_embedding_generation_id_acc" in rep.summary
+    assert set(clip.tags) == {
+        "original",
+        "retrieved",
+        "generated",
+        "true_embedding",
+        "true_embedding_generated",
+    }
     s = rep.per_subject[0]
-    # near-perfect predictions: retrieval finds what the oracle finds
-    assert s.retrieval_id_acc == pytest.approx(s.oracle_id_acc)
-    assert s.oracle_id_acc > 0.7 and 0.2 < s.chance_id_acc < 0.8
+    # near-perfect predictions: retrieval finds what the true embedding finds
+    assert s.retrieval_id_acc == pytest.approx(s.true_embedding_id_acc)
+    assert s.true_embedding_id_acc > 0.7 and 0.2 < s.chance_id_acc < 0.8
     assert s.retrieval_id_acc_ci[0] <= s.retrieval_id_acc <= s.retrieval_id_acc_ci[1]
     assert s.retrieval_genre_agreement == 1.0 and s.tagger_accuracy == 1.0
     summary = rep.summary
@@ -242,7 +259,7 @@ def test_reconstruct_wrong_predictions_score_below_chance(tmp_path):
         res, lib, tmp_path / "recon", generator=None, subjects=["sub-002"], n_clips=6, progress=False
     )
     s = rep.per_subject[0]
-    assert s.retrieval_id_acc < 0.5 < s.oracle_id_acc
+    assert s.retrieval_id_acc < 0.5 < s.true_embedding_id_acc
     assert rep.clips[0].generated is None and len(rep.clips) == 6
 
 
@@ -284,7 +301,13 @@ def test_cli_reconstruct(tmp_path, capsys):
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "retrieval_id_acc" in out and "oracle_id_acc" in out
+    assert "retrieval_id_acc" in out and "true_embedding_id_acc" in out
+    assert "retrieval_top1_acc" in out and "n = 2 subjects × 4 clips, CI resamples clips" in out
+    for flag in ("--true-embedding-generation", "--oracle-generation"):  # the second: its earlier name
+        args = cli.build_parser().parse_args(
+            ["reconstruct", "r", "--library", "l", flag, "--n-bootstrap", "50"]
+        )
+        assert args.true_embedding_generation and args.n_bootstrap == 50
     assert (
         cli.main(
             [
@@ -354,3 +377,134 @@ def test_reconstruct_scores_in_the_space_of_the_predictions(tmp_path):
     raw = identification_accuracy(top1, pred.target)
     assert rep.per_subject[0].retrieval_id_acc == pytest.approx(expected)
     assert expected != pytest.approx(raw)  # the spaces really differ here
+
+
+# ------------------------------------------------------------------- N-way identification, intervals
+KINDS = ("retrieval", "generation", "chance", "true_embedding")
+
+
+def _library_windows(lib, tracks):
+    index = {p: i for i, p in enumerate(lib.metadata["path"])}
+    return lib.windows(np.array([index[t["path"]] for t in tracks]))
+
+
+def test_reconstruct_n_way_identification(tmp_path):
+    from brain2music.evaluate import topk_scores
+
+    res, lib = make_study(tmp_path, originals=True, noisy_second=True)
+    rep = reconstruct(res, lib, tmp_path / "recon", generator="debug", encoder=ENC, generator_options={"sr": 8000},
+                      exclude_stimuli=False, n_bootstrap=200, progress=False)  # fmt: skip
+    for s in rep.per_subject:
+        for kind in KINDS:
+            for metric in ("top1_acc", "top5_acc"):
+                value, ci = getattr(s, f"{kind}_{metric}"), getattr(s, f"{kind}_{metric}_ci")
+                assert 0.0 <= value <= 1.0 and ci[0] <= value <= ci[1], (kind, metric)
+                assert 0.0 < getattr(s, f"{kind}_{metric}_p") <= 1.0
+        assert (s.top1_chance, s.top5_chance) == (pytest.approx(1 / 6), pytest.approx(5 / 6))
+        # The library holds the originals: retrieval with the true embedding finds each clip's own audio.
+        assert s.true_embedding_top1_acc == 1.0 and s.true_embedding_top1_acc_p < 0.01
+    pred = ResultsFolder(res).read_predictions("fake", "ridge", "sub-002")
+    clips = [c for c in rep.clips if c.subject == "sub-002"]
+    sim = similarity_matrix(_library_windows(lib, [c.retrieved[0] for c in clips]), pred.target)
+    s2 = rep.per_subject[1]
+    for k in (1, 5):  # the reference: top-k of the similarity matrix of the retrieved tracks' embeddings
+        assert getattr(s2, f"retrieval_top{k}_acc") == pytest.approx(topk_scores(sim, k).mean())
+        assert [c.scores[f"retrieval_top{k}_acc"] for c in clips] == topk_scores(sim, k).tolist()
+    assert rep.per_subject[0].retrieval_top1_acc == 1.0  # near-perfect predictions retrieve the original
+    assert s2.retrieval_top1_acc < 1.0
+    assert rep.clips[0].true_embedding["path"].endswith(f"{rep.clips[0].clip_id}.wav")
+    for key in ("retrieval_top1_acc", "generation_top5_acc", "chance_top1_acc", "true_embedding_top5_acc"):
+        assert key in rep.summary and rep.summary[key].n_clips == 6
+
+
+def test_summary_intervals_resample_clips_and_honour_the_arguments(tmp_path):
+    from brain2music.evaluate.stats import hierarchical_bootstrap_ci
+
+    res, lib = make_study(tmp_path, noisy_second=True)
+    runs = {}
+    for n_boot, seed in ((1000, 0), (300, 0), (1000, 7)):
+        runs[n_boot, seed] = reconstruct(res, lib, tmp_path / f"r{n_boot}_{seed}", generator=None,
+                                         n_bootstrap=n_boot, random_state=seed, progress=False)  # fmt: skip
+    rep = runs[1000, 0]
+    values = [s.retrieval_id_acc for s in rep.per_subject]
+    assert values[0] != values[1]
+    stat = rep.summary["retrieval_id_acc"]
+    assert (stat.n_subjects, stat.n_clips, stat.ci_resamples) == (2, 6, "clips")
+    assert stat.ci != pytest.approx(sorted(values))  # not the two subjects' [min, max]
+    per_clip = [[c.scores["retrieval_id_acc"] for c in rep.clips if c.subject == s] for s in rep.subjects]
+    assert np.mean(per_clip, axis=1) == pytest.approx(values)
+    expected = hierarchical_bootstrap_ci([np.array(v) for v in per_clip], same_clips=True, n_bootstrap=1000,
+                                         random_state=0)  # fmt: skip
+    assert stat.ci == pytest.approx(list(expected))
+    # n_bootstrap and random_state reach the summary: the retrieval scores are the same, the intervals not
+    # (the cosine of the top-1 track is continuous per clip, so any other resampling moves its quantiles)
+    key = "retrieval_score_mean"
+    assert [s.retrieval_id_acc for s in runs[300, 0].per_subject] == values
+    assert [s.retrieval_score_mean for s in runs[1000, 7].per_subject] == [
+        s.retrieval_score_mean for s in rep.per_subject
+    ]
+    assert runs[300, 0].summary[key].ci != pytest.approx(rep.summary[key].ci, abs=1e-9)
+    assert runs[1000, 7].summary[key].ci != pytest.approx(rep.summary[key].ci, abs=1e-9)
+    # the chance level is a constant: no interval
+    assert rep.summary["top1_chance"].ci is None and rep.summary["top1_chance"].mean == pytest.approx(1 / 6)
+
+
+def test_summary_without_anything_to_resample():
+    from brain2music.study.reconstruct import summarise_subjects
+    from brain2music.study.results import ReconstructedClip, ReconstructionScores
+
+    one = ReconstructionScores("sub-001", 1, "paper", retrieval_id_acc=1.0, chance_id_acc=0.5,
+                               true_embedding_id_acc=1.0)  # fmt: skip
+    clip = ReconstructedClip("sub-001", "blues.00000", "blues", {}, [], {}, scores={"retrieval_id_acc": 1.0})
+    stat = summarise_subjects([one], [clip])["retrieval_id_acc"]
+    assert stat.ci is None and stat.ci_resamples is None and (stat.n_subjects, stat.n_clips) == (1, 1)
+    # three subjects of one clip each: the subjects are resampled
+    subs = [
+        dataclasses.replace(one, subject=f"sub-00{i}", retrieval_id_acc=v)
+        for i, v in ((1, 0.0), (2, 1.0), (3, 1.0))
+    ]
+    clips = [
+        dataclasses.replace(clip, subject=s.subject, scores={"retrieval_id_acc": s.retrieval_id_acc})
+        for s in subs
+    ]
+    stat = summarise_subjects(subs, clips, n_bootstrap=500)["retrieval_id_acc"]
+    assert stat.ci_resamples == "clips, subjects" and stat.ci[0] < stat.mean < stat.ci[1]
+
+
+def _old_spelling(value):
+    """A reconstruction.json as versions before the rename wrote it: ``oracle`` for the true embedding
+    (keys and the audio folder), no top-k, no per-clip scores, summaries without n_clips."""
+    dropped = (
+        ("scores", "n_clips", "ci_resamples") if isinstance(value, dict) and "mean" in value else ("scores",)
+    )
+    if isinstance(value, dict):
+        return {k.replace("true_embedding", "oracle"): _old_spelling(v) for k, v in value.items()
+                if k not in dropped and "top1" not in k and "top5" not in k}  # fmt: skip
+    if isinstance(value, list):
+        return [_old_spelling(v) for v in value]
+    return value.replace("true_embedding", "oracle") if isinstance(value, str) else value
+
+
+def test_reconstruction_json_with_oracle_keys_still_loads(tmp_path):
+    from brain2music.report.recon import _summary_table
+
+    res, lib = make_study(tmp_path)
+    rep = reconstruct(res, lib, tmp_path / "recon", generator="debug", encoder=ENC, generator_options={"sr": 8000},
+                      true_embedding_generation=True, n_clips=4, progress=False)  # fmt: skip
+    path = tmp_path / "recon" / "reconstruction.json"
+    old = _old_spelling(json.loads(path.read_text()))
+    assert "oracle_id_acc" in old["summary"] and "oracle" in old["clips"][0]
+    assert "true_embedding" not in json.dumps(old) and "top1" not in json.dumps(old)
+    path.write_text(json.dumps(old))
+    back = ResultsFolder.read_reconstruction(tmp_path / "recon")
+    s, new = back.per_subject[0], rep.per_subject[0]
+    assert s.true_embedding_id_acc == new.true_embedding_id_acc
+    assert s.true_embedding_generation_id_acc == new.true_embedding_generation_id_acc
+    assert back.clips[0].true_embedding == rep.clips[0].true_embedding
+    assert back.clips[0].true_embedding_generated["path"] == "audio/oracle/blues.00000.generated.wav"
+    assert set(back.clips[0].tags) == set(rep.clips[0].tags)
+    assert back.summary["true_embedding_id_acc"].mean == rep.summary["true_embedding_id_acc"].mean
+    assert back.summary["true_embedding_id_acc"].n_clips == 0 and back.config["true_embedding_generation"]
+    assert not any(k.startswith("oracle") for k in back.extra) and not s.extra
+    table = _summary_table(back)
+    assert "retrieval with the true embedding" in table and "oracle" not in table.lower()

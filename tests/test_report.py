@@ -35,7 +35,10 @@ def test_report_content(report):
     assert "Brain2Music MuLan-music" not in html and "Not comparable with published figures" in html
     # The best method by training CV (aligned) against ridge, paired on the same clips.
     assert "aligned − ridge" in html and "+0.150 [+0.100, +0.200]" in html
-    assert html.count("<audio") == 2 * 6  # 2 clips × (original, 3 retrieved, generated, oracle)
+    assert html.count("<audio") == 2 * 6  # 2 clips × (original, 3 retrieved, generated, true embedding)
+    # The fake reconstruction.json spells the true embedding "oracle", as earlier versions wrote it.
+    assert "retrieval with the true embedding" in html and "retrieved with the true embedding" in html
+    assert "Oracle" not in html and "n = 1 subject" in html
     # Offline page: no external resources, no scripts.
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "<script" not in html

@@ -92,7 +92,7 @@ def test_tag_agreement_known_answers(study):
     lib_probs = scorer.probs(paths, [audio_loader(p) for p in paths])
     orig = scorer.probs([repr(clips[c]) for c in ids], [clips[c].load for c in ids])
 
-    # 1. predictions = the true embeddings: retrieval and oracle return the original's own audio
+    # 1. predictions = the true embeddings: retrieval and retrieval with the true embedding return the original's own audio
     res = _results(tmp, bids, ids, target, target.copy(), "same")
     rep = reconstruct(
         res,
@@ -109,7 +109,7 @@ def test_tag_agreement_known_answers(study):
     assert rep.tag_agreement["library_tracks"] == len(lib)
     for g in GROUPS:
         assert getattr(s, field_name("retrieval", g)) == 1.0
-        assert getattr(s, field_name("oracle", g)) == 1.0
+        assert getattr(s, field_name("true_embedding", g)) == 1.0
         assert getattr(s, field_name("retrieval", g) + "_ci") == [1.0, 1.0]
         # Chance: the mean agreement with every library track (exact, all tracks are tagged)
         brute = np.mean([top_k_agreement(orig[g], np.repeat(lib_probs[g][[j]], len(ids), 0),
@@ -136,7 +136,7 @@ def test_tag_agreement_known_answers(study):
     for g in GROUPS:
         expect = top_k_agreement(orig[g], orig[g][shift], scorer.top_k[g]).mean()
         assert getattr(s, field_name("retrieval", g)) == pytest.approx(expect, abs=1e-12)
-        assert getattr(s, field_name("oracle", g)) == 1.0
+        assert getattr(s, field_name("true_embedding", g)) == 1.0
         assert getattr(s, field_name("generation", g)) is None
     assert np.mean([getattr(s, field_name("retrieval", g)) for g in GROUPS]) < 0.9
 

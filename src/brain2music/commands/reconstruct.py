@@ -8,6 +8,7 @@ from brain2music.commands._options import add_encoder_options, add_generator_opt
 
 
 def _run(args) -> int:
+    from brain2music.report.recon import sample_size
     from brain2music.study.reconstruct import check_reconstruct, reconstruct
     from brain2music.study.table import cell
 
@@ -44,7 +45,8 @@ def _run(args) -> int:
         duration=args.duration,
         exclude_stimuli=not args.keep_stimuli,
         random_state=args.seed,
-        oracle_generation=args.oracle_generation,
+        true_embedding_generation=args.true_embedding_generation,
+        n_bootstrap=args.n_bootstrap,
         progress=not args.quiet,
         tag_agreement=not args.no_tag_agreement,
     )
@@ -52,22 +54,20 @@ def _run(args) -> int:
         f"wrote {args.out}/reconstruction.json ({len(report.clips)} clips, encoder {report.encoder}, "
         f"method {report.method} chosen by {report.method_selected_by}, metric space {report.space})"
     )
+    kinds = ("retrieval", "generation", "chance", "true_embedding", "true_embedding_generation")
     for key in (
-        "retrieval_id_acc",
-        "generation_id_acc",
-        "chance_id_acc",
-        "oracle_id_acc",
-        "oracle_generation_id_acc",
+        *(f"{kind}_{metric}" for metric in ("id_acc", "top1_acc", "top5_acc") for kind in kinds),
+        "top1_chance",
+        "top5_chance",
         "retrieval_genre_agreement",
         "generation_genre_agreement",
         "selection_score_first_mean",
         "selection_score_mean",
-        *(f"{kind}_tag_agreement_{group}" for kind in ("retrieval", "generation", "chance", "oracle")
-          for group in ("genre", "instrument", "mood")),
+        *(f"{kind}_tag_agreement_{group}" for kind in kinds[:4] for group in ("genre", "instrument", "mood")),
     ):  # fmt: skip
         if key in report.summary:
             s = report.summary[key]
-            print(f"  {key:36s} {cell(s.mean, s.sd, s.ci)} (n={s.n_subjects})")
+            print(f"  {key:42s} {cell(s.mean, s.sd, s.ci)} ({sample_size(s)})")
     return 0
 
 
@@ -126,9 +126,15 @@ def register(subparsers) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument(
-        "--oracle-generation",
+        "--n-bootstrap", type=int, default=1000, help="bootstrap resamples of every interval (default 1000)"
+    )
+    p.add_argument(
+        "--true-embedding-generation",
         action="store_true",
-        help="also generate from the true embeddings (the generator's ceiling)",
+        help="also generate from the true embeddings (what the generator makes of a perfect decode)",
+    )
+    p.add_argument(  # the option's earlier name, kept for existing scripts
+        "--oracle-generation", dest="true_embedding_generation", action="store_true", help=argparse.SUPPRESS
     )
     p.add_argument(
         "--no-tag-agreement",

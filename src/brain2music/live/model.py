@@ -12,7 +12,10 @@ through :class:`brain2music.study.results.ResultsFolder`:
   (:func:`brain2music.live.preprocess.training_statistics`);
 - the embedding scale and the genre prototypes: ``embeddings/<encoder>.npz``, training clips only (the
   clips of the BIDS design's training split; without a BIDS root, every clip not in the test
-  predictions).
+  predictions);
+- the test clips and their true embeddings, for the rank of the clip playing
+  (:mod:`brain2music.live.ranking`): the decoder's test predictions
+  ``predictions/<encoder>/<method>/<subject>.npz`` (``target`` and the metric ``space``), when present.
 
 Every mismatch that can be known before the first volume (decoder vs voxel count, a missing grid) raises
 :class:`~brain2music.errors.DataError` naming the file.
@@ -30,6 +33,7 @@ import numpy as np
 
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.live.preprocess import training_statistics
+from brain2music.live.ranking import TestClips, load_test_clips
 from brain2music.live.volumes import VoxelGrid
 
 __all__ = ["LiveModel", "bold_tr", "load_live_model"]
@@ -60,6 +64,8 @@ class LiveModel:
     genre_prototypes: np.ndarray
     bids_root: Path | None = None
     info: dict = field(default_factory=dict)
+    #: the results folder's test clips (``None``: no test predictions, so no ``truth_rank``)
+    test_clips: TestClips | None = None
 
     @property
     def n_voxels(self) -> int:
@@ -87,6 +93,8 @@ class LiveModel:
             "training_statistics": self.stats_source,
             "genres": list(self.genres),
             "dim": self.dim,
+            "test_clips": None if self.test_clips is None else len(self.test_clips),
+            "test_clips_source": None if self.test_clips is None else self.test_clips.source,
         }
 
 
@@ -324,4 +332,5 @@ def load_live_model(
         genre_prototypes=protos,
         bids_root=bids_root,
         info={"detrend_window": detrend_window, "decoder_version": record.get("version")},
+        test_clips=load_test_clips(folder, encoder, cfg["method"], subject),
     )

@@ -13,7 +13,10 @@ Timing conventions, for volume ``t`` (0-based) at repetition time ``TR`` and del
 - genre similarity is Pearson's r between the standardised query and each genre's mean training clip
   (:class:`~brain2music.live.model.LiveModel`), the same metric as identification accuracy;
 - the true clip (with ``events``) is the one playing at ``(t + 0.5 - D) * TR``, the middle of the TR the
-  volume responds to; ``genre_match`` compares its genre with the top decoded genre.
+  volume responds to; ``genre_match`` compares its genre with the top decoded genre;
+- when the true clip is one of the results folder's test clips, ``truth_rank`` is its rank among all
+  test clips by Pearson r of their true embeddings with the query (:mod:`brain2music.live.ranking`),
+  with ``top1`` / ``top5`` and the running top-1 / top-5 over the clip presentations decoded to their end.
 
 A missing or bad volume is replaced by the last good raw volume (last observation carried forward, so the
 drift window keeps its length in time) and its record says ``imputed``; before the first good volume
@@ -34,6 +37,7 @@ import pandas as pd
 from brain2music.errors import DataError
 from brain2music.live.model import LiveModel
 from brain2music.live.preprocess import DEFAULT_PRIOR_VOLUMES, CausalPreprocessor
+from brain2music.live.ranking import RankTally
 from brain2music.live.sources import Arrival
 from brain2music.windows import window_tr_weights
 
@@ -107,6 +111,8 @@ class LivePipeline:
         self._z = np.zeros((self.n_w, model.n_voxels), dtype=np.float64)
         self._preds = np.zeros((model.r, model.dim), dtype=np.float64)
         self._n_preds = 0
+        self._query: np.ndarray | None = None
+        self.ranks = RankTally(model.test_clips, model.tr)
         self._last_raw: np.ndarray | None = None
         #: callables receiving every issue dict as soon as it is known (the page's issue list)
         self.issue_listeners: list = []
@@ -150,7 +156,12 @@ class LivePipeline:
         if hit.size == 0:
             return None
         row = ev.iloc[int(hit[-1])]
-        return {"clip_id": str(row["clip_id"]), "genre": str(row["genre"]), "onset": float(row["onset"])}
+        return {
+            "clip_id": str(row["clip_id"]),
+            "genre": str(row["genre"]),
+            "onset": float(row["onset"]),
+            "end": float(row["onset"] + row["duration"]),
+        }
 
     def _retrieve(self, query: np.ndarray) -> list[dict]:
         if self.library is None or self._meta is None:
@@ -192,6 +203,7 @@ class LivePipeline:
         self._preds[self._n_preds % model.r] = pred
         self._n_preds += 1
         query = self._preds[: min(self._n_preds, model.r)].mean(axis=0)
+        self._query = query
         genres = self._genre_similarity(query)
         top = self._retrieve(query)
         t3 = time.perf_counter()
@@ -233,6 +245,7 @@ class LivePipeline:
         record["genre_match"] = (
             (record["top_genre"] == truth["genre"]) if truth and record["top_genre"] else None
         )
+        record.update(self.ranks.fields(self._query if x is not None else None, truth, end))
         record["issues"] = issues
         done = time.time()
         record["timings_ms"] = timings

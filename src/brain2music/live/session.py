@@ -180,10 +180,19 @@ class LiveOutput:
         self._log_handler.close()
 
 
-def summarize(records: list[dict]) -> dict:
-    """Latency percentiles, genre agreement and status counts of a session's records."""
+def summarize(records: list[dict], test_clips: int | None = None) -> dict:
+    """Latency percentiles, genre agreement, N-way identification and status counts of a session's records.
+
+    ``top1_acc`` / ``top5_acc``: the fraction of the clip presentations decoded to their last volume
+    (``clip_complete``) whose clip ranked first / among the first 5 of the test clips (``None`` when no
+    test clip was played), with their chance levels ``top1_chance`` / ``top5_chance`` = k / n for
+    ``test_clips`` = n candidates (the ``start`` record's ``test_clips``).
+    """
+    from brain2music.evaluate import topk_chance
+
     lat = np.array([r["latency_ms"] for r in records if r.get("latency_ms") is not None], dtype=float)
     judged = [r["genre_match"] for r in records if r.get("genre_match") is not None]
+    ranked = [r for r in records if r.get("clip_complete") and r.get("truth_rank") is not None]
     status: dict[str, int] = {}
     for r in records:
         key = r["status"] + (" (imputed)" if r.get("imputed") else "")
@@ -195,6 +204,13 @@ def summarize(records: list[dict]) -> dict:
         "latency_ms_max": float(lat.max()) if lat.size else None,
         "genre_match_rate": float(np.mean(judged)) if judged else None,
         "n_genre_judged": len(judged),
+        "n_clips_ranked": len(ranked),
+        "top1_acc": float(np.mean([r["top1"] for r in ranked])) if ranked else None,
+        "top5_acc": float(np.mean([r["top5"] for r in ranked])) if ranked else None,
+        "truth_rank_median": float(np.median([r["truth_rank"] for r in ranked])) if ranked else None,
+        "test_clips": test_clips,
+        "top1_chance": topk_chance(test_clips, 1) if test_clips else None,
+        "top5_chance": topk_chance(test_clips, 5) if test_clips else None,
         "status": status,
         "n_issues": sum(len(r.get("issues", [])) for r in records),
     }
@@ -210,6 +226,8 @@ def _progress_line(rec: dict) -> str:
         truth = rec.get("truth")
         mark = "" if truth is None else f" [playing {truth['genre']} {'✓' if rec['genre_match'] else '✗'}]"
         parts.append(f"genre {rec['top_genre']}{mark}")
+    if rec.get("truth_rank") is not None:
+        parts.append(f"clip rank {rec['truth_rank']}")
     return "  ".join(parts)
 
 
@@ -302,7 +320,7 @@ def run_live(
                 state.add_record(rec)
             if verbose:
                 print(_progress_line(rec), file=sys.stderr, flush=True)
-        summary = summarize(records)
+        summary = summarize(records, meta.get("test_clips"))
         if output is not None:
             output.write({"type": "end", **summary, "ended_at": time.time()})
         if state is not None:

@@ -126,8 +126,8 @@ class TagAgreement:
 
 # ------------------------------------------------------------------------- one subject's reconstruction
 #: reconstruction kinds scored, and which of them get a CI over clips / a paired p-value against chance
-KINDS = ("retrieval", "generation", "chance", "oracle", "oracle_generation")
-_WITH_CI = ("retrieval", "generation", "oracle")
+KINDS = ("retrieval", "generation", "chance", "true_embedding", "true_embedding_generation")
+_WITH_CI = ("retrieval", "generation", "true_embedding")
 _WITH_P = ("retrieval", "generation")
 
 
@@ -151,8 +151,9 @@ def score_tags(
     *,
     n_bootstrap: int = 1000,
     random_state: int = 0,
-) -> dict[str, float | list[float] | None]:
-    """Per-subject tag agreement fields of :class:`~brain2music.study.results.ReconstructionScores`.
+) -> tuple[dict[str, float | list[float] | None], dict[str, np.ndarray]]:
+    """Per-subject tag agreement fields of :class:`~brain2music.study.results.ReconstructionScores`,
+    and the per-clip agreements they are means of.
 
     Parameters
     ----------
@@ -163,9 +164,10 @@ def score_tags(
 
     Returns
     -------
-    ``{field: value}``: mean agreement per kind and group, a 95 % bootstrap CI over clips
-    (``..._ci``) for retrieval, generation and oracle, and a two-sided paired sign-flip p-value of
-    the per-clip difference from chance (``..._p``) for retrieval and generation.
+    ``({field: value}, {field: (n,)})``: mean agreement per kind and group, a 95 % bootstrap CI over
+    clips (``..._ci``) for retrieval, generation and true_embedding, and a two-sided paired sign-flip
+    p-value of the per-clip difference from chance (``..._p``) for retrieval and generation; then each
+    clip's agreement (what the summaries over subjects resample).
     """
     from brain2music.evaluate.stats import bootstrap_ci, paired_test
 
@@ -176,11 +178,14 @@ def score_tags(
         if probs is not None
     }
     out: dict[str, float | list[float] | None] = {}
+    clip_values: dict[str, np.ndarray] = {}
     for kind in KINDS:
         for group in scorer.taggers:
             name = field_name(kind, group)
             values = per_clip.get(kind, {}).get(group)
             out[name] = None if values is None else float(np.mean(values))
+            if values is not None:
+                clip_values[name] = np.asarray(values, dtype=np.float64)
             if kind in _WITH_CI:
                 ci = None if values is None else bootstrap_ci(values, n_bootstrap=n_bootstrap,
                                                                random_state=random_state)  # fmt: skip
@@ -190,7 +195,7 @@ def score_tags(
                     None if values is None else paired_test(values, chance[group], random_state=random_state)
                 )
                 out[name + "_p"] = None if test is None else test.p_value
-    return out
+    return out, clip_values
 
 
 def stimulus_clips(config: dict, ids: Sequence[str]) -> tuple[dict | None, str | None]:
@@ -250,14 +255,15 @@ class ReconstructionTagging:
         info = scorer.config | {"library_tracks": None}
         return cls(scorer, info, config, int(max_library), random_state, progress)
 
-    def subject(self, run, ids, found, gen_paths) -> tuple[dict, list]:
-        """``(ReconstructionScores fields, per-clip tag classes)`` of one subject's reconstructions."""
+    def subject(self, run, ids, found, gen_paths) -> tuple[dict, list, dict]:
+        """``(ReconstructionScores fields, per-clip tag classes, {field: per-clip agreement (n,)})`` of
+        one subject's reconstructions."""
         if self.scorer is None:
-            return {}, [None] * len(ids)
+            return {}, [None] * len(ids), {}
         originals, why = stimulus_clips(self.study_config, [str(c) for c in ids])
         if originals is None:
             self.info, self.scorer = {"skipped": why}, None
-            return {}, [None] * len(ids)
+            return {}, [None] * len(ids), {}
         meta = run.lib.metadata
 
         def tracks(items):
@@ -267,20 +273,24 @@ class ReconstructionTagging:
         original = self._probs(
             [repr(originals[str(c)]) for c in ids], [originals[str(c)].load for c in ids], "stimuli"
         )
-        made = {"retrieval": tracks(found.items[:, 0]), "oracle": tracks(found.oracle_items[:, 0])}
+        made = {"retrieval": tracks(found.items[:, 0]), "true_embedding": tracks(found.true_items[:, 0])}
         if gen_paths and gen_paths[0] is not None:
             made["generation"] = self._files([run.out / p for p in gen_paths])
-        if run.oracle_generation and all(c in run.oracle_cache for c in ids):
-            made["oracle_generation"] = self._files([run.out / run.oracle_cache[c][0] for c in ids])
+        if run.true_embedding_generation and all(c in run.truth_cache for c in ids):
+            made["true_embedding_generation"] = self._files([run.out / run.truth_cache[c][0] for c in ids])
         library = self._library(found.allowed, tracks)
-        fields = score_tags(self.scorer, original, made, library, n_bootstrap=run.n_bootstrap,
-                            random_state=self.random_state)  # fmt: skip
-        names = {"retrieval": "retrieved", "generation": "generated", "oracle_generation": "oracle_generated"}
+        fields, per_clip = score_tags(self.scorer, original, made, library, n_bootstrap=run.n_bootstrap,
+                                      random_state=self.random_state)  # fmt: skip
+        names = {
+            "retrieval": "retrieved",
+            "generation": "generated",
+            "true_embedding_generation": "true_embedding_generated",
+        }
         per_kind = {"original": self.scorer.top_tags(original)} | {
             names.get(k, k): self.scorer.top_tags(p) for k, p in made.items()
         }
         classes = [{kind: rows[i] for kind, rows in per_kind.items()} for i in range(len(ids))]
-        return fields, classes
+        return fields, classes, per_clip
 
     def _probs(self, keys, loaders, what):
         from tqdm.auto import tqdm

@@ -20,37 +20,62 @@ METRICS = (
     ("retrieval", "retrieval (top-1 track for the predicted embedding)"),
     ("generation", "generation (new audio conditioned on the predicted embedding)"),
     ("chance", "Chance (a random library track)"),
-    ("oracle", "Oracle (retrieval with the true embedding)"),
+    (
+        "true_embedding",
+        "retrieval with the true embedding (what this library returns for a perfect decode; "
+        "not an upper bound)",
+    ),
 )
+TAG_KINDS = METRICS + (("true_embedding_generation", "generation from the true embedding"),)
+
+
+def sample_size(stat) -> str:
+    """``n = 2 subjects × 60 clips, CI over clips`` for a :class:`~brain2music.study.results.SummaryStat`."""
+    clips = f" × {stat.n_clips} clips" if stat.n_clips else ""
+    over = f", CI resamples {stat.ci_resamples}" if stat.ci is not None and stat.ci_resamples else ""
+    return f"n = {stat.n_subjects} subject{'s' if stat.n_subjects != 1 else ''}{clips}{over}"
+
+
+def _stat_cell(recon, key: str) -> str:
+    """``mean ± sd [CI] p=…`` and its n for one summary metric; p: the largest over subjects."""
+    from brain2music.study.table import cell
+
+    s = recon.summary.get(key)
+    if s is None:
+        return "–"
+    ps = [getattr(x, f"{key}_p", None) for x in recon.per_subject]
+    p = max(ps) if ps and all(v is not None for v in ps) else None
+    return f"{cell(s.mean, s.sd, s.ci, p)}<br><small>{sample_size(s)}</small>"
 
 
 def _summary_table(recon) -> str:
-    from brain2music.study.table import cell
-
     summary = recon.summary
+    chance = [summary.get(f"top{k}_chance") for k in (1, 5)]
+    levels = ", ".join(f"top-{k} {c.mean:.3f}" for k, c in zip((1, 5), chance, strict=True) if c is not None)
     rows = [
+        f"<p>Identification of the reconstructions among the originals ({recon.space} space; embedding of "
+        "each reconstruction vs the embeddings of all reconstructed test originals): pairwise id acc "
+        "(chance 0.5) and N-way top-1 / top-5 (chance k / n"
+        + (f": {levels}" if levels else "")
+        + "). mean ± sd over subjects [95 % hierarchical bootstrap CI of the per-clip scores], p: the "
+        "largest over subjects of a permutation test against chance.</p>",
         "<table>",
-        f"<tr><th>reconstruction</th><th>id acc (embedding of reconstruction vs originals, {recon.space} space)</th>"
+        "<tr><th>reconstruction</th><th>id acc</th><th>top-1</th><th>top-5</th>"
         "<th>genre agreement with the original (tagger)</th></tr>",
     ]
     for key, label in METRICS:
-        id_acc = summary.get(f"{key}_id_acc")
-        agree = summary.get(f"{key}_genre_agreement")
-        if id_acc is None and agree is None:
+        keys = [f"{key}_{m}" for m in ("id_acc", "top1_acc", "top5_acc", "genre_agreement")]
+        if all(k not in summary for k in keys):
             continue
-        cells = ["–" if s is None else cell(s.mean, s.sd, s.ci) for s in (id_acc, agree)]
-        rows.append(f"<tr><td>{label}</td><td>{cells[0]}</td><td>{cells[1]}</td></tr>")
+        rows.append(
+            f"<tr><td>{label}</td>" + "".join(f"<td>{_stat_cell(recon, k)}</td>" for k in keys) + "</tr>"
+        )
     rows.append("</table>")
     return "\n".join(rows) + _tag_table(recon)
 
 
-TAG_KINDS = METRICS + (("oracle_generation", "generation from the true embedding"),)
-
-
 def _tag_table(recon) -> str:
     """The paper's class agreement with the musicnn taggers: kinds × tag groups (mean ± sd [CI], p vs Chance)."""
-    from brain2music.study.table import cell
-
     info = recon.tag_agreement
     if not info:
         return ""
@@ -66,17 +91,13 @@ def _tag_table(recon) -> str:
         "Chance).</p>",
         f"<table><tr><th>reconstruction</th>{head}</tr>",
     ]
-    per_subject = recon.per_subject
     for key, label in TAG_KINDS:
-        stats = [recon.summary.get(f"{key}_tag_agreement_{g}") for g in groups]
-        if all(s is None for s in stats):
+        keys = [f"{key}_tag_agreement_{g}" for g in groups]
+        if all(k not in recon.summary for k in keys):
             continue
-        cells = []
-        for g, s in zip(groups, stats, strict=True):
-            ps = [getattr(x, f"{key}_tag_agreement_{g}_p", None) for x in per_subject]
-            p = max(ps) if ps and all(v is not None for v in ps) else None
-            cells.append("–" if s is None else cell(s.mean, s.sd, s.ci, p))
-        rows.append(f"<tr><td>{label}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        rows.append(
+            f"<tr><td>{label}</td>" + "".join(f"<td>{_stat_cell(recon, k)}</td>" for k in keys) + "</tr>"
+        )
     rows.append("</table>")
     return "\n".join(rows)
 
@@ -209,14 +230,14 @@ def load_reconstruction(
                         + _tag_line(clip, "generated"),
                     )
                 )
-        if c.oracle:
+        if c.true_embedding:
             items.append(
                 item(
-                    "oracle retrieval",
-                    c.oracle.get("path"),
+                    "retrieved with the true embedding",
+                    c.true_embedding.get("path"),
                     0.0,
-                    c.oracle.get("score"),
-                    f"{c.oracle.get('title') or ''} · {c.oracle.get('genre') or ''}",
+                    c.true_embedding.get("score"),
+                    f"{c.true_embedding.get('title') or ''} · {c.true_embedding.get('genre') or ''}",
                 )
             )
         clips.append({"title": f"{c.subject} · {c.clip_id} ({c.genre})", "items": [i for i in items if i]})

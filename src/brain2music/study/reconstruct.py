@@ -9,14 +9,18 @@ Which decoder: ``method`` when given (``method_selected_by: "user"``); otherwise
 mean *training* cross-validation r in ``results.json`` (``"train_cv"``). The test clips are never used
 to choose it: they are the clips the reconstructions are scored on.
 
-Evaluation (per subject, then mean ± sd (``ddof=1``) and a bootstrap CI over subjects), always in the
-metric space the predictions were scored in by ``reproduce`` (saved with them):
+Evaluation (per subject, then mean ± sd (``ddof=1``) over subjects with a hierarchical bootstrap CI of
+the per-clip scores, :mod:`brain2music.study.recon_scoring`), always in the metric space the predictions
+were scored in by ``reproduce`` (saved with them):
 
 - ``*_id_acc``: identification accuracy (paper Eq. 2–3, windows averaged) between the embeddings of the
-  reconstructions and of the originals (the ``target`` embeddings), with a 95 % bootstrap CI over clips.
+  reconstructions and of the originals (the ``target`` embeddings); ``*_top1_acc`` / ``*_top5_acc``: the
+  peers' N-way identification on the same similarity matrix (chance ``top1_chance`` / ``top5_chance``
+  = k / n_clips); each with a 95 % bootstrap CI over clips and a permutation p-value against chance.
   ``retrieval``: the top-1 track's stored embedding; ``generation``: the embedding of the generated audio.
-- ``chance``: a random library track per clip (mean over ``n_chance`` draws); ``oracle``: retrieval with
-  the true embedding of the original (the best retrieval can do with this library).
+- ``chance``: a random library track per clip (mean over ``n_chance`` draws); ``true_embedding``:
+  retrieval with the true embedding of the original (what this library returns for a perfect decode;
+  not an upper bound: a reconstruction may score above it).
 - ``*_genre_agreement``: how often a genre tagger gives the reconstruction the genre it gives the
   original. The tagger is a logistic regression on the window-averaged embeddings of the *training*
   stimuli; ``tagger_accuracy`` is its accuracy on the originals.
@@ -31,7 +35,7 @@ Output folder::
     recon/
       reconstruction.json                      ReconstructionResults (docs/results_layout.md)
       audio/<subject>/<clip_id>.generated.wav
-      audio/oracle/<clip_id>.generated.wav     with oracle_generation=True
+      audio/true_embedding/<clip_id>.generated.wav   with true_embedding_generation=True
       offline_bank.npz                          the offline generator's fitted bank (reused on reruns)
 """
 
@@ -58,6 +62,7 @@ from brain2music.reconstruct.generators import (
 from brain2music.reconstruct.library import MusicLibrary
 from brain2music.reconstruct.selection import EmbeddingScore, EncodingScore, check_score
 from brain2music.reconstruct.tag_agreement import ReconstructionTagging as _Tagging
+from brain2music.study.recon_scoring import chance_levels, identification_fields, summarise_subjects
 from brain2music.study.results import (
     Predictions,
     ReconstructedClip,
@@ -65,7 +70,6 @@ from brain2music.study.results import (
     ReconstructionScores,
     ResultsFolder,
     StudyResults,
-    SummaryStat,
     one_writer,
 )
 from brain2music.windows import clip_vectors
@@ -136,7 +140,7 @@ def reconstruct(
     duration: float = 15.0,
     exclude_stimuli: bool = True,
     n_chance: int = 20,
-    oracle_generation: bool = False,
+    true_embedding_generation: bool = False,
     n_bootstrap: int = 1000,
     random_state: int = 0,
     progress: bool = True,
@@ -175,8 +179,11 @@ def reconstruct(
     exclude_stimuli : never retrieve (nor reuse in a mosaic) a library track whose id is a test clip id, nor
         the recording a test clip was cut from (studies made with ``simulate --music``).
     n_chance : random-track draws averaged for the Chance row.
-    oracle_generation : also generate from the true embedding of each clip (the generator's ceiling).
-    n_bootstrap, random_state : confidence intervals and every random draw.
+    true_embedding_generation : also generate from the true embedding of each clip (what the generator
+        makes of a perfect decode).
+    n_bootstrap, random_state : resamples and seed of every confidence interval (per subject over its
+        clips; over subjects the hierarchical bootstrap of :func:`summarise_subjects`), and the seed of
+        every random draw.
     tag_agreement : score class agreement with the musicnn taggers (needs the ``musicnn`` package); a
         :class:`~brain2music.reconstruct.tag_agreement.TagAgreement` to use that one (and its cached tags).
     taggers : ``{group: tagger}`` (default :data:`~brain2music.reconstruct.tag_agreement.DEFAULT_TAGGERS`).
@@ -212,7 +219,8 @@ def reconstruct(
         placement), enc_name, int(best_of), out, progress, random_state, placement, selection,
     )  # fmt: skip
     run = _Run(folder, study, lib, enc_name, enc, gen, out, k=int(k), duration=float(duration),
-               exclude_stimuli=exclude_stimuli, n_chance=int(n_chance), oracle_generation=oracle_generation,
+               exclude_stimuli=exclude_stimuli, n_chance=int(n_chance),
+               true_embedding_generation=true_embedding_generation,
                n_bootstrap=int(n_bootstrap), rng=np.random.default_rng(random_state), progress=progress,
                selection=selection if isinstance(gen, BestOfN) else None,
                tagging=_Tagging.make(study, tag_agreement, taggers, tag_library, random_state=random_state,
@@ -231,7 +239,8 @@ def reconstruct(
         "generator_options": _plain_options(generator_options), "device": device, "dtype": dtype,
         "duration": float(duration),
         "exclude_stimuli": bool(exclude_stimuli), "n_chance": int(n_chance),
-        "oracle_generation": bool(oracle_generation), "n_bootstrap": int(n_bootstrap), "random_state": random_state,
+        "true_embedding_generation": bool(true_embedding_generation), "n_bootstrap": int(n_bootstrap),
+        "random_state": random_state,
         "tag_agreement": tag_agreement is not False, "taggers": taggers, "tag_library": int(tag_library),
     }  # fmt: skip
     recon = ReconstructionResults(
@@ -239,7 +248,8 @@ def reconstruct(
         space=study.space(enc_name) if enc_name in study.encoders else per_subject[0].space,
         generator=None if gen is None else gen.config,
         library={"path": str(lib.path), "n_items": len(lib), "encoder": enc_name}, subjects=subjects,
-        clips=clips, per_subject=per_subject, summary=summarise_subjects(per_subject),
+        clips=clips, per_subject=per_subject,
+        summary=summarise_subjects(per_subject, clips, n_bootstrap=int(n_bootstrap), random_state=random_state),
         tag_agreement=run.tagging.info if run.tagging is not None else None,
     )  # fmt: skip
     ResultsFolder.write_reconstruction(out, recon)
@@ -421,17 +431,18 @@ class _Retrieved:
 
     scores: np.ndarray  # (n, k)
     items: np.ndarray  # (n, k)
-    oracle_scores: np.ndarray  # (n, 1)
-    oracle_items: np.ndarray  # (n, 1)
+    true_scores: np.ndarray  # (n, 1)
+    true_items: np.ndarray  # (n, 1)
     windows: np.ndarray  # (n, r, dim) top-1
-    oracle_windows: np.ndarray  # (n, r, dim)
+    true_windows: np.ndarray  # (n, r, dim)
     chance_windows: np.ndarray  # (n_chance, n, r, dim)
     allowed: np.ndarray | None = None  # (n_allowed,) items a random draw may return
 
 
 @dataclass
 class _Run:
-    """State shared by the subjects of one reconstruction (taggers and oracle generations are reused)."""
+    """State shared by the subjects of one reconstruction (taggers and generations from the true embeddings
+    are reused)."""
 
     folder: ResultsFolder
     study: StudyResults
@@ -444,12 +455,12 @@ class _Run:
     duration: float
     exclude_stimuli: bool
     n_chance: int
-    oracle_generation: bool
+    true_embedding_generation: bool
     n_bootstrap: int
     rng: np.random.Generator
     progress: bool
     selection: _Selection | None = None
-    oracle_cache: dict = field(default_factory=dict)
+    truth_cache: dict = field(default_factory=dict)
     taggers: dict = field(default_factory=dict)
     tagging: _Tagging | None = None
     segments: dict = field(default_factory=dict)  # generated file -> its mosaic's source segments
@@ -467,10 +478,10 @@ class _Run:
         if key not in self.taggers:  # subjects share their test set: fit once
             self.taggers[key] = _fit_tagger(self.folder, self.study, self.enc_name, set(key))
         tagger = self.taggers[key]
-        generated, gen_paths, oracle_generated = self._generate(pred, ids, P, T)
-        reconstructions = {"retrieved": found.windows, "oracle": found.oracle_windows,
+        generated, gen_paths, truth_generated = self._generate(pred, ids, P, T)
+        reconstructions = {"retrieved": found.windows, "true_embedding": found.true_windows,
                            "chance": found.chance_windows[0], "generated": generated,
-                           "oracle_generated": oracle_generated}  # fmt: skip
+                           "true_embedding_generated": truth_generated}  # fmt: skip
         tags = {}
         if tagger is not None:
             tags = {"original": tagger.predict(T)} | {
@@ -478,12 +489,17 @@ class _Run:
             }
         gen_info = self._generation_info(generated, gen_paths, P, T)
         clips = self._clips(pred.subject, ids, genres, found, gen_info, tags)
-        scores = self._score(pred, ids, genres, T, found, generated, oracle_generated, tags, gen_info)
+        scores, per_clip = self._score(
+            pred, ids, genres, T, found, generated, truth_generated, tags, gen_info
+        )
         if self.tagging is not None:
-            fields, classes = self.tagging.subject(self, ids, found, gen_paths)
+            fields, classes, tag_clip = self.tagging.subject(self, ids, found, gen_paths)
             scores = dataclasses.replace(scores, **fields)
+            per_clip |= tag_clip
             for clip, tag_classes in zip(clips, classes, strict=True):
                 clip.tag_classes = tag_classes
+        for i, clip in enumerate(clips):  # what the summaries over subjects resample
+            clip.scores = {key: float(v[i]) for key, v in per_clip.items() if v is not None}
         return clips, scores
 
     def _check(self, pred: Predictions, ids, P) -> None:
@@ -512,7 +528,7 @@ class _Run:
         return _Retrieved(r_scores, r_items, o_scores, o_items, wins[:n], wins[n : 2 * n], chance, allowed)
 
     def _generate(self, pred: Predictions, ids, P, T):
-        """``(generated (n, r, dim) | None, paths, oracle_generated | None)``; writes the audio."""
+        """``(generated (n, r, dim) | None, paths, generated from T (n, r, dim) | None)``; writes the audio."""
         from tqdm.auto import tqdm
 
         if self.gen is None:
@@ -526,18 +542,18 @@ class _Run:
             embs.append(self._generate_one(P[i], rel))
             paths.append(str(rel))
             self.selected.append(self._selected())
-        oracle = None
-        if self.oracle_generation:
+        truth = None
+        if self.true_embedding_generation:
             # Generation from the true embedding: the same for every subject, so made once per clip.
             # With best-of-N its candidates are ranked by cosine to the true embedding (the ceiling).
-            todo = [i for i, c in enumerate(ids) if c not in self.oracle_cache]
+            todo = [i for i, c in enumerate(ids) if c not in self.truth_cache]
             for i in tqdm(todo, desc="generating from true embeddings", disable=not self.progress):
-                rel = Path("audio") / "oracle" / f"{ids[i]}.generated.wav"
+                rel = Path("audio") / "true_embedding" / f"{ids[i]}.generated.wav"
                 if self.selection is not None:
                     self.selection.select(None, ids[i], pred.space)
-                self.oracle_cache[ids[i]] = (str(rel), self._generate_one(T[i], rel))
-            oracle = np.stack([self.oracle_cache[c][1] for c in ids])
-        return np.stack(embs), paths, oracle
+                self.truth_cache[ids[i]] = (str(rel), self._generate_one(T[i], rel))
+            truth = np.stack([self.truth_cache[c][1] for c in ids])
+        return np.stack(embs), paths, truth
 
     def _generate_one(self, target: np.ndarray, rel: Path) -> np.ndarray:
         from brain2music.stimuli import write_audio
@@ -580,7 +596,7 @@ class _Run:
         meta = self.lib.metadata
         out = []
         for i, clip in enumerate(ids):
-            o = int(found.oracle_items[i, 0])
+            o = int(found.true_items[i, 0])
             out.append(
                 ReconstructedClip(
                     subject=subject,
@@ -592,14 +608,14 @@ class _Run:
                         for j, (s, it) in enumerate(zip(found.scores[i], found.items[i], strict=True))
                         if it >= 0
                     ],
-                    oracle={
+                    true_embedding={
                         k: v
-                        for k, v in _track(meta, o, found.oracle_scores[i, 0]).items()
+                        for k, v in _track(meta, o, found.true_scores[i, 0]).items()
                         if k not in ("rank", "artist")
                     },
                     generated=gen_info[i],
-                    oracle_generated={"path": self.oracle_cache[clip][0]}
-                    if clip in self.oracle_cache and gen_info[i]
+                    true_embedding_generated={"path": self.truth_cache[clip][0]}
+                    if clip in self.truth_cache and gen_info[i]
                     else None,
                     tags={key: str(v[i]) for key, v in tags.items() if key != "chance"} or None,
                     segments=self.segments.get(gen_info[i]["path"]) if gen_info[i] else None,
@@ -608,44 +624,46 @@ class _Run:
         return out
 
     def _score(
-        self, pred, ids, genres, T, found, generated, oracle_generated, tags, gen_info
-    ) -> ReconstructionScores:
-        """Every metric in the predictions' metric space, id accs with a bootstrap CI over clips."""
-        space = pred.space
-        seed = int(self.rng.integers(2**31))
+        self, pred, ids, genres, T, found, generated, truth_generated, tags, gen_info
+    ) -> tuple[ReconstructionScores, dict[str, np.ndarray | None]]:
+        """``(scores, {metric: per-clip values})``: every metric in the predictions' metric space, the
+        identification metrics (pairwise and N-way) with a bootstrap CI over clips and a p-value."""
+        space, seed = pred.space, int(self.rng.integers(2**31))
+        made = {"retrieval": found.windows, "generation": generated, "chance": found.chance_windows,
+                "true_embedding": found.true_windows, "true_embedding_generation": truth_generated}  # fmt: skip
+        fields, per_clip = chance_levels(len(ids)), {}
+        for kind, x in made.items():
+            if x is not None:
+                f, c = identification_fields(kind, space.transform(x), space.transform(T),
+                                             n_bootstrap=self.n_bootstrap, random_state=seed)  # fmt: skip
+                fields, per_clip = fields | f, per_clip | c
+        tag_of = {
+            "retrieval": "retrieved",
+            "generation": "generated",
+            "chance": "chance",
+            "true_embedding": "true_embedding",
+            "true_embedding_generation": "true_embedding_generated",
+        }
+        for kind, t in tag_of.items():
+            per_clip[f"{kind}_genre_agreement"] = _matches(tags.get(t), tags.get("original"))
+        per_clip["tagger_accuracy"] = _matches(tags.get("original"), genres)
+        per_clip["retrieval_score_mean"] = found.scores[:, 0].astype(np.float64)
+        if generated is not None:
+            per_clip["generation_score_mean"] = np.array([g["score"] for g in gen_info])
+        per_clip |= _selection_scores(gen_info)
+        means = {k: float(v.mean()) for k, v in per_clip.items() if v is not None and not k.endswith("_acc")}
+        scores = ReconstructionScores(subject=pred.subject, n_clips=int(len(ids)), space=space.name,
+                                      **(fields | means))  # fmt: skip
+        return scores, per_clip
 
-        def ident(x, with_p=False):
-            if x is None:
-                return None, None, None
-            return _id_acc(space.transform(x), space.transform(T), self.n_bootstrap, seed, with_p)
 
-        retrieval, retrieval_ci, retrieval_p = ident(found.windows, True)
-        generation, generation_ci, generation_p = ident(generated, True)
-        oracle, oracle_ci, _ = ident(found.oracle_windows)
-        chance = float(np.mean([ident(w)[0] for w in found.chance_windows]))
-        agree = {f"{k}_genre_agreement": _agreement(tags.get(t), tags.get("original"))
-                 for k, t in (("retrieval", "retrieved"), ("generation", "generated"), ("chance", "chance"),
-                              ("oracle", "oracle"), ("oracle_generation", "oracle_generated"))}  # fmt: skip
-        return ReconstructionScores(
-            subject=pred.subject, n_clips=int(len(ids)), space=space.name, retrieval_id_acc=retrieval,
-            chance_id_acc=chance, oracle_id_acc=oracle, generation_id_acc=generation,
-            oracle_generation_id_acc=ident(oracle_generated)[0], retrieval_id_acc_ci=retrieval_ci,
-            generation_id_acc_ci=generation_ci, oracle_id_acc_ci=oracle_ci, retrieval_id_acc_p=retrieval_p,
-            generation_id_acc_p=generation_p,
-            tagger_accuracy=_agreement(tags.get("original"), genres),
-            retrieval_score_mean=float(found.scores[:, 0].mean()),
-            generation_score_mean=None if generated is None else float(np.mean([g["score"] for g in gen_info])),
-            **_selection_means(gen_info), **agree,
-        )  # fmt: skip
-
-
-def _selection_means(gen_info) -> dict:
-    """Mean selection score of the kept and of the first (= best-of-1) candidates, for best-of-N runs."""
+def _selection_scores(gen_info) -> dict[str, np.ndarray]:
+    """Per clip, the selection score of the kept and of the first (= best-of-1) candidate (best-of-N)."""
     picks = [g["best_of"] for g in gen_info if g and g.get("best_of")]
     if not picks:
         return {}
-    return {"selection_score_mean": float(np.mean([p["scores"][p["kept"]] for p in picks])),
-            "selection_score_first_mean": float(np.mean([p["scores"][0] for p in picks]))}  # fmt: skip
+    return {"selection_score_mean": np.array([p["scores"][p["kept"]] for p in picks]),
+            "selection_score_first_mean": np.array([p["scores"][0] for p in picks])}  # fmt: skip
 
 
 class _Selection:
@@ -674,33 +692,6 @@ class _Selection:
         return self.current(candidates, target)
 
 
-def _id_acc(reconstructed: np.ndarray, target: np.ndarray, n_bootstrap: int, seed: int, with_p: bool):
-    """``(id acc, bootstrap CI over clips, permutation p vs chance or None)`` of reconstructions vs originals."""
-    from brain2music.evaluate import identification_scores, similarity_matrix
-    from brain2music.evaluate.stats import bootstrap_ci, identification_p_value
-
-    sim = similarity_matrix(reconstructed, target)
-    scores = identification_scores(sim)
-    ci = bootstrap_ci(scores, n_bootstrap=n_bootstrap, random_state=seed)
-    p = identification_p_value(sim, random_state=seed) if with_p else None
-    return float(scores.mean()), [float(ci[0]), float(ci[1])], p
-
-
-def summarise_subjects(per_subject: list[ReconstructionScores]) -> dict[str, SummaryStat]:
-    """Every metric's mean, sd (``ddof=1``) and bootstrap CI over subjects."""
-    from brain2music.evaluate.stats import bootstrap_ci, subject_sd
-
-    out: dict[str, SummaryStat] = {}
-    metrics = [s.metrics() for s in per_subject]
-    for key in dict.fromkeys(k for m in metrics for k in m):
-        vals = [m[key] for m in metrics if key in m]
-        ci = bootstrap_ci(vals)
-        out[key] = SummaryStat(
-            float(np.mean(vals)), subject_sd(vals), None if ci is None else list(ci), len(vals)
-        )
-    return out
-
-
 def _track(meta, item, score, *, rank: int | None = None) -> dict:
     row = {"rank": rank, "path": str(meta.at[int(item), "path"]), "title": str(meta.at[int(item), "title"]),
            "artist": str(meta.at[int(item), "artist"]), "genre": str(meta.at[int(item), "genre"]),
@@ -708,10 +699,11 @@ def _track(meta, item, score, *, rank: int | None = None) -> dict:
     return row
 
 
-def _agreement(a, b) -> float | None:
+def _matches(a, b) -> np.ndarray | None:
+    """Per clip 1.0 where labels ``a`` and ``b`` agree, else 0.0; ``None`` when either is missing."""
     if a is None or b is None:
         return None
-    return float(np.mean(np.asarray(a) == np.asarray(b)))
+    return (np.asarray(a) == np.asarray(b)).astype(np.float64)
 
 
 def _stimulus_path(config: dict, clip: str) -> str | None:

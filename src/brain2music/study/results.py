@@ -451,43 +451,121 @@ class Predictions:
 
 
 # --------------------------------------------------------------------------------------- reconstruction
+#: Earlier reconstruction.json files (schema 2) spell retrieval (and generation) from the true embedding
+#: with the prefix ``oracle`` in fields, summary keys, tags and config; they are read under today's names.
+_OLD_PREFIX, _PREFIX = "oracle", "true_embedding"
+
+
+def _renamed(key: str) -> str:
+    """``oracle_id_acc`` -> ``true_embedding_id_acc``, ``oracle`` -> ``true_embedding``; others unchanged."""
+    if key == _OLD_PREFIX or key.startswith(_OLD_PREFIX + "_"):
+        return _PREFIX + key[len(_OLD_PREFIX) :]
+    return key
+
+
+def _renamed_keys(data: dict | None) -> dict | None:
+    return None if data is None else {_renamed(k): v for k, v in data.items()}
+
+
 @dataclass
 class SummaryStat(_Record):
-    """Mean over subjects of one reconstruction metric (sd ``ddof=1``; CI bootstrap over subjects)."""
+    """Mean over subjects of one reconstruction metric, with its n.
+
+    ``sd``: over subjects (``ddof=1``; ``None`` with one subject). ``ci``: 95 % hierarchical bootstrap
+    of the mean (:func:`~brain2music.evaluate.stats.hierarchical_bootstrap_ci`) from the per-clip scores
+    of ``n_subjects`` subjects and ``n_clips`` distinct test clips; ``ci_resamples`` says what was
+    resampled (``"clips"`` below 3 subjects, ``"clips, subjects"`` from 3 on). ``ci`` is ``None`` where
+    there is nothing to resample (one clip and fewer than 3 subjects, or no per-clip scores, as for the
+    chance levels ``top1_chance``, ``top5_chance``). Files written before these fields have ``n_clips``
+    0 and ``ci_resamples`` ``None``.
+    """
 
     mean: float
     sd: float | None
     ci: list[float] | None
     n_subjects: int
+    n_clips: int = 0
+    ci_resamples: str | None = None
     extra: dict = field(default_factory=dict)
 
 
 @dataclass
 class ReconstructionScores(_Record):
-    """One subject's reconstruction metrics. Every ``*_id_acc`` is in the metric space ``space``;
-    ``*_id_acc_ci`` are 95 % bootstrap intervals over the reconstructed clips, ``*_id_acc_p`` permutation
-    p-values against chance. ``<kind>_tag_agreement_<group>`` (groups genre, instrument, mood) are the
-    paper's class agreement with the musicnn taggers; their ``_ci`` are bootstrap intervals over clips,
-    their ``_p`` two-sided paired sign-flip p-values of the difference from chance."""
+    """One subject's reconstruction metrics over its ``n_clips`` reconstructed test clips.
+
+    Kinds: ``retrieval`` (top-1 track for the predicted embedding), ``generation`` (audio generated from
+    it), ``chance`` (a random library track, mean over ``n_chance`` draws), ``true_embedding`` (retrieval
+    with the true embedding of the original: what this library returns for a perfect decode, not an
+    upper bound of the scores) and ``true_embedding_generation`` (generation from it).
+
+    Every ``*_id_acc`` (pairwise, paper Eq. 2-3) and ``*_top1_acc`` / ``*_top5_acc`` (N-way: the fraction
+    of clips whose original is among the 1 / 5 originals most correlated with the reconstruction's
+    embedding; chance ``top1_chance`` / ``top5_chance`` = k / n_clips) is in the metric space ``space``
+    and comes from one similarity matrix per kind (reconstructions × originals). ``*_ci`` are 95 %
+    bootstrap intervals over the clips, ``*_p`` one-sided permutation p-values against chance (for
+    ``chance``: of the mean over the draws). ``<kind>_tag_agreement_<group>`` (groups genre, instrument,
+    mood) are the paper's class agreement with the musicnn taggers; their ``_ci`` are bootstrap intervals
+    over clips, their ``_p`` two-sided paired sign-flip p-values of the difference from chance.
+
+    ``from_dict`` reads files that spell ``true_embedding`` as ``oracle``.
+    """
 
     subject: str
     n_clips: int
     space: str
     retrieval_id_acc: float
     chance_id_acc: float
-    oracle_id_acc: float
+    true_embedding_id_acc: float
     generation_id_acc: float | None = None
-    oracle_generation_id_acc: float | None = None
+    true_embedding_generation_id_acc: float | None = None
     retrieval_id_acc_ci: list[float] | None = None
     generation_id_acc_ci: list[float] | None = None
-    oracle_id_acc_ci: list[float] | None = None
+    chance_id_acc_ci: list[float] | None = None
+    true_embedding_id_acc_ci: list[float] | None = None
+    true_embedding_generation_id_acc_ci: list[float] | None = None
     retrieval_id_acc_p: float | None = None
     generation_id_acc_p: float | None = None
+    chance_id_acc_p: float | None = None
+    true_embedding_id_acc_p: float | None = None
+    true_embedding_generation_id_acc_p: float | None = None
+    # N-way identification (the peers' metric) of every kind, and its chance level k / n_clips.
+    top1_chance: float | None = None
+    top5_chance: float | None = None
+    retrieval_top1_acc: float | None = None
+    retrieval_top1_acc_ci: list[float] | None = None
+    retrieval_top1_acc_p: float | None = None
+    retrieval_top5_acc: float | None = None
+    retrieval_top5_acc_ci: list[float] | None = None
+    retrieval_top5_acc_p: float | None = None
+    generation_top1_acc: float | None = None
+    generation_top1_acc_ci: list[float] | None = None
+    generation_top1_acc_p: float | None = None
+    generation_top5_acc: float | None = None
+    generation_top5_acc_ci: list[float] | None = None
+    generation_top5_acc_p: float | None = None
+    chance_top1_acc: float | None = None
+    chance_top1_acc_ci: list[float] | None = None
+    chance_top1_acc_p: float | None = None
+    chance_top5_acc: float | None = None
+    chance_top5_acc_ci: list[float] | None = None
+    chance_top5_acc_p: float | None = None
+    true_embedding_top1_acc: float | None = None
+    true_embedding_top1_acc_ci: list[float] | None = None
+    true_embedding_top1_acc_p: float | None = None
+    true_embedding_top5_acc: float | None = None
+    true_embedding_top5_acc_ci: list[float] | None = None
+    true_embedding_top5_acc_p: float | None = None
+    true_embedding_generation_top1_acc: float | None = None
+    true_embedding_generation_top1_acc_ci: list[float] | None = None
+    true_embedding_generation_top1_acc_p: float | None = None
+    true_embedding_generation_top5_acc: float | None = None
+    true_embedding_generation_top5_acc_ci: list[float] | None = None
+    true_embedding_generation_top5_acc_p: float | None = None
     retrieval_genre_agreement: float | None = None
     generation_genre_agreement: float | None = None
     chance_genre_agreement: float | None = None
-    oracle_genre_agreement: float | None = None
-    oracle_generation_genre_agreement: float | None = None
+    true_embedding_genre_agreement: float | None = None
+    true_embedding_generation_genre_agreement: float | None = None
     tagger_accuracy: float | None = None
     retrieval_score_mean: float | None = None
     generation_score_mean: float | None = None
@@ -501,21 +579,21 @@ class ReconstructionScores(_Record):
     chance_tag_agreement_genre: float | None = None
     chance_tag_agreement_instrument: float | None = None
     chance_tag_agreement_mood: float | None = None
-    oracle_tag_agreement_genre: float | None = None
-    oracle_tag_agreement_instrument: float | None = None
-    oracle_tag_agreement_mood: float | None = None
-    oracle_generation_tag_agreement_genre: float | None = None
-    oracle_generation_tag_agreement_instrument: float | None = None
-    oracle_generation_tag_agreement_mood: float | None = None
+    true_embedding_tag_agreement_genre: float | None = None
+    true_embedding_tag_agreement_instrument: float | None = None
+    true_embedding_tag_agreement_mood: float | None = None
+    true_embedding_generation_tag_agreement_genre: float | None = None
+    true_embedding_generation_tag_agreement_instrument: float | None = None
+    true_embedding_generation_tag_agreement_mood: float | None = None
     retrieval_tag_agreement_genre_ci: list[float] | None = None
     retrieval_tag_agreement_instrument_ci: list[float] | None = None
     retrieval_tag_agreement_mood_ci: list[float] | None = None
     generation_tag_agreement_genre_ci: list[float] | None = None
     generation_tag_agreement_instrument_ci: list[float] | None = None
     generation_tag_agreement_mood_ci: list[float] | None = None
-    oracle_tag_agreement_genre_ci: list[float] | None = None
-    oracle_tag_agreement_instrument_ci: list[float] | None = None
-    oracle_tag_agreement_mood_ci: list[float] | None = None
+    true_embedding_tag_agreement_genre_ci: list[float] | None = None
+    true_embedding_tag_agreement_instrument_ci: list[float] | None = None
+    true_embedding_tag_agreement_mood_ci: list[float] | None = None
     retrieval_tag_agreement_genre_p: float | None = None
     retrieval_tag_agreement_instrument_p: float | None = None
     retrieval_tag_agreement_mood_p: float | None = None
@@ -528,8 +606,12 @@ class ReconstructionScores(_Record):
     selection_score_first_mean: float | None = None
     extra: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReconstructionScores:
+        return super().from_dict(_renamed_keys(data))
+
     def metrics(self) -> dict[str, float]:
-        """The scalar metrics to summarise over subjects (every numeric field but ``n_clips``)."""
+        """The scalar metrics to summarise over subjects (every numeric field but ``n_clips`` and the p's)."""
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
@@ -545,22 +627,36 @@ class ReconstructionScores(_Record):
 
 @dataclass
 class ReconstructedClip(_Record):
-    """One (subject, test clip): original, retrieved tracks, generated audio and tagger genres."""
+    """One (subject, test clip): original, retrieved tracks, generated audio, tagger genres, scores.
+
+    ``true_embedding``: the library track retrieved with the clip's true embedding. ``scores``: this
+    clip's value of each per-subject metric of :class:`ReconstructionScores` that is a mean over clips
+    (``retrieval_id_acc``: its Eq. 3 score, ``retrieval_top1_acc``: 1 or 0, ...); the summaries over
+    subjects resample them. ``from_dict`` reads files that spell ``true_embedding`` as ``oracle``.
+    """
 
     subject: str
     clip_id: str
     genre: str
     original: dict
     retrieved: list[dict]
-    oracle: dict
+    true_embedding: dict
     generated: dict | None = None
-    oracle_generated: dict | None = None
+    true_embedding_generated: dict | None = None
     tags: dict | None = None
-    #: ``{"original" | "retrieved" | "oracle" | "generated" | ...: {group: top-k musicnn tags}}``
+    #: ``{"original" | "retrieved" | "true_embedding" | "generated" | ...: {group: top-k musicnn tags}}``
     tag_classes: dict | None = None
     # A mosaic's source audio: [{path, source_start, output_start, duration}] (None for other generators).
     segments: list[dict] | None = None
+    scores: dict[str, float] | None = None
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReconstructedClip:
+        data = _renamed_keys(data)
+        for key in ("tags", "tag_classes"):
+            data[key] = _renamed_keys(data.get(key))
+        return super().from_dict(data)
 
 
 @dataclass
@@ -588,6 +684,7 @@ class ReconstructionResults(_Record):
     extra: dict = field(default_factory=dict)
 
     def _post_read(self) -> None:
+        self.config = _renamed_keys(self.config)
         self.clips = [
             c if isinstance(c, ReconstructedClip) else ReconstructedClip.from_dict(c) for c in self.clips
         ]
@@ -596,7 +693,8 @@ class ReconstructionResults(_Record):
             for s in self.per_subject
         ]
         self.summary = {
-            k: v if isinstance(v, SummaryStat) else SummaryStat.from_dict(v) for k, v in self.summary.items()
+            _renamed(k): v if isinstance(v, SummaryStat) else SummaryStat.from_dict(v)
+            for k, v in self.summary.items()
         }
 
 
