@@ -173,9 +173,10 @@ def reproduce(
         default) or ``cortex`` (cortical Destrieux voxels of FreeSurfer's aparc.a2009s+aseg).
     freesurfer_dir : FreeSurfer subjects folder (default ``<fmriprep>/sourcedata/freesurfer``).
     methods : decoder methods of the registry (:func:`brain2music.study.methods.list_methods`).
-    embeddings : precomputed embeddings per encoder name: a path to an embeddings ``.npz`` (written by
-        ``brain2music embed``), an :class:`~brain2music.embeddings.EmbeddingSet`, or a dict with
-        ``clip_ids``, ``embeddings`` and ``window``; or ``["name=path", ...]``. Others are computed.
+    embeddings : precomputed embeddings per name (any name; no registry entry needed): a path to an
+        embeddings ``.npz`` (:mod:`brain2music.embeddings.format`: ``clip_ids``, ``embeddings``, optionally
+        ``window`` and ``space``), an :class:`~brain2music.embeddings.EmbeddingSet`, or a dict of those
+        keys; or ``["name=path", ...]``. Others are computed.
     parcels : parcels of the ``ensemble``: ``"destrieux"`` (each subject's FreeSurfer Destrieux parcels,
         fMRIPrep T1w data), a label image (resampled to the BOLD grid by world coordinates when on another
         grid; default ``BIDS_ROOT/derivatives/parcels.nii.gz`` when present) or a ``.npy`` with one label
@@ -189,7 +190,9 @@ def reproduce(
     logo, logo_method : run leave-one-genre-out with this method (any per-subject method; ``encsel`` by
         default). Everything the method chooses is refitted without the held-out genre.
     metric_space : ``"paper"``, ``"standardized"``, or ``{encoder: space}``; default: each encoder's
-        registered space (``acoustic``: standardized; neural embeddings: paper).
+        registered space (``acoustic``: standardized; neural embeddings: paper); for precomputed
+        embeddings the ``space`` they name, else the default of the encoder their config records, else
+        standardized.
     n_bootstrap : bootstrap resamples of the confidence intervals.
     random_state : seed of the permutations and bootstraps.
     cache_dir : per-clip embedding cache (default: ``$BRAIN2MUSIC_CACHE`` or ``~/.cache/brain2music``).
