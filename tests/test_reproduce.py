@@ -170,6 +170,17 @@ def test_reproduce_metric_space_paper_is_raw_vectors(study, tmp_path):
     )
 
 
+def _logo_settings(study, tmp_path, space):
+    """Settings of one subject's encsel leave-one-genre-out (20 encoding-selected voxels)."""
+    return rep._settings(
+        dict(bids_root=study["bids"], stimuli=None, encoders=["acoustic"], out=tmp_path, subjects=["sub-001"],
+             derivatives=None, source=None, methods=["encsel"], embeddings={"acoustic": study["emb"]},
+             parcels=None, delay=3, delays=(2, 3, 4), alphas=None, cv=5, n_top_parcels=6, encsel_threshold=0.05,
+             encsel_top=20, reference=None, n_permutations=10, fdr_alpha=0.05, logo=True, logo_method="encsel",
+             metric_space=space, n_bootstrap=10, random_state=0, cache_dir=None)
+    )  # fmt: skip
+
+
 def test_leave_one_genre_out_never_sees_the_held_out_genre(study, monkeypatch, tmp_path):
     """The encsel voxels (and penalties) of a held-out genre come from the other genres only.
 
@@ -186,13 +197,7 @@ def test_leave_one_genre_out_never_sees_the_held_out_genre(study, monkeypatch, t
     sub, labels, _ = make_subject(study["embeddings"], study["ids"], n_voxels=120, noise=3.0, seed=5)
     emb = EmbeddingSet(np.array(study["ids"]), study["embeddings"], {"window": 15.0})
     genre = "metal"
-    settings = rep._settings(
-        dict(bids_root=study["bids"], stimuli=None, encoders=["acoustic"], out=tmp_path, subjects=["sub-001"],
-             derivatives=None, source=None, methods=["encsel"], embeddings={"acoustic": study["emb"]},
-             parcels=None, delay=3, delays=(2, 3, 4), alphas=None, cv=5, n_top_parcels=6, encsel_threshold=0.05,
-             encsel_top=20, reference=None, n_permutations=10, fdr_alpha=0.05, logo=True, logo_method="encsel",
-             metric_space=None, n_bootstrap=10, random_state=0, cache_dir=None)
-    )  # fmt: skip
+    settings = _logo_settings(study, tmp_path, None)
 
     def scores(data):
         ctx = SubjectContext(data, settings)
@@ -227,13 +232,7 @@ def test_leave_one_genre_out_in_the_standardized_space_never_sees_the_held_out_g
     from brain2music.study.scoring import leave_one_genre_out
 
     sub = make_subject(study["embeddings"], study["ids"], n_voxels=120, noise=3.0, seed=5)[0]
-    settings = rep._settings(
-        dict(bids_root=study["bids"], stimuli=None, encoders=["acoustic"], out=tmp_path, subjects=["sub-001"],
-             derivatives=None, source=None, methods=["encsel"], embeddings={"acoustic": study["emb"]},
-             parcels=None, delay=3, delays=(2, 3, 4), alphas=None, cv=5, n_top_parcels=6, encsel_threshold=0.05,
-             encsel_top=20, reference=None, n_permutations=10, fdr_alpha=0.05, logo=True, logo_method="encsel",
-             metric_space="standardized", n_bootstrap=10, random_state=0, cache_dir=None)
-    )  # fmt: skip
+    settings = _logo_settings(study, tmp_path, "standardized")
     genre = "metal"
 
     def scores(embeddings):
