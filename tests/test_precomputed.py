@@ -150,6 +150,16 @@ def test_malformed_files_name_the_file_the_key_and_what_was_found(study, arrays,
     assert not (study["tmp"] / "o").exists()
 
 
+def test_a_single_array_or_an_unreadable_file_is_named(study):
+    kw = dict(out=study["tmp"] / "o", encoders=["mfcc"], methods=["ridge"], verbose=False)
+    np.save(study["tmp"] / "one.npy", study["emb"])
+    with pytest.raises(DataError, match=r"one.npy: expected an .npz archive.*found a single array"):
+        rep.reproduce(study["bids"], embeddings={"mfcc": study["tmp"] / "one.npy"}, **kw)
+    (study["tmp"] / "text.npz").write_text("clip_ids,embeddings\n")
+    with pytest.raises(DataError, match=r"text.npz: cannot read as an embeddings .npz"):
+        load_embeddings(study["tmp"] / "text.npz")
+
+
 def test_clips_of_the_study_missing_from_the_file_are_named(study):
     path = study["tmp"] / "few.npz"
     np.savez(path, clip_ids=study["ids"][3:], embeddings=study["emb"][3:], window=15.0)

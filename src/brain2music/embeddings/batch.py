@@ -127,13 +127,13 @@ def load_embeddings(path: str | os.PathLike) -> EmbeddingSet:
 
     A malformed file raises :class:`DataError` naming the file, the key, what was expected and found.
     """
-    from brain2music.embeddings.format import check_embedding_arrays, plain_config
+    from brain2music.embeddings.format import check_embedding_arrays, open_npz, plain_config
 
     path = Path(path)
     if not path.is_file():
         raise DataFileNotFoundError(f"embeddings file not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open_npz(path) as npz:
             missing = {"clip_ids", "embeddings"} - set(npz.files)
             if missing:
                 raise DataError(

@@ -20,10 +20,25 @@ import numpy as np
 
 from brain2music.errors import DataError
 
-__all__ = ["SPACES", "check_embedding_arrays", "plain_config"]
+__all__ = ["SPACES", "check_embedding_arrays", "open_npz", "plain_config"]
 
 #: Metric spaces a file may name (:mod:`brain2music.evaluate.space`).
 SPACES = ("paper", "standardized")
+
+
+def open_npz(path) -> np.lib.npyio.NpzFile:
+    """``np.load(path)`` of an ``.npz`` archive (close it, or use ``with``); a single ``.npy`` array or a
+    file numpy cannot read raises DataError naming the file."""
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read as an embeddings .npz ({exc})") from exc
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(
+            f"{path}: expected an .npz archive with keys 'clip_ids' and 'embeddings'; found a single array "
+            f"of shape {getattr(npz, 'shape', '?')}"
+        )
+    return npz
 
 
 def check_embedding_arrays(clip_ids: Any, embeddings: Any, *, where: str) -> tuple[np.ndarray, np.ndarray]:

@@ -640,19 +640,14 @@ def _precomputed_space(value) -> str:
     is the default only for learned embeddings this package computed.
     """
     from brain2music.embeddings import EmbeddingSet, encoder_metric_space, list_encoders
-    from brain2music.embeddings.format import plain_config
+    from brain2music.embeddings.format import open_npz, plain_config
 
     if isinstance(value, (str, os.PathLike)):
         path = Path(value)
         if not path.is_file():
             raise DataFileNotFoundError(f"embeddings file not found: {path} (--embeddings)")
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                config = plain_config(npz, where=str(path))
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, DataError):
-                raise
-            raise DataError(f"{path}: cannot read as an embeddings .npz ({exc})") from exc
+        with open_npz(path) as npz:
+            config = plain_config(npz, where=str(path))
     elif isinstance(value, EmbeddingSet):
         config = value.config
     else:
