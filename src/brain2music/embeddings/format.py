@@ -20,7 +20,7 @@ import numpy as np
 
 from brain2music.errors import DataError
 
-__all__ = ["SPACES", "check_embedding_arrays", "open_npz", "plain_config"]
+__all__ = ["SPACES", "check_embedding_arrays", "default_space", "open_npz", "plain_config", "read_config"]
 
 #: Metric spaces a file may name (:mod:`brain2music.evaluate.space`).
 SPACES = ("paper", "standardized")
@@ -118,3 +118,25 @@ def check_file_space(space: Any, *, where: str) -> None:
     """``None`` (not given) or one of :data:`SPACES`."""
     if space is not None and space not in SPACES:
         raise DataError(f"{where}: key 'space' must be one of {', '.join(SPACES)}; found {space!r}")
+
+
+def read_config(path) -> dict[str, Any]:
+    """The :func:`plain_config` of the ``.npz`` at ``path``, without reading its arrays."""
+    with open_npz(path) as npz:
+        return plain_config(npz, where=str(path))
+
+
+def default_space(config: dict[str, Any]) -> str:
+    """The metric space of precomputed embeddings with this config: the ``space`` it names, else the
+    registered default of the encoder it records (a file of ``brain2music embed``), else ``standardized``.
+
+    ``standardized`` z-scores each dimension with training statistics, so dimensions of unknown units
+    (a tool's MFCCs, whose first coefficient is 100x the others) weigh alike; the paper's raw-vector space
+    is the default only for learned embeddings this package computed.
+    """
+    from brain2music.embeddings.registry import encoder_metric_space, list_encoders
+
+    if config.get("space"):
+        return str(config["space"])
+    own = config.get("encoder")
+    return encoder_metric_space(own) if own in list_encoders() else "standardized"

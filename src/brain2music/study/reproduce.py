@@ -632,30 +632,19 @@ def _settings(args: dict) -> StudySettings:
 
 
 def _precomputed_space(value) -> str:
-    """The metric space of precomputed embeddings: the one they name (``space``), else the registered default
-    of the encoder whose config they carry (a file of ``brain2music embed``), else ``standardized``.
-
-    ``standardized`` z-scores each dimension with training statistics, so dimensions of unknown units
-    (a tool's MFCCs, whose first coefficient is 100x the others) weigh alike; the paper's raw-vector space
-    is the default only for learned embeddings this package computed.
-    """
-    from brain2music.embeddings import EmbeddingSet, encoder_metric_space, list_encoders
-    from brain2music.embeddings.format import open_npz, plain_config
+    """The metric space of precomputed embeddings (path, set or dict): :func:`~brain2music.embeddings.format.default_space`."""
+    from brain2music.embeddings import EmbeddingSet
+    from brain2music.embeddings.format import default_space, read_config
 
     if isinstance(value, (str, os.PathLike)):
-        path = Path(value)
-        if not path.is_file():
-            raise DataFileNotFoundError(f"embeddings file not found: {path} (--embeddings)")
-        with open_npz(path) as npz:
-            config = plain_config(npz, where=str(path))
-    elif isinstance(value, EmbeddingSet):
-        config = value.config
-    else:
-        config = dict(value.get("config") or {}) | ({"space": value["space"]} if value.get("space") else {})
-    if config.get("space"):
-        return str(config["space"])
-    own = config.get("encoder")
-    return encoder_metric_space(own) if own in list_encoders() else "standardized"
+        if not Path(value).is_file():
+            raise DataFileNotFoundError(f"embeddings file not found: {value} (--embeddings)")
+        return default_space(read_config(value))
+    if isinstance(value, EmbeddingSet):
+        return default_space(value.config)
+    return default_space(
+        dict(value.get("config") or {}) | ({"space": value["space"]} if value.get("space") else {})
+    )
 
 
 def _execution(backend, scheduler, workers) -> tuple[str, str | None, int | None]:
