@@ -163,9 +163,14 @@ def test_a_single_array_or_an_unreadable_file_is_named(study):
 def test_clips_of_the_study_missing_from_the_file_are_named(study):
     path = study["tmp"] / "few.npz"
     np.savez(path, clip_ids=study["ids"][3:], embeddings=study["emb"][3:], window=15.0)
+    kw = dict(out=study["tmp"] / "o", encoders=["mfcc"], methods=["ridge"], verbose=False)
     with pytest.raises(DataError, match=r"3 clip\(s\) have no 'mfcc' embedding in .*few.npz"):
-        rep.reproduce(study["bids"], out=study["tmp"] / "o", encoders=["mfcc"], embeddings={"mfcc": path},
-                      methods=["ridge"], verbose=False)  # fmt: skip
+        rep.reproduce(study["bids"], embeddings={"mfcc": path}, **kw)
+    assert not (study["tmp"] / "o" / "results.json").exists()
+    with pytest.raises(
+        ConfigError, match=r"a mapping with 'clip_ids' and 'embeddings'; found dict with keys"
+    ):
+        rep.reproduce(study["bids"], embeddings={"mfcc": {"ids": study["ids"]}}, **kw)
 
 
 def test_options_are_resolved_for_computed_encoders_only():

@@ -502,6 +502,12 @@ def _load_embeddings(enc: str, value, settings: StudySettings, verbose: bool):
     elif isinstance(value, EmbeddingSet):
         es = value
     else:
+        if not isinstance(value, Mapping) or not {"clip_ids", "embeddings"} <= set(value):
+            raise ConfigError(
+                f"embeddings of {enc!r}: expected a path, an EmbeddingSet or a mapping with 'clip_ids' and "
+                f"'embeddings'; found {type(value).__name__}"
+                + (f" with keys {sorted(value)}" if isinstance(value, Mapping) else "")
+            )
         config = dict(value.get("config") or {})
         for key in ("window", "space"):
             if value.get(key) is not None:
@@ -642,6 +648,8 @@ def _precomputed_space(value) -> str:
         return default_space(read_config(value))
     if isinstance(value, EmbeddingSet):
         return default_space(value.config)
+    if not isinstance(value, Mapping):
+        return "standardized"  # :func:`_load_embeddings` refuses it, naming what it expected
     return default_space(
         dict(value.get("config") or {}) | ({"space": value["space"]} if value.get("space") else {})
     )
