@@ -108,12 +108,33 @@ def test_window_is_inferred_only_where_the_clip_grid_leaves_one_answer(study, mo
         rep.reproduce(study["bids"], embeddings={"mfcc": path}, **kw)
 
 
-def test_subject_grid_reads_headers_and_events(tmp_path):
+def test_window_of_a_file_without_one_comes_from_the_real_grid(tmp_path, capsys):
+    """A BIDS tree with the real ds003720 events: r = 10 windows per clip are the 1.5-s TRs."""
+    from brain2music.embeddings.clips import experiment_clips
     from conftest import make_bids_tree
 
     bids = make_bids_tree(tmp_path / "bids")
-    source = context.DataSource("bids", bids)
-    assert context.subject_grid(source, "sub-001") == (1.5, 10)
+    assert context.subject_grid(context.DataSource("bids", bids), "sub-001") == (1.5, 10)
+    ids = experiment_clips(bids).clip_id.to_numpy()  # Python objects: numpy pickles them
+    path = tmp_path / "mfcc.npz"
+    np.savez(path, clip_ids=ids, embeddings=make_embeddings(ids, r=10, dim=3, seed=2))
+    with pytest.raises(DataError, match=r"mfcc.npz: .*saved as Python objects.*dtype=str"):
+        load_embeddings(path)
+    np.savez(path, clip_ids=ids.astype(str), embeddings=make_embeddings(ids, r=10, dim=3, seed=2))
+    import nibabel as nib
+
+    mask = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((3, 3, 2), np.uint8), np.diag([2.0, 2.0, 2.0, 1.0])), str(mask))
+    out = tmp_path / "out"
+    args = ["reproduce", str(bids), "--out", str(out), "--embeddings", f"mfcc={path}", "--encoders", "mfcc",
+            "--mask", str(mask), "--methods", "ridge", "--no-logo", "--n-permutations", "20", "--n-bootstrap",
+            "20", "--quiet"]  # fmt: skip
+    with pytest.warns(UserWarning):  # raw BOLD without motion correction
+        assert main(args) == 0
+    res = ResultsFolder(out).read()
+    assert (res.encoders["mfcc"].window, res.encoders["mfcc"].r) == (1.5, 10)
+    (row,) = [r for r in res.rows if r.split == "test"]
+    assert abs(row.id_acc - 0.5) < 0.15  # noise voxels: chance
 
 
 @pytest.mark.parametrize(

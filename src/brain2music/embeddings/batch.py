@@ -149,7 +149,10 @@ def load_embeddings(path: str | os.PathLike) -> EmbeddingSet:
     except (OSError, ValueError) as exc:
         if isinstance(exc, Brain2MusicError):
             raise
-        raise DataError(f"{path}: cannot read as an embeddings .npz ({exc})") from exc
+        hint = ""
+        if "Object arrays" in str(exc):
+            hint = "; an array was saved as Python objects (e.g. pandas ids): save np.asarray(ids, dtype=str)"
+        raise DataError(f"{path}: cannot read as an embeddings .npz ({exc}){hint}") from exc
 
 
 # -- cache -------------------------------------------------------------------------------------------------
