@@ -227,3 +227,17 @@ def test_config_file_runs_precomputed_embeddings_end_to_end(study, capsys):
     bad.write_text(yaml_path.read_text().replace("encoders: [mfcc]", "encoders: [acoustic]"))
     assert main(["config", "--check", str(bad)]) == 2
     assert "'mfcc' is not among embeddings.encoders" in capsys.readouterr().err
+
+
+def test_a_library_needs_an_encoder_of_the_registry(tmp_path):
+    from brain2music.config import parse_config
+    from brain2music.study import experiment
+
+    values = {"experiment": {"out": "out"}, "data": {"bids": "bids", "stimuli": "stim"}, "library": {"music": "m"},
+              "embeddings": {"encoders": ["mfcc", "acoustic"], "precomputed": {"mfcc": "mfcc.npz"}}}  # fmt: skip
+    config = parse_config(values, path=tmp_path / "exp.yaml", check_paths=False)
+    with pytest.raises(ConfigError, match=r"library.encoder: 'mfcc' is no encoder of the registry"):
+        experiment._plan(config)
+    values["library"]["encoder"] = "acoustic"
+    plan = experiment._plan(parse_config(values, path=tmp_path / "exp.yaml", check_paths=False))
+    assert "library" in plan.enabled and experiment._library_options(plan) == {}

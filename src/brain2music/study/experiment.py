@@ -237,8 +237,8 @@ def _check_library_encoder(config: Config, name: str) -> None:
 
     if name not in list_encoders():
         raise ConfigError(
-            f"{config.where('library.encoder')}: {name!r} is precomputed (embeddings.precomputed) and no "
-            f"encoder of that name exists to embed the library's music; set library.encoder to one of "
+            f"{config.where('library.encoder')}: {name!r} is no encoder of the registry (a precomputed "
+            f"embedding needs none, but the library must embed its music); set library.encoder to one of "
             f"{', '.join(list_encoders())}"
         )
 
@@ -251,6 +251,10 @@ def _file_digests(paths: dict) -> dict:
     """``{name: sha256}`` of the precomputed files, so a stage reruns when a file's content changes."""
     out = {}
     for name, path in paths.items():
+        if not Path(path).is_file():
+            from brain2music.errors import DataFileNotFoundError
+
+            raise DataFileNotFoundError(f"embeddings.precomputed: {name}: file does not exist: {path}")
         h = hashlib.sha256()
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
