@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 import brain2music.study.context as context
 import brain2music.study.reproduce as rep
@@ -15,97 +14,80 @@ from brain2music.embeddings import EmbeddingSet, load_embeddings
 from brain2music.errors import ConfigError, DataError
 from brain2music.study.results import ResultsFolder
 from brain2music.windows import infer_window, n_windows
-from test_models_synth import design_clips, make_embeddings, make_subject
-
-SUBJECTS = ["sub-001", "sub-002"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with threadpool_limits(1):
-        yield
+from test_models_synth import make_embeddings
+from test_reproduce import _one_thread, study  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
-def study(tmp_path, monkeypatch):
-    """Two synthetic subjects whose voxels follow a 6-d embedding, served in place of the data layer."""
-    ids = design_clips().clip_id.tolist()
-    emb = make_embeddings(ids, r=1, dim=6, seed=0)
-    subs = {
-        s: make_subject(emb, ids, subject=s, n_voxels=120, noise=0.5, seed=k + 1)[0]
-        for k, s in enumerate(SUBJECTS)
-    }
-    monkeypatch.setattr(rep, "load_subject_for_study", lambda source, s: subs[s])
-    bids = tmp_path / "bids"
-    for s in SUBJECTS:
-        (bids / s).mkdir(parents=True)
-    return {"bids": bids, "ids": np.array(ids), "emb": emb, "tmp": tmp_path}
+def plain(study, tmp_path):  # noqa: F811  (the fixture of test_reproduce)
+    """:func:`test_reproduce.study`'s synthetic subjects, with the embedding as arrays to write files of."""
+    return {"bids": study["bids"], "ids": np.array(study["ids"]), "emb": study["embeddings"], "tmp": tmp_path}
 
 
-def _args(study, out, *extra):
-    return ["reproduce", str(study["bids"]), "--out", str(out), "--methods", "ridge", "--no-logo",
+def _args(plain, out, *extra):
+    return ["reproduce", str(plain["bids"]), "--out", str(out), "--methods", "ridge", "--no-logo",
             "--n-permutations", "20", "--n-bootstrap", "20", "--quiet", *extra]  # fmt: skip
 
 
-def test_cli_decodes_a_plain_npz_of_an_unregistered_name(study, capsys):
+def test_cli_decodes_a_plain_npz_of_an_unregistered_name(plain, capsys):
     """``--embeddings mfcc=FILE --encoders mfcc``: no registry entry, no config or version keys."""
-    path = study["tmp"] / "mfcc.npz"
-    np.savez(path, clip_ids=study["ids"], embeddings=study["emb"], window=15.0)
-    out = study["tmp"] / "cli"
-    assert main(_args(study, out, "--embeddings", f"mfcc={path}", "--encoders", "mfcc")) == 0
+    path = plain["tmp"] / "mfcc.npz"
+    np.savez(path, clip_ids=plain["ids"], embeddings=plain["emb"], window=15.0)
+    out = plain["tmp"] / "cli"
+    assert main(_args(plain, out, "--embeddings", f"mfcc={path}", "--encoders", "mfcc")) == 0
     res = ResultsFolder(out).read()
     info = res.encoders["mfcc"]
     assert (info.window, info.r, info.dim, info.space) == (15.0, 1, 6, "standardized")
     for row in (r for r in res.rows if r.split == "test"):
         assert row.encoder == "mfcc" and row.space == "standardized" and row.id_acc > 0.95
     saved = ResultsFolder(out).read_embeddings(res, "mfcc")
-    np.testing.assert_array_equal(saved.embeddings, study["emb"])
+    np.testing.assert_array_equal(saved.embeddings, plain["emb"])
     assert (saved.encoder, saved.window) == ("mfcc", 15.0)
     # The file says its space, or the command line does (the command line wins).
-    np.savez(path, clip_ids=study["ids"], embeddings=study["emb"], window=15.0, space="paper")
-    assert main(_args(study, study["tmp"] / "p", "--embeddings", f"mfcc={path}", "--encoders", "mfcc")) == 0
-    assert ResultsFolder(study["tmp"] / "p").read().encoders["mfcc"].space == "paper"
+    np.savez(path, clip_ids=plain["ids"], embeddings=plain["emb"], window=15.0, space="paper")
+    assert main(_args(plain, plain["tmp"] / "p", "--embeddings", f"mfcc={path}", "--encoders", "mfcc")) == 0
+    assert ResultsFolder(plain["tmp"] / "p").read().encoders["mfcc"].space == "paper"
     extra = ("--embeddings", f"mfcc={path}", "--encoders", "mfcc", "--metric-space", "standardized")
-    assert main(_args(study, study["tmp"] / "s", *extra)) == 0
-    assert ResultsFolder(study["tmp"] / "s").read().encoders["mfcc"].space == "standardized"
+    assert main(_args(plain, plain["tmp"] / "s", *extra)) == 0
+    assert ResultsFolder(plain["tmp"] / "s").read().encoders["mfcc"].space == "standardized"
     # A precomputed embedding takes no encoder options.
     capsys.readouterr()
     extra = ("--embeddings", f"mfcc={path}", "--encoders", "mfcc", "--encoder-option", "mfcc:n_mels=8")
-    assert main(_args(study, study["tmp"] / "o", *extra)) == 2
+    assert main(_args(plain, plain["tmp"] / "o", *extra)) == 2
     assert "'mfcc' is precomputed" in capsys.readouterr().err
-    assert main(["reproduce", str(study["bids"]), "--check", "--encoders", "mfcc", "--embeddings",
+    assert main(["reproduce", str(plain["bids"]), "--check", "--encoders", "mfcc", "--embeddings",
                  f"mfcc={path}"]) == 0  # fmt: skip
 
 
-def test_space_of_a_file_named_like_a_registry_encoder(study):
+def test_space_of_a_file_named_like_a_registry_encoder(plain):
     """The registry default applies only to a file that records it was computed by that encoder."""
-    plain = study["tmp"] / "plain.npz"
-    np.savez(plain, clip_ids=study["ids"], embeddings=study["emb"], window=15.0)
-    ours = study["tmp"] / "ours.npz"
-    EmbeddingSet(study["ids"], study["emb"], {"encoder": "clap", "window": 15.0}).save(ours)
-    assert rep._precomputed_space(str(plain)) == "standardized"
+    bare = plain["tmp"] / "plain.npz"
+    np.savez(bare, clip_ids=plain["ids"], embeddings=plain["emb"], window=15.0)
+    ours = plain["tmp"] / "ours.npz"
+    EmbeddingSet(plain["ids"], plain["emb"], {"encoder": "clap", "window": 15.0}).save(ours)
+    assert rep._precomputed_space(str(bare)) == "standardized"
     assert rep._precomputed_space(str(ours)) == "paper"  # clap's registered space
     assert rep._precomputed_space({"clip_ids": [], "embeddings": [], "space": "paper"}) == "paper"
-    kw = dict(out=study["tmp"] / "r", methods=["ridge"], logo=False, n_permutations=10, n_bootstrap=10,
+    kw = dict(out=plain["tmp"] / "r", methods=["ridge"], logo=False, n_permutations=10, n_bootstrap=10,
               verbose=False, encoders=["clap"])  # fmt: skip
-    res = rep.reproduce(study["bids"], embeddings={"clap": plain}, **kw)
+    res = rep.reproduce(plain["bids"], embeddings={"clap": bare}, **kw)
     assert res.encoders["clap"].space == "standardized"
 
 
-def test_window_is_inferred_only_where_the_clip_grid_leaves_one_answer(study, monkeypatch):
+def test_window_is_inferred_only_where_the_clip_grid_leaves_one_answer(plain, monkeypatch):
     # 10 volumes of 1.5 s per clip: r = 10 is one TR each, r = 1 the whole clip, r = 7 could be 5 s or 6 s.
     assert infer_window(10, n_trs=10, tr=1.5) == 1.5
     assert infer_window(1, n_trs=10, tr=1.5) == 15.0
     assert n_windows(5.0) == n_windows(6.0) == 7 and infer_window(7, n_trs=10, tr=1.5) is None
     monkeypatch.setattr(context, "subject_grid", lambda source, subject: (1.5, 10))
-    kw = dict(out=study["tmp"] / "w", methods=["ridge"], logo=False, n_permutations=10, n_bootstrap=10,
+    kw = dict(out=plain["tmp"] / "w", methods=["ridge"], logo=False, n_permutations=10, n_bootstrap=10,
               verbose=False, encoders=["mfcc"])  # fmt: skip
-    path = study["tmp"] / "nowin.npz"
-    np.savez(path, clip_ids=study["ids"], embeddings=study["emb"])
-    assert rep.reproduce(study["bids"], embeddings={"mfcc": path}, **kw).encoders["mfcc"].window == 15.0
-    np.savez(path, clip_ids=study["ids"], embeddings=np.repeat(study["emb"], 7, axis=1))
+    path = plain["tmp"] / "nowin.npz"
+    np.savez(path, clip_ids=plain["ids"], embeddings=plain["emb"])
+    assert rep.reproduce(plain["bids"], embeddings={"mfcc": path}, **kw).encoders["mfcc"].window == 15.0
+    np.savez(path, clip_ids=plain["ids"], embeddings=np.repeat(plain["emb"], 7, axis=1))
     with pytest.raises(DataError, match=r"nowin.npz: no key 'window'.*r=7 windows per clip"):
-        rep.reproduce(study["bids"], embeddings={"mfcc": path}, **kw)
+        rep.reproduce(plain["bids"], embeddings={"mfcc": path}, **kw)
 
 
 def test_window_of_a_file_without_one_comes_from_the_real_grid(tmp_path, capsys):
@@ -154,44 +136,44 @@ def test_window_of_a_file_without_one_comes_from_the_real_grid(tmp_path, capsys)
         ({"clip_ids": "IDS"}, r"lacks key\(s\) \['embeddings'\]"),
     ],
 )  # fmt: skip
-def test_malformed_files_name_the_file_the_key_and_what_was_found(study, arrays, message):
-    ids, emb = study["ids"], study["emb"]
+def test_malformed_files_name_the_file_the_key_and_what_was_found(plain, arrays, message):
+    ids, emb = plain["ids"], plain["emb"]
     nan = emb.copy()
     nan[3, 0, 2] = np.nan
     values = {"IDS": ids, "IDS_SHORT": ids[:-3], "IDS_2D": ids[:, None], "EMB": emb, "EMB2D": emb[:, 0],
               "EMB_NAN": nan}  # fmt: skip
-    path = study["tmp"] / "bad.npz"
+    path = plain["tmp"] / "bad.npz"
     np.savez(path, **{k: values.get(v, v) if isinstance(v, str) else v for k, v in arrays.items()})
     with pytest.raises(DataError, match=message) as info:
         load_embeddings(path)
     assert str(path) in str(info.value)
-    kw = dict(out=study["tmp"] / "o", encoders=["mfcc"], methods=["ridge"], verbose=False)
+    kw = dict(out=plain["tmp"] / "o", encoders=["mfcc"], methods=["ridge"], verbose=False)
     with pytest.raises(DataError, match=message):  # before the results folder is written
-        rep.reproduce(study["bids"], embeddings={"mfcc": path}, **kw)
-    assert not (study["tmp"] / "o").exists()
+        rep.reproduce(plain["bids"], embeddings={"mfcc": path}, **kw)
+    assert not (plain["tmp"] / "o").exists()
 
 
-def test_a_single_array_or_an_unreadable_file_is_named(study):
-    kw = dict(out=study["tmp"] / "o", encoders=["mfcc"], methods=["ridge"], verbose=False)
-    np.save(study["tmp"] / "one.npy", study["emb"])
+def test_a_single_array_or_an_unreadable_file_is_named(plain):
+    kw = dict(out=plain["tmp"] / "o", encoders=["mfcc"], methods=["ridge"], verbose=False)
+    np.save(plain["tmp"] / "one.npy", plain["emb"])
     with pytest.raises(DataError, match=r"one.npy: expected an .npz archive.*found a single array"):
-        rep.reproduce(study["bids"], embeddings={"mfcc": study["tmp"] / "one.npy"}, **kw)
-    (study["tmp"] / "text.npz").write_text("clip_ids,embeddings\n")
+        rep.reproduce(plain["bids"], embeddings={"mfcc": plain["tmp"] / "one.npy"}, **kw)
+    (plain["tmp"] / "text.npz").write_text("clip_ids,embeddings\n")
     with pytest.raises(DataError, match=r"text.npz: cannot read as an embeddings .npz"):
-        load_embeddings(study["tmp"] / "text.npz")
+        load_embeddings(plain["tmp"] / "text.npz")
 
 
-def test_clips_of_the_study_missing_from_the_file_are_named(study):
-    path = study["tmp"] / "few.npz"
-    np.savez(path, clip_ids=study["ids"][3:], embeddings=study["emb"][3:], window=15.0)
-    kw = dict(out=study["tmp"] / "o", encoders=["mfcc"], methods=["ridge"], verbose=False)
+def test_clips_of_the_study_missing_from_the_file_are_named(plain):
+    path = plain["tmp"] / "few.npz"
+    np.savez(path, clip_ids=plain["ids"][3:], embeddings=plain["emb"][3:], window=15.0)
+    kw = dict(out=plain["tmp"] / "o", encoders=["mfcc"], methods=["ridge"], verbose=False)
     with pytest.raises(DataError, match=r"3 clip\(s\) have no 'mfcc' embedding in .*few.npz"):
-        rep.reproduce(study["bids"], embeddings={"mfcc": path}, **kw)
-    assert not (study["tmp"] / "o" / "results.json").exists()
+        rep.reproduce(plain["bids"], embeddings={"mfcc": path}, **kw)
+    assert not (plain["tmp"] / "o" / "results.json").exists()
     with pytest.raises(
         ConfigError, match=r"a mapping with 'clip_ids' and 'embeddings'; found dict with keys"
     ):
-        rep.reproduce(study["bids"], embeddings={"mfcc": {"ids": study["ids"]}}, **kw)
+        rep.reproduce(plain["bids"], embeddings={"mfcc": {"ids": plain["ids"]}}, **kw)
 
 
 def test_options_are_resolved_for_computed_encoders_only():
@@ -205,13 +187,13 @@ def test_options_are_resolved_for_computed_encoders_only():
     assert rep.check_reproduce("mfcc,debug", embeddings=["mfcc=x.npz"])[0].name.startswith("debug")
 
 
-def test_config_file_runs_precomputed_embeddings_end_to_end(study, capsys):
-    path = study["tmp"] / "mfcc.npz"
-    np.savez(path, clip_ids=study["ids"], embeddings=study["emb"], window=15.0)
-    yaml_path = study["tmp"] / "exp.yaml"
+def test_config_file_runs_precomputed_embeddings_end_to_end(plain, capsys):
+    path = plain["tmp"] / "mfcc.npz"
+    np.savez(path, clip_ids=plain["ids"], embeddings=plain["emb"], window=15.0)
+    yaml_path = plain["tmp"] / "exp.yaml"
     yaml_path.write_text(
-        f"experiment: {{out: {study['tmp'] / 'exp'}}}\n"
-        f"data: {{bids: {study['bids']}}}\n"  # no stimuli: every embedding is precomputed
+        f"experiment: {{out: {plain['tmp'] / 'exp'}}}\n"
+        f"data: {{bids: {plain['bids']}}}\n"  # no stimuli: every embedding is precomputed
         "embeddings: {encoders: [mfcc], precomputed: {mfcc: mfcc.npz}}\n"  # relative to the file
         "decoding: {methods: [ridge]}\n"
         "reconstruction: {enabled: false}\nreport: {enabled: false}\n"
@@ -220,10 +202,10 @@ def test_config_file_runs_precomputed_embeddings_end_to_end(study, capsys):
     assert str(path) in capsys.readouterr().out
     assert main(["run", str(yaml_path), "--check"]) == 0  # nothing to build: every embedding is given
     assert main(["run", str(yaml_path)]) == 0
-    res = json.loads((study["tmp"] / "exp" / "results.json").read_text())
+    res = json.loads((plain["tmp"] / "exp" / "results.json").read_text())
     assert res["encoders"]["mfcc"]["space"] == "standardized"
     assert min(r["id_acc"] for r in res["rows"] if r["split"] == "test") > 0.95
-    bad = study["tmp"] / "bad.yaml"
+    bad = plain["tmp"] / "bad.yaml"
     bad.write_text(yaml_path.read_text().replace("encoders: [mfcc]", "encoders: [acoustic]"))
     assert main(["config", "--check", str(bad)]) == 2
     assert "'mfcc' is not among embeddings.encoders" in capsys.readouterr().err
