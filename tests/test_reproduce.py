@@ -173,6 +173,17 @@ def test_reproduce_metric_space_paper_is_raw_vectors(study, tmp_path):
     )
 
 
+def _logo_settings(study, tmp_path, space):
+    """Settings of one subject's encsel leave-one-genre-out (20 encoding-selected voxels)."""
+    return rep._settings(
+        dict(bids_root=study["bids"], stimuli=None, encoders=["acoustic"], out=tmp_path, subjects=["sub-001"],
+             derivatives=None, source=None, methods=["encsel"], embeddings={"acoustic": study["emb"]},
+             parcels=None, delay=3, delays=(2, 3, 4), alphas=None, cv=5, n_top_parcels=6, encsel_threshold=0.05,
+             encsel_top=20, reference=None, n_permutations=10, fdr_alpha=0.05, logo=True, logo_method="encsel",
+             metric_space=space, n_bootstrap=10, random_state=0, cache_dir=None)
+    )  # fmt: skip
+
+
 def test_leave_one_genre_out_never_sees_the_held_out_genre(study, monkeypatch, tmp_path):
     """The encsel voxels (and penalties) of a held-out genre come from the other genres only.
 
@@ -189,13 +200,7 @@ def test_leave_one_genre_out_never_sees_the_held_out_genre(study, monkeypatch, t
     sub, labels, _ = make_subject(study["embeddings"], study["ids"], n_voxels=120, noise=3.0, seed=5)
     emb = EmbeddingSet(np.array(study["ids"]), study["embeddings"], {"window": 15.0})
     genre = "metal"
-    settings = rep._settings(
-        dict(bids_root=study["bids"], stimuli=None, encoders=["acoustic"], out=tmp_path, subjects=["sub-001"],
-             derivatives=None, source=None, methods=["encsel"], embeddings={"acoustic": study["emb"]},
-             parcels=None, delay=3, delays=(2, 3, 4), alphas=None, cv=5, n_top_parcels=6, encsel_threshold=0.05,
-             encsel_top=20, reference=None, n_permutations=10, fdr_alpha=0.05, logo=True, logo_method="encsel",
-             metric_space=None, n_bootstrap=10, random_state=0, cache_dir=None)
-    )  # fmt: skip
+    settings = _logo_settings(study, tmp_path, None)
 
     def scores(data):
         ctx = SubjectContext(data, settings)
@@ -213,6 +218,44 @@ def test_leave_one_genre_out_never_sees_the_held_out_genre(study, monkeypatch, t
     drive = emb.select(sub.train_clips.clip_id)[held, 0] @ rng.standard_normal((6, int(inactive.sum())))
     leaky[np.ix_(held, np.arange(10), inactive)] = 10.0 * drive[:, None, :]
     changed = scores(dataclasses.replace(sub, train=leaky))
+    assert changed[genre] == base[genre]
+    assert any(changed[g] != base[g] for g in base if g != genre)  # the other genres did see the change
+
+
+def test_leave_one_genre_out_in_the_standardized_space_never_sees_the_held_out_genre(study, tmp_path):
+    """The standardized space z-scores with training statistics; a held-out genre's must not enter them.
+
+    The held-out genre's *training targets* are made 50 times larger and shifted. Refitted without the
+    genre (decoder, voxel selection and metric space), its score cannot change; a metric space fitted on
+    all training targets would move every test clip's standardized coordinates.
+    """
+    from brain2music.evaluate.space import MetricSpace
+    from brain2music.study.context import SubjectContext, Targets
+    from brain2music.study.methods import get_method
+    from brain2music.study.scoring import leave_one_genre_out
+
+    sub = make_subject(study["embeddings"], study["ids"], n_voxels=120, noise=3.0, seed=5)[0]
+    settings = _logo_settings(study, tmp_path, "standardized")
+    genre = "metal"
+
+    def scores(embeddings):
+        emb = EmbeddingSet(np.array(study["ids"]), embeddings, {"window": 15.0})
+        ctx = SubjectContext(sub, settings)
+        train = emb.select(ctx.train_clips.clip_id)
+        targets = Targets(
+            "acoustic",
+            15.0,
+            train,
+            emb.select(ctx.test_clips.clip_id),
+            MetricSpace.fit("standardized", train),
+        )
+        return {g.genre: g.id_acc for g in leave_one_genre_out(get_method("encsel"), ctx, targets)}
+
+    base = scores(study["embeddings"])
+    moved = study["embeddings"].copy()
+    held = np.isin(study["ids"], sub.train_clips.clip_id[sub.train_clips.genre == genre])
+    moved[held] = 50.0 * moved[held] + np.arange(1, 7, dtype=np.float32)
+    changed = scores(moved)
     assert changed[genre] == base[genre]
     assert any(changed[g] != base[g] for g in base if g != genre)  # the other genres did see the change
 

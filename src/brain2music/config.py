@@ -52,6 +52,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     "embeddings": {
         "encoders": (["acoustic"], "list"),
         "options": ({}, "dict"),
+        "precomputed": ({}, "dict"),
     },
     "decoding": {
         "methods": (["ridge", "ensemble", "encsel", "aligned"], "list"),
@@ -128,6 +129,9 @@ embeddings:
                                   # musicnn package), clap, encodec, mert, clap-text
   options: {}                     # encoder options, as --encoder-option: {batch_size: 16} for every
                                   # encoder that takes it, {mert: {trust_remote_code: true}} for one
+  precomputed: {}                 # embeddings computed elsewhere, as --embeddings: {mfcc: mfcc.npz};
+                                  # a .npz with clip_ids (n,), embeddings (n, r, dim), optionally window
+                                  # (s) and space (paper/standardized); list the name in encoders too
 
 decoding:
   methods: [ridge, ensemble, encsel, aligned]
@@ -296,6 +300,14 @@ def _read_sections(data: dict, values: dict, where, base: Path) -> dict:
             values[section][key] = value
     if values["experiment"]["out"] is not None:
         values["experiment"]["out"] = _resolve(values["experiment"]["out"], base)
+    precomputed = values["embeddings"]["precomputed"]
+    for name, value in precomputed.items():
+        if not isinstance(value, (str, os.PathLike)):
+            raise ConfigError(
+                f"{where('embeddings.precomputed')}: {name}: expected the path of an embeddings .npz, "
+                f"found {value!r}"
+            )
+        precomputed[name] = _resolve(value, base)
     # Keys that are a path or a keyword: a path resolves like the others.
     for key, words in (("mask", ("brain", "cortex")), ("parcels", ("destrieux",))):
         value = values["data"][key]
@@ -307,13 +319,20 @@ def _read_sections(data: dict, values: dict, where, base: Path) -> dict:
 def _check_values(values: dict, where, check_paths: bool) -> None:
     if values["experiment"]["out"] is None:
         raise ConfigError(f"{where('experiment.out')}: experiment.out (the output folder) is required")
+    _check_precomputed(values, where, check_paths)
     if not values["simulate"]["enabled"]:
         if values["data"]["bids"] is None and values["data"]["derivatives"] is None:
             raise ConfigError(
                 f"{where('data.bids')}: set data.bids (or data.derivatives), or simulate.enabled: true"
             )
-        if values["data"]["stimuli"] is None:
-            raise ConfigError(f"{where('data.stimuli')}: data.stimuli (the stimulus folder) is required")
+        computed = [
+            e for e in values["embeddings"]["encoders"] if e not in values["embeddings"]["precomputed"]
+        ]
+        if values["data"]["stimuli"] is None and computed:
+            raise ConfigError(
+                f"{where('data.stimuli')}: data.stimuli (the stimulus folder) is required to compute "
+                f"{', '.join(computed)} (or give them in embeddings.precomputed)"
+            )
         if check_paths:
             for key in ("bids", "derivatives", "stimuli", "mask", "fmriprep", "freesurfer_dir", "parcels"):
                 p = values["data"][key]
@@ -339,6 +358,19 @@ def _check_values(values: dict, where, check_paths: bool) -> None:
     n_jobs = values["decoding"]["n_jobs"]
     if n_jobs is not None and n_jobs < 1:
         raise ConfigError(f"{where('decoding.n_jobs')}: must be at least 1 (or null), found {n_jobs}")
+
+
+def _check_precomputed(values: dict, where, check_paths: bool) -> None:
+    """Every precomputed embedding is one of ``embeddings.encoders`` and (with ``check_paths``) exists."""
+    emb = values["embeddings"]
+    for name, path in emb["precomputed"].items():
+        if name not in emb["encoders"]:
+            raise ConfigError(
+                f"{where('embeddings.precomputed')}: {name!r} is not among embeddings.encoders "
+                f"{emb['encoders']}; add it there to use it"
+            )
+        if check_paths and not Path(path).is_file():
+            raise ConfigError(f"{where('embeddings.precomputed')}: {name}: file does not exist: {path}")
 
 
 def _check_neural(values: dict, where) -> None:

@@ -48,6 +48,22 @@ def n_windows(window: float, *, clip_duration: float = CLIP_DURATION, tr: float 
     return len(embedding_windows(window, clip_duration=clip_duration, tr=tr))
 
 
+def infer_window(r: int, *, n_trs: int, tr: float) -> float | None:
+    """The window of ``r`` windows per clip of ``n_trs`` volumes, where the grid leaves one answer; else None.
+
+    ``r == n_trs``: every window from half a TR to one TR long holds exactly one volume, so all of them
+    average the same volumes as ``tr``. ``r == 1``: one vector per clip is taken to describe the whole clip
+    (``n_trs * tr``, all its volumes); a window up to one TR shorter would also give ``r = 1`` but leave
+    out the first volume, which no clip-level embedding means. Any other ``r`` is reached by windows that
+    average different volumes (7 windows: the paper's 5 s, or 6 s), so it is not inferred.
+    """
+    if r == n_trs:
+        return float(tr)
+    if r == 1:
+        return float(n_trs * tr)
+    return None
+
+
 def window_tr_weights(
     window: float, n_trs: int, *, tr: float = TR, clip_duration: float | None = None
 ) -> np.ndarray:

@@ -64,7 +64,8 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--embeddings", nargs="+", default=None, metavar="NAME=FILE",
-        help="precomputed embeddings .npz per encoder (from `brain2music embed`), e.g. acoustic=emb.npz",
+        help="precomputed embeddings .npz of any name (clip_ids (n,), embeddings (n, r, dim), optionally "
+        "window and space; `brain2music embed` writes one), e.g. mulan=mulan.npz; list the name in --encoders",
     )  # fmt: skip
     p.add_argument(
         "--parcels",

@@ -74,6 +74,8 @@ class EmbeddingSet:
         brain2music version that computed them.
     skipped : dict
         ``{clip_id: error message}`` of clips left out with ``on_error="skip"``.
+    path : str or None
+        The file they were read from (named in errors), if any.
     """
 
     clip_ids: np.ndarray
@@ -81,6 +83,7 @@ class EmbeddingSet:
     config: dict[str, Any]
     version: str = field(default_factory=_version)
     skipped: dict[str, str] = field(default_factory=dict)
+    path: str | None = None
 
     @property
     def encoder(self) -> str:
@@ -99,9 +102,10 @@ class EmbeddingSet:
         wanted = list(clip_ids)
         missing = [c for c in wanted if c not in index]
         if missing:
+            where = f" in {self.path}" if self.path else ""
             raise DataError(
-                f"{len(missing)} clip(s) have no {self.encoder!r} embedding, e.g. {missing[:5]}; "
-                f"the set holds {len(index)} clips"
+                f"{len(missing)} clip(s) have no {self.encoder!r} embedding{where}, e.g. {missing[:5]}; "
+                f"the set holds {len(index)} clips (key 'clip_ids')"
             )
         return self.embeddings[[index[c] for c in wanted]]
 
@@ -118,27 +122,37 @@ class EmbeddingSet:
 
 
 def load_embeddings(path: str | os.PathLike) -> EmbeddingSet:
-    """Read a file written by :meth:`EmbeddingSet.save` (or ``brain2music embed``)."""
+    """Read an embeddings ``.npz``: ``clip_ids`` and ``embeddings`` at least (any tool's file; the format is
+    :mod:`brain2music.embeddings.format`), or a file written by :meth:`EmbeddingSet.save`.
+
+    A malformed file raises :class:`DataError` naming the file, the key, what was expected and found.
+    """
+    from brain2music.embeddings.format import check_embedding_arrays, open_npz, plain_config
+
     path = Path(path)
     if not path.is_file():
         raise DataFileNotFoundError(f"embeddings file not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = {"clip_ids", "embeddings", "config", "version"} - set(npz.files)
+        with open_npz(path) as npz:
+            missing = {"clip_ids", "embeddings"} - set(npz.files)
             if missing:
-                raise DataError(f"{path}: not an embeddings file; lacks {sorted(missing)}")
+                raise DataError(
+                    f"{path}: not an embeddings file; lacks key(s) {sorted(missing)} (expected 'clip_ids' "
+                    f"(n_clips,) and 'embeddings' (n_clips, r, dim); found {sorted(npz.files)})"
+                )
+            ids, emb = check_embedding_arrays(npz["clip_ids"], npz["embeddings"], where=str(path))
             skipped = json.loads(str(npz["skipped"])) if "skipped" in npz.files else {}
-            return EmbeddingSet(
-                clip_ids=npz["clip_ids"].astype(str),
-                embeddings=npz["embeddings"].astype(np.float32, copy=False),
-                config=json.loads(str(npz["config"])),
-                version=str(npz["version"]),
-                skipped=skipped,
+            version = (
+                str(npz["version"]) if "version" in npz.files else "unknown (not written by brain2music)"
             )
+            return EmbeddingSet(ids, emb, plain_config(npz, where=str(path)), version, skipped, str(path))
     except (OSError, ValueError) as exc:
         if isinstance(exc, Brain2MusicError):
             raise
-        raise DataError(f"{path}: cannot read as an embeddings .npz ({exc})") from exc
+        hint = ""
+        if "Object arrays" in str(exc):
+            hint = "; an array was saved as Python objects (e.g. pandas ids): save np.asarray(ids, dtype=str)"
+        raise DataError(f"{path}: cannot read as an embeddings .npz ({exc}){hint}") from exc
 
 
 # -- cache -------------------------------------------------------------------------------------------------

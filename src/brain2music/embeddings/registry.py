@@ -91,9 +91,10 @@ def encoder_modality(name: str) -> str:
 
 
 def encoder_metric_space(name: str) -> str:
-    """The default metric space of the encoder registered as ``name``; ``"paper"`` for unregistered names
-    (precomputed embeddings of an encoder this installation does not know)."""
-    return _REGISTRY[name].metric_space if name in _REGISTRY else "paper"
+    """The default metric space of the encoder registered as ``name``; ``"standardized"`` for unregistered
+    names (precomputed embeddings of an encoder this installation does not know: dimensions of unknown
+    units, each z-scored with training statistics)."""
+    return _REGISTRY[name].metric_space if name in _REGISTRY else "standardized"
 
 
 def _entry(name: str) -> _Entry:

@@ -36,6 +36,7 @@ __all__ = [
     "check_study_inputs",
     "load_subject_for_study",
     "register_subject_loader",
+    "subject_grid",
     "subject_parcels",
 ]
 
@@ -198,6 +199,27 @@ def check_study_inputs(source: DataSource, subjects, parcels: str | None) -> Non
                 raise DataFileNotFoundError(f"parcel label file of {subject} not found: {path} (--parcels)")
         if check is not None:
             check(source, subject, parcels)
+
+
+def subject_grid(source: DataSource, subject: str) -> tuple[float, int]:
+    """``(tr, n_trs per clip)`` of ``subject``'s responses, read from headers and events (no image data),
+    as the loaders cut them (:func:`brain2music.data.cut_clips`)."""
+    if source.kind == "fmriprep":
+        from brain2music.data import plan_subject
+
+        opts = {
+            k: v for k, v in source.options.items() if k in ("space", "confounds", "mask", "freesurfer_dir")
+        }
+        plan = plan_subject(source.fmriprep, subject, bids_root=source.bids_root, **opts)
+        tr, design = plan.tr, plan.design
+    elif source.kind in ("bids", "derivatives"):
+        from brain2music.data.bids import subject_design
+
+        _, tr, design = subject_design(source.bids_root, subject)
+    else:
+        data = load_subject_for_study(source, subject)
+        return float(data.tr), int(data.train.shape[1])
+    return float(tr), int(round(float(design["duration"].median()) / tr))
 
 
 def load_subject_for_study(source: DataSource, subject: str):

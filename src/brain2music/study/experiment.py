@@ -193,7 +193,8 @@ def _plan(config: Config) -> _Plan:
         fmriprep = bids / "derivatives" / "fmriprep" if sim["layout"] == "fmriprep" else None
     else:
         bids = Path(cfg["data"]["bids"]) if cfg["data"]["bids"] else None
-        stimuli, derivatives = Path(cfg["data"]["stimuli"]), cfg["data"]["derivatives"]
+        stimuli = Path(cfg["data"]["stimuli"]) if cfg["data"]["stimuli"] else None
+        derivatives = cfg["data"]["derivatives"]
         fmriprep = cfg["data"]["fmriprep"]
     data = cfg["data"]
     source_kw = {"fmriprep": fmriprep, "space": data["space"], "confounds": data["confounds"],
@@ -213,6 +214,8 @@ def _plan(config: Config) -> _Plan:
         enabled.append("reconstruct")
     if cfg["report"]["enabled"]:
         enabled.append("report")
+    if "library" in enabled:
+        _check_library_encoder(config, lib_encoder)
     return _Plan(
         config,
         out,
@@ -226,6 +229,38 @@ def _plan(config: Config) -> _Plan:
         lib_path,
         enabled,
     )
+
+
+def _check_library_encoder(config: Config, name: str) -> None:
+    """The library embeds music, so its encoder must be in the registry (a precomputed name may not be)."""
+    from brain2music.embeddings import list_encoders
+
+    if name not in list_encoders():
+        raise ConfigError(
+            f"{config.where('library.encoder')}: {name!r} is no encoder of the registry (a precomputed "
+            f"embedding needs none, but the library must embed its music); set library.encoder to one of "
+            f"{', '.join(list_encoders())}"
+        )
+
+
+def _precomputed(plan: _Plan) -> dict:
+    return dict(plan.cfg["embeddings"]["precomputed"])
+
+
+def _file_digests(paths: dict) -> dict:
+    """``{name: sha256}`` of the precomputed files, so a stage reruns when a file's content changes."""
+    out = {}
+    for name, path in paths.items():
+        if not Path(path).is_file():
+            from brain2music.errors import DataFileNotFoundError
+
+            raise DataFileNotFoundError(f"embeddings.precomputed: {name}: file does not exist: {path}")
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        out[name] = h.hexdigest()
+    return out
 
 
 def _simulate(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
@@ -265,6 +300,7 @@ def _reproduce(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
                 random_state=cfg["experiment"]["seed"], verbose=verbose,
                 backend=cfg["decoding"]["backend"], scheduler=cfg["decoding"]["scheduler"],
                 **_placement(plan), encoder_options=cfg["embeddings"]["options"],
+                embeddings=_precomputed(plan) or None,
             )  # fmt: skip
 
     # Where the subjects run does not change the results, so it is not part of the stage's fingerprint.
@@ -272,7 +308,7 @@ def _reproduce(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
     payload = {
         "data": cfg["data"], "embeddings": cfg["embeddings"], "decoding": decoding,
         "seed": cfg["experiment"]["seed"], "upstream": stages.fingerprints.get("simulate"),
-        "dtype": cfg["experiment"]["dtype"],
+        "dtype": cfg["experiment"]["dtype"], "precomputed": _file_digests(_precomputed(plan)),
         # A results folder of another layout must be rewritten even when nothing else changed.
         "schema": SCHEMA_VERSION,
     }  # fmt: skip
@@ -329,7 +365,10 @@ def _library_options(plan: _Plan) -> dict:
     """The library encoder's kwargs: the same ``embeddings.options`` as the study's encoder of that name."""
     from brain2music.study.reproduce import resolve_study_encoders
 
-    opts = resolve_study_encoders(plan.encoders, plan.cfg["embeddings"]["options"], **_placement(plan))
+    others = [e for e in _precomputed(plan) if e != plan.lib_encoder]
+    opts = resolve_study_encoders(
+        plan.encoders, plan.cfg["embeddings"]["options"], **_placement(plan), precomputed=others
+    )
     return opts[plan.lib_encoder]
 
 
@@ -354,7 +393,8 @@ def check_experiment(config: Config | str | os.PathLike | dict) -> list:
     elif not isinstance(config, Config):
         config = load_config(config, check_paths=False)
     plan = _plan(config)
-    resolved = resolve_study_encoders(plan.encoders, plan.cfg["embeddings"]["options"], **_placement(plan))
+    options, precomputed = plan.cfg["embeddings"]["options"], _precomputed(plan)
+    resolved = resolve_study_encoders(plan.encoders, options, **_placement(plan), precomputed=precomputed)
     results = check_encoders(resolved)
     generator = plan.cfg["reconstruction"]["generator"]
     if "reconstruct" not in plan.enabled or generator is None:
@@ -364,7 +404,7 @@ def check_experiment(config: Config | str | os.PathLike | dict) -> list:
         from brain2music.embeddings.registry import get_encoder
 
         built = {}
-        lib_kw = resolved[plan.lib_encoder]
+        lib_kw = resolved[plan.lib_encoder] if plan.lib_encoder in resolved else _library_options(plan)
         results.append(check_component("encoder", f"{plan.lib_encoder} (library)", None,
                                        lambda: built.setdefault("enc", get_encoder(plan.lib_encoder, **lib_kw))))  # fmt: skip
         if "enc" not in built:

@@ -173,9 +173,10 @@ def reproduce(
         default) or ``cortex`` (cortical Destrieux voxels of FreeSurfer's aparc.a2009s+aseg).
     freesurfer_dir : FreeSurfer subjects folder (default ``<fmriprep>/sourcedata/freesurfer``).
     methods : decoder methods of the registry (:func:`brain2music.study.methods.list_methods`).
-    embeddings : precomputed embeddings per encoder name: a path to an embeddings ``.npz`` (written by
-        ``brain2music embed``), an :class:`~brain2music.embeddings.EmbeddingSet`, or a dict with
-        ``clip_ids``, ``embeddings`` and ``window``; or ``["name=path", ...]``. Others are computed.
+    embeddings : precomputed embeddings per name (any name; no registry entry needed): a path to an
+        embeddings ``.npz`` (:mod:`brain2music.embeddings.format`: ``clip_ids``, ``embeddings``, optionally
+        ``window`` and ``space``), an :class:`~brain2music.embeddings.EmbeddingSet`, or a dict of those
+        keys; or ``["name=path", ...]``. Others are computed.
     parcels : parcels of the ``ensemble``: ``"destrieux"`` (each subject's FreeSurfer Destrieux parcels,
         fMRIPrep T1w data), a label image (resampled to the BOLD grid by world coordinates when on another
         grid; default ``BIDS_ROOT/derivatives/parcels.nii.gz`` when present) or a ``.npy`` with one label
@@ -189,7 +190,9 @@ def reproduce(
     logo, logo_method : run leave-one-genre-out with this method (any per-subject method; ``encsel`` by
         default). Everything the method chooses is refitted without the held-out genre.
     metric_space : ``"paper"``, ``"standardized"``, or ``{encoder: space}``; default: each encoder's
-        registered space (``acoustic``: standardized; neural embeddings: paper).
+        registered space (``acoustic``: standardized; neural embeddings: paper); for precomputed
+        embeddings the ``space`` they name, else the default of the encoder their config records, else
+        standardized.
     n_bootstrap : bootstrap resamples of the confidence intervals.
     random_state : seed of the permutations and bootstraps.
     cache_dir : per-clip embedding cache (default: ``$BRAIN2MUSIC_CACHE`` or ``~/.cache/brain2music``).
@@ -509,8 +512,13 @@ def _targets(ctx: SubjectContext, emb, space: str) -> Targets:
 
 
 def _load_embeddings(enc: str, value, settings: StudySettings, verbose: bool):
-    """The :class:`~brain2music.embeddings.EmbeddingSet` of ``enc``: precomputed (path / set / dict) or computed."""
+    """The :class:`~brain2music.embeddings.EmbeddingSet` of ``enc``: precomputed (path / set / dict) or computed.
+
+    A precomputed set needs no registry entry; without a ``window`` it is inferred from ``r`` and the
+    first subject's clip grid where that is unambiguous (:func:`brain2music.windows.infer_window`).
+    """
     from brain2music.embeddings import EmbeddingSet, embed_folder, load_embeddings
+    from brain2music.embeddings.format import check_embedding_arrays, check_file_space, check_window
 
     if value is None:
         from brain2music.embeddings.registry import get_encoder
@@ -525,19 +533,42 @@ def _load_embeddings(enc: str, value, settings: StudySettings, verbose: bool):
     elif isinstance(value, EmbeddingSet):
         es = value
     else:
+        if not isinstance(value, Mapping) or not {"clip_ids", "embeddings"} <= set(value):
+            raise ConfigError(
+                f"embeddings of {enc!r}: expected a path, an EmbeddingSet or a mapping with 'clip_ids' and "
+                f"'embeddings'; found {type(value).__name__}"
+                + (f" with keys {sorted(value)}" if isinstance(value, Mapping) else "")
+            )
         config = dict(value.get("config") or {})
-        config.setdefault("window", value.get("window"))
-        es = EmbeddingSet(np.asarray(value["clip_ids"]).astype(str), np.asarray(value["embeddings"]), config)
-    if not np.isfinite(es.window):
-        raise DataError(
-            f"embeddings of {enc!r}: no 'window' in their config; write them with `brain2music embed`"
-        )
+        for key in ("window", "space"):
+            if value.get(key) is not None:
+                config[key] = value[key]
+        es = EmbeddingSet(value["clip_ids"], value["embeddings"], config)
+    where = es.path or f"embeddings of {enc!r}"
+    ids, emb = check_embedding_arrays(es.clip_ids, es.embeddings, where=where)
+    check_window(es.config.get("window"), where=where)
+    check_file_space(es.config.get("space"), where=where)
     # A file's own encoder name may differ from the name it is used under.
     config = dict(es.config) | {"encoder": enc}
-    emb = np.asarray(es.embeddings, dtype=np.float32)
-    if emb.ndim != 3:
-        raise DataError(f"embeddings of {enc!r} must have shape (n_clips, r, dim); got {emb.shape}")
-    return EmbeddingSet(es.clip_ids, emb, config, es.version, es.skipped)
+    if config.get("window") is None:
+        config["window"] = _inferred_window(emb.shape[1], settings, where)
+    return EmbeddingSet(ids, emb, config, es.version, es.skipped, es.path)
+
+
+def _inferred_window(r: int, settings: StudySettings, where: str) -> float:
+    """The window of ``r`` windows per clip on the first subject's clip grid, or a DataError naming the key."""
+    from brain2music.study.context import subject_grid
+    from brain2music.windows import infer_window
+
+    tr, n_trs = subject_grid(settings.source, settings.subjects[0])
+    window = infer_window(r, n_trs=n_trs, tr=tr)
+    if window is None:
+        raise DataError(
+            f"{where}: no key 'window' (seconds per embedding window), and r={r} windows per clip does not "
+            f"say it on this study's grid of {n_trs} volumes of {tr} s per clip (only r={n_trs}, one TR each, "
+            f"or r=1, the whole clip, do); add window=SECONDS to the file"
+        )
+    return window
 
 
 def _embedding_sources(embeddings) -> dict[str, Any]:
@@ -610,14 +641,15 @@ def _settings(args: dict) -> StudySettings:
         raise ConfigError(f"reference subject {reference} is not among the subjects {subjects}")
     space = args["metric_space"]
     spaces = {
-        e: (space.get(e) if isinstance(space, Mapping) else space) or encoder_metric_space(e)
+        e: (space.get(e) if isinstance(space, Mapping) else space)
+        or (_precomputed_space(given[e]) if e in given else encoder_metric_space(e))
         for e in encoders
     }
     for e, sp in spaces.items():
         check_space(sp, what=f"metric space of {e}")
     alphas = args["alphas"] if args["alphas"] is not None else DEFAULT_ALPHAS
     encoder_options = resolve_study_encoders(
-        encoders, args.get("encoder_options"), args.get("device"), args.get("dtype")
+        encoders, args.get("encoder_options"), args.get("device"), args.get("dtype"), precomputed=given
     )
     backend, scheduler, workers = _execution(
         args.get("backend", "numpy"), args.get("scheduler"), args.get("workers")
@@ -634,6 +666,24 @@ def _settings(args: dict) -> StudySettings:
         backend=backend, reuse_kernels=bool(args.get("reuse_kernels", True)), scheduler=scheduler, workers=workers,
         encoder_options=encoder_options,
     )  # fmt: skip
+
+
+def _precomputed_space(value) -> str:
+    """The metric space of precomputed embeddings (path, set or dict): :func:`~brain2music.embeddings.format.default_space`."""
+    from brain2music.embeddings import EmbeddingSet
+    from brain2music.embeddings.format import default_space, read_config
+
+    if isinstance(value, (str, os.PathLike)):
+        if not Path(value).is_file():
+            raise DataFileNotFoundError(f"embeddings file not found: {value} (--embeddings)")
+        return default_space(read_config(value))
+    if isinstance(value, EmbeddingSet):
+        return default_space(value.config)
+    if not isinstance(value, Mapping):
+        return "standardized"  # :func:`_load_embeddings` refuses it, naming what it expected
+    return default_space(
+        dict(value.get("config") or {}) | ({"space": value["space"]} if value.get("space") else {})
+    )
 
 
 def _execution(backend, scheduler, workers) -> tuple[str, str | None, int | None]:
@@ -654,12 +704,33 @@ def _execution(backend, scheduler, workers) -> tuple[str, str | None, int | None
     return backend, scheduler, None if workers is None else int(workers)
 
 
-def resolve_study_encoders(encoders, options=None, device=None, dtype=None) -> dict[str, dict]:
-    """``{encoder: kwargs}`` of a study's encoders from ``--encoder-option``/``--device``/``--dtype``
-    (checked against each encoder's constructor before anything is loaded)."""
+def resolve_study_encoders(
+    encoders, options=None, device=None, dtype=None, *, precomputed=()
+) -> dict[str, dict]:
+    """``{encoder: kwargs}`` of the encoders a study computes from ``--encoder-option``/``--device``/
+    ``--dtype`` (checked against each encoder's constructor before anything is loaded).
+
+    ``precomputed`` names the embeddings given as files (``--embeddings``): they need no registry entry
+    and take no options, so an option meant for one of them is a ConfigError.
+    """
     from brain2music.embeddings.registry import resolve_encoder_options
 
-    return resolve_encoder_options(encoders, dict(options or {}), device=device, dtype=dtype)
+    given = set(precomputed)
+    options = dict(options or {})
+    for name in given & set(options):
+        raise ConfigError(
+            f"--encoder-option {name}:...: {name!r} is precomputed (--embeddings {name}=FILE), so it computes "
+            "nothing and takes no options"
+        )
+    computed = [e for e in encoders if e not in given]
+    if not computed:
+        if options:
+            raise ConfigError(
+                f"--encoder-option {', '.join(options)}: every embedding of this run is precomputed "
+                f"({', '.join(encoders)}); no encoder is built to take options"
+            )
+        return {}
+    return resolve_encoder_options(computed, options, device=device, dtype=dtype)
 
 
 def check_reproduce(encoders, *, embeddings=None, encoder_options=None, device=None, dtype=None) -> list:
@@ -669,8 +740,7 @@ def check_reproduce(encoders, *, embeddings=None, encoder_options=None, device=N
 
     encoders = _csv_list(encoders, "encoders (e.g. acoustic)")
     given = _embedding_sources(embeddings)
-    resolved = resolve_study_encoders(encoders, encoder_options, device, dtype)
-    return check_encoders({e: kw for e, kw in resolved.items() if e not in given})
+    return check_encoders(resolve_study_encoders(encoders, encoder_options, device, dtype, precomputed=given))
 
 
 def _drop_unavailable(methods: list[str], parcels, subjects, default_parcels) -> list[str]:
