@@ -114,7 +114,7 @@ def _clip_audio(w: Path, study: str, recon: dict):
     """``{name: [(clip_id, audio 22,050 Hz)]}`` for originals, retrieval, oracle and generated clips."""
     import pandas as pd
 
-    from brain2music.reconstruct.encoders import prepare_clip
+    from brain2music.reconstruct.clip_embedding import prepare_clip
     from brain2music.stimuli import load_stimulus, read_audio
 
     meta = pd.read_csv(w / study / "stimuli" / "metadata.csv").set_index("clip_id")
@@ -142,7 +142,7 @@ def step_tags(w: Path) -> None:
     from brain2music.embeddings.musicnn.tags import TAG_GROUPS, TOP_K
     from brain2music.evaluate.stats import bootstrap_ci
     from brain2music.evaluate.tags import chance_top_k_agreement, group_agreement
-    from brain2music.reconstruct.encoders import prepare_clip
+    from brain2music.reconstruct.clip_embedding import prepare_clip
     from brain2music.reconstruct.library import MusicLibrary
     from brain2music.stimuli import read_audio
 
@@ -214,7 +214,7 @@ def _paired(w: Path, recon):
     from brain2music.embeddings import get_encoder
     from brain2music.evaluate import identification_scores, similarity_matrix
     from brain2music.evaluate.stats import paired_test
-    from brain2music.reconstruct.encoders import clip_embedding, prepare_clip
+    from brain2music.reconstruct.clip_embedding import clip_embedding, prepare_clip
     from brain2music.reconstruct.library import MusicLibrary
     from brain2music.stimuli import read_audio
     from brain2music.study.results import ResultsFolder

@@ -162,7 +162,7 @@ def study(tmp_path_factory):
     from threadpoolctl import threadpool_limits
 
     from brain2music.reconstruct import build_library
-    from brain2music.reproduce import reproduce
+    from brain2music.study.reproduce import reproduce
     from brain2music.simulate import simulate_study
 
     base = tmp_path_factory.mktemp("live")

@@ -4,7 +4,7 @@
   (:func:`build_library`, :func:`add_to_library`, :func:`open_library`, :func:`search_library`);
 - :mod:`~brain2music.reconstruct.generators`: one protocol, a registry (:func:`get_generator`);
 - ``brain2music reconstruct`` over a results folder lives with the other stages in
-  :mod:`brain2music.study.reconstruct` (``brain2music.reconstruct.pipeline`` re-exports it).
+  :mod:`brain2music.study.reconstruct`.
 """
 
 import importlib
@@ -21,7 +21,6 @@ _EXPORTS = {
     "search_library": "library",
     "get_generator": "generators",
     "list_generators": "generators",
-    "reconstruct": "pipeline",
 }
 
 
@@ -39,6 +38,5 @@ __all__ = [
     "library_from_embeddings",
     "list_generators",
     "open_library",
-    "reconstruct",
     "search_library",
 ]

@@ -740,7 +740,6 @@ def search_library(
 _BUILD_EXPORTS = (
     "add_to_library",
     "build_library",
-    "find_audio_files",
     "library_from_embeddings",
     "read_fma_tracks",
 )

@@ -42,13 +42,12 @@ from brain2music.reconstruct.library import (
     clip_space_map,
 )
 from brain2music.reconstruct.window_store import WINDOW_INDEX_KINDS, write_store
-from brain2music.stimuli import AUDIO_EXTENSIONS, STIMULUS_DURATION, read_audio, rms_normalize
+from brain2music.stimuli import STIMULUS_DURATION, find_audio_files, read_audio, rms_normalize
 from brain2music.windows import TR, clip_vectors
 
 __all__ = [
     "add_to_library",
     "build_library",
-    "find_audio_files",
     "library_from_embeddings",
     "read_fma_tracks",
     "rebuild_indexes",
@@ -57,23 +56,6 @@ __all__ = [
 #: Unlisted shards / indexes older than this (s) are debris of a crashed writer and are deleted; younger
 #: ones may belong to a writer that is about to commit them.
 ORPHAN_AGE = 3600.0
-
-
-def find_audio_files(music_dir: str | os.PathLike) -> list[Path]:
-    """All audio files (by extension, see ``brain2music.stimuli.AUDIO_EXTENSIONS``) under ``music_dir``, sorted."""
-    music_dir = Path(music_dir)
-    if not music_dir.is_dir():
-        raise DataFileNotFoundError(f"music folder not found: {music_dir}")
-    files = sorted(
-        p
-        for p in music_dir.rglob("*")
-        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() and not p.name.startswith(".")
-    )
-    if not files:
-        raise DataError(
-            f"{music_dir}: no audio files found; expected files ending in {', '.join(AUDIO_EXTENSIONS)}"
-        )
-    return files
 
 
 def read_fma_tracks(path: str | os.PathLike) -> pd.DataFrame:

@@ -492,7 +492,7 @@ class MusicGenGenerator(Generator):
         """Load MusicGen and the text encoder of the vocabulary (what ``--check`` does); returns self."""
         self._load()
         if self.vocabulary_embeddings is None and isinstance(self.text_encoder, str):
-            from brain2music.reconstruct.encoders import resolve_encoder
+            from brain2music.reconstruct.clip_embedding import resolve_encoder
 
             self.text_encoder = resolve_encoder(self.text_encoder)
         return self
