@@ -3,12 +3,12 @@
 Run step by step (each step is short enough for one hold of the shared lock)::
 
     python benchmarks/bench_mosaic_real.py --workdir W --step folder      # links, seconds
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step study      # ~2 min
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step reproduce  # ~8 min
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step library    # ~2 min
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step reconstruct
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step offline    # ~8 min
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step tags       # ~3 min
+    python benchmarks/bench_mosaic_real.py --workdir W --step study      # ~2 min
+    python benchmarks/bench_mosaic_real.py --workdir W --step reproduce  # ~8 min
+    python benchmarks/bench_mosaic_real.py --workdir W --step library    # ~2 min
+    python benchmarks/bench_mosaic_real.py --workdir W --step reconstruct
+    python benchmarks/bench_mosaic_real.py --workdir W --step offline    # ~8 min
+    python benchmarks/bench_mosaic_real.py --workdir W --step tags       # ~3 min
     python benchmarks/bench_mosaic_real.py --workdir W --step summary
 
 The music: the 94 real recordings of ``benchmarks/real_music.py`` (Debian's game and music packages),

@@ -103,7 +103,9 @@ def _is_shim(tree: ast.Module, module: str, is_package: bool) -> bool:
             value = node.value
             if value is None or isinstance(value, (ast.Name, ast.Constant, ast.Attribute)):
                 continue
-            if isinstance(value, (ast.List, ast.Tuple)) and all(isinstance(e, ast.Constant) for e in value.elts):
+            if isinstance(value, (ast.List, ast.Tuple)) and all(
+                isinstance(e, ast.Constant) for e in value.elts
+            ):
                 continue  # __all__ = [...]
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "tuple":
                 continue  # NAMES = tuple(list_names())

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from brain2music.commands._options import add_encoder_options, encoder_options, parse_value
+from brain2music.commands._options import (
+    add_encoder_options,
+    add_scheduler_option,
+    encoder_options,
+    parse_value,
+)
 from brain2music.errors import ConfigError
 
 _ENCODERS = (
@@ -80,12 +85,7 @@ def register(subparsers) -> None:
         help="per-clip cache (default $BRAIN2MUSIC_CACHE/embeddings or ~/.cache/brain2music/embeddings)",
     )
     r.add_argument("--no-cache", action="store_true", help="do not read or write the per-clip cache")
-    r.add_argument(
-        "--scheduler",
-        default="local",
-        help="'local' (default: a Dask LocalCluster on this machine), 'none' (in-process) or a "
-        "Dask scheduler address such as tcp://host:8786",
-    )
+    add_scheduler_option(r, runs="clips, in chunks,")
     r.add_argument(
         "--workers", type=int, help="local cluster: number of worker processes (default: all cores)"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from brain2music.commands._options import add_encoder_options, parse_options
+from brain2music.commands._options import add_encoder_options, add_scheduler_option, parse_options
 
 
 def _csv(text: str) -> list[str]:
@@ -111,11 +111,7 @@ def register(subparsers) -> None:
         help="compute backend of every ridge and encoding model: numpy (default), torch, torch_cuda or cupy "
         "(himalaya's backends; float32 on the device)",
     )  # fmt: skip
-    p.add_argument(
-        "--scheduler", default=None,
-        help="where subjects run, one task each: none (default, this process), threads, local (a Dask "
-        "LocalCluster) or a Dask scheduler address such as tcp://host:8786 (workers must see the data and --out)",
-    )  # fmt: skip
+    add_scheduler_option(p, runs="subjects, one task each,", threads=True)
     p.add_argument("--workers", type=int, default=None, help="threads / local workers (default: all cores)")
     add_encoder_options(p)
     p.add_argument(

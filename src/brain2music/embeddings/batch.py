@@ -46,6 +46,8 @@ __all__ = [
     "embed_clips",
     "embed_folder",
     "load_embeddings",
+    "check_scheduler",
+    "dask_client",
     "local_cluster",
 ]
 
@@ -222,7 +224,7 @@ def _chunks(n: int, size: int) -> list[range]:
 
 
 @contextlib.contextmanager
-def _dask_client(scheduler: Any, workers: int | None):
+def dask_client(scheduler: Any, workers: int | None):
     import distributed  # a core dependency, imported only when a cluster is asked for
 
     if not isinstance(scheduler, str):  # the caller's client: use it, leave it running
@@ -266,8 +268,12 @@ def local_cluster(n_workers: int):
         yield cluster
 
 
-def _check_scheduler(scheduler: Any) -> Any:
-    """``None`` for in-process, else the validated scheduler (``"local"``, an address or a Client)."""
+def check_scheduler(scheduler: Any) -> Any:
+    """``None`` for in-process, else the validated scheduler (``"local"``, an address or a Client).
+
+    The other stages that map work over Dask the way ``embed`` does (``reproduce --scheduler``) share it
+    and :func:`dask_client`.
+    """
     if scheduler is None or scheduler == "none":
         return None
     if not isinstance(scheduler, str):
@@ -329,7 +335,7 @@ def embed_clips(
     """
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    scheduler = _check_scheduler(scheduler)
+    scheduler = check_scheduler(scheduler)
     encoder = get_encoder(encoder)
     if encoder.modality != "audio":
         raise ConfigError(
@@ -374,7 +380,7 @@ def embed_clips(
                     results[i] = r
                 bar.update(len(rng))
         else:
-            with _dask_client(scheduler, workers) as client:
+            with dask_client(scheduler, workers) as client:
                 from distributed import as_completed
 
                 remote = client.scatter(
@@ -451,60 +457,3 @@ def embed_folder(
         clips = clips_from_folder(folder, start=start, duration=duration)
         source = {"folder": str(folder), "clips": f"every audio file from {start} s for {duration} s"}
     return embed_clips(clips, encoder, source=source, **kwargs)
-
-
-def embed_source(
-    source: str | os.PathLike,
-    encoder: str = "acoustic",
-    *,
-    out: str | os.PathLike,
-    bids: str | os.PathLike | None = None,
-    ds003720: bool = False,
-    encoder_options: dict[str, Any] | None = None,
-    **kwargs,
-) -> EmbeddingSet:
-    """What ``brain2music embed`` does: embed a stimulus/audio folder, or a captions CSV with a text encoder.
-
-    Parameters
-    ----------
-    source
-        Folder of audio (see :func:`embed_folder`), or the captions CSV when ``encoder`` embeds text.
-    encoder, encoder_options
-        Registry name and constructor options (``model``, ``device``, ``batch_size``, ...).
-    out
-        Output ``.npz`` (written atomically).
-    bids
-        BIDS root of the experiment whose clips to embed from the GTZAN-layout ``source``.
-    ds003720
-        Use the packaged design of the real ds003720 (for the real GTZAN) instead of ``bids``.
-    **kwargs
-        Passed to :func:`embed_clips` (``cache_dir``, ``scheduler``, ``workers``, ``on_error``, ...).
-    """
-    from brain2music.embeddings.captions import embed_captions
-    from brain2music.embeddings.registry import encoder_modality
-
-    options = {k: v for k, v in (encoder_options or {}).items() if v is not None}
-    if encoder_modality(encoder) == "text":
-        clip_ids = None
-        if bids is not None or ds003720:
-            from brain2music.embeddings.clips import experiment_clips
-
-            table = experiment_clips(bids) if bids is not None else _packaged_clips()
-            clip_ids = table.clip_id.tolist()
-        return embed_captions(source, encoder, clip_ids=clip_ids, out=out, **options)
-    if bids is not None and ds003720:
-        raise ConfigError("pass either --bids or --ds003720, not both")
-    enc = get_encoder(encoder, **options)
-    design = _packaged_clips() if ds003720 else None
-    return embed_folder(source, enc, bids=bids, design=design, out=out, **kwargs)
-
-
-def _packaged_clips():
-    from brain2music.data import clip_table, packaged_design
-
-    return clip_table(packaged_design())
-
-
-#: For the other stages that map work over Dask the way ``embed`` does (``reproduce --scheduler``).
-dask_client = _dask_client
-check_scheduler = _check_scheduler
