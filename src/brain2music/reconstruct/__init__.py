@@ -14,9 +14,9 @@ import importlib
 # and faiss through the library store.
 _EXPORTS = {
     "MusicLibrary": "library",
-    "add_to_library": "library_build",
-    "build_library": "library_build",
-    "library_from_embeddings": "library_build",
+    "add_to_library": "library",
+    "build_library": "library",
+    "library_from_embeddings": "library",
     "open_library": "library",
     "search_library": "library",
     "get_generator": "generators",

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from brain2music import __version__
-from brain2music._io import atomic_path, commit_json
+from brain2music._io import commit_json
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.reconstruct.clip_embedding import (
     clip_embedding,
@@ -30,18 +27,21 @@ from brain2music.reconstruct.clip_embedding import (
     prepare_clip,
     resolve_encoder,
 )
-from brain2music.reconstruct.index import INDEX_KINDS, build_index, index_params, l2_normalize, save_index
-from brain2music.reconstruct.library import (
+from brain2music.reconstruct.index import INDEX_KINDS, l2_normalize
+from brain2music.reconstruct.library.core import MusicLibrary
+from brain2music.reconstruct.library.indexes import rebuild_indexes
+from brain2music.reconstruct.library.manifest import (
     COVERAGES,
     EMBED_GROUP,
     FORMAT_VERSION,
     MANIFEST,
-    SHARD_DIR,
-    SPACES,
-    MusicLibrary,
-    clip_space_map,
 )
-from brain2music.reconstruct.window_store import WINDOW_INDEX_KINDS, write_store
+from brain2music.reconstruct.library.metadata import (
+    describe_file,
+    load_metadata,
+    read_fma_tracks,
+)
+from brain2music.reconstruct.library.shards import ShardWriter, remove_orphans
 from brain2music.stimuli import STIMULUS_DURATION, find_audio_files, read_audio, rms_normalize
 from brain2music.windows import TR, clip_vectors
 
@@ -52,86 +52,6 @@ __all__ = [
     "read_fma_tracks",
     "rebuild_indexes",
 ]
-
-#: Unlisted shards / indexes older than this (s) are debris of a crashed writer and are deleted; younger
-#: ones may belong to a writer that is about to commit them.
-ORPHAN_AGE = 3600.0
-
-
-def read_fma_tracks(path: str | os.PathLike) -> pd.DataFrame:
-    """Read FMA's ``tracks.csv`` (3 header rows) → DataFrame indexed by int track id with title, artist, genre."""
-    path = Path(path)
-    try:
-        raw = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read as FMA tracks.csv ({exc})") from exc
-    wanted = {("track", "title"): "title", ("artist", "name"): "artist", ("track", "genre_top"): "genre"}
-    missing = [f"{a}.{b}" for a, b in wanted if (a, b) not in raw.columns]
-    if missing:
-        raise DataError(
-            f"{path}: not an FMA tracks.csv; expected 3 header rows with columns track.title, "
-            f"artist.name, track.genre_top, missing {', '.join(missing)}"
-        )
-    out = raw[list(wanted)].copy()
-    out.columns = list(wanted.values())
-    out.index = pd.to_numeric(out.index, errors="coerce")
-    out = out[out.index.notna()]
-    out.index = out.index.astype(np.int64)
-    return out.fillna("").astype(str)
-
-
-def _find_fma_metadata(music_dir: Path) -> Path | None:
-    # FMA ships fma_metadata/tracks.csv beside fma_large/; also accept it inside or next to the folder.
-    for cand in (
-        music_dir / "tracks.csv",
-        music_dir / "fma_metadata" / "tracks.csv",
-        music_dir.parent / "tracks.csv",
-        music_dir.parent / "fma_metadata" / "tracks.csv",
-    ):
-        if cand.is_file():
-            return cand
-    return None
-
-
-def _read_metadata_table(path: Path) -> pd.DataFrame:
-    """A plain metadata CSV (columns ``path`` or ``track_id``, and any of title/artist/genre), or FMA's."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        head = [fh.readline() for _ in range(3)]
-    if head[0].startswith(",") and "track" in head[0] and "track_id" in head[2]:
-        tab = read_fma_tracks(path)
-        tab.index = tab.index.astype(str).str.zfill(6)
-        return tab
-    tab = pd.read_csv(path, dtype=str).fillna("")
-    key = "path" if "path" in tab.columns else "track_id" if "track_id" in tab.columns else None
-    if key is None:
-        raise DataError(
-            f"{path}: a metadata table needs a 'path' or 'track_id' column; found {list(tab.columns)}"
-        )
-    return tab.set_index(key)
-
-
-def _describe_file(path: Path, music_dir: Path, meta: pd.DataFrame | None) -> dict:
-    from brain2music.data.events import GENRES
-
-    stem = path.stem
-    info = {"path": str(path.resolve()), "track_id": stem, "title": stem, "artist": "", "genre": ""}
-    prefix = stem.split(".")[0]
-    if prefix in GENRES:  # GTZAN naming: blues.00012.wav
-        info["genre"] = prefix
-    elif path.parent.name in GENRES:
-        info["genre"] = path.parent.name
-    if meta is not None:
-        rel = str(path.relative_to(music_dir)) if path.is_relative_to(music_dir) else str(path)
-        for key in (rel, str(path), stem, stem.lstrip("0") or "0", stem.zfill(6)):
-            if key in meta.index:
-                row = meta.loc[key]
-                if isinstance(row, pd.DataFrame):
-                    row = row.iloc[0]
-                for col in ("title", "artist", "genre"):
-                    if col in row.index and str(row[col]):
-                        info[col] = str(row[col])
-                break
-    return info
 
 
 # ------------------------------------------------------------------------------------------- creating
@@ -198,123 +118,6 @@ def _is_empty_folder(path: Path) -> bool:
     )
 
 
-# ------------------------------------------------------------------------------------------- shards
-def _write_shard(lib: MusicLibrary, rows: list[dict], vectors, windows, spans) -> str:
-    """Write one batch of tracks to a new, uniquely named shard; returns its name (not yet committed)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    cols = {
-        **{
-            c: pa.array([r[c] for r in rows], type=pa.string())
-            for c in ("path", "track_id", "title", "artist", "genre")
-        },
-        "duration": pa.array([float(r["duration"]) for r in rows], type=pa.float64()),
-        "vector": pa.FixedSizeListArray.from_arrays(
-            pa.array(np.asarray(vectors, dtype=np.float32).reshape(-1), pa.float32()), lib.dim
-        ),
-        "windows": pa.FixedSizeListArray.from_arrays(
-            pa.array(np.asarray(windows, dtype=np.float32).reshape(-1), pa.float32()), lib.n_windows * lib.dim
-        ),
-    }
-    if spans is not None:
-        counts = np.array([len(st) for _, st in spans], dtype=np.int32)
-        offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-        flat = np.concatenate([np.asarray(e, dtype=np.float32).reshape(-1) for e, _ in spans])
-        cols["span"] = pa.ListArray.from_arrays(
-            pa.array(offsets.to_numpy() * lib.dim, pa.int32()), pa.array(flat, pa.float32())
-        )
-        cols["span_starts"] = pa.ListArray.from_arrays(
-            offsets, pa.array(np.concatenate([np.asarray(st, dtype=np.float32) for _, st in spans]))
-        )
-    name = f"{SHARD_DIR}/part-{uuid.uuid4().hex}.parquet"
-    with atomic_path(lib.path / name) as tmp:
-        pq.write_table(pa.table(cols), tmp)
-    return name
-
-
-class _Writer:
-    """One writer's view of a library: which track paths are committed (refreshed from new shards only)."""
-
-    def __init__(self, lib: MusicLibrary):
-        self.lib = lib
-        self.seen: set[str] = set()
-        self.present: set[str] = set()
-        self.refresh(lib._manifest)
-
-    def refresh(self, doc: dict) -> None:
-        import pyarrow.parquet as pq
-
-        for shard in doc["shards"]:
-            if shard["file"] not in self.seen:
-                table = pq.read_table(self.lib.path / shard["file"], columns=["path"])
-                self.present.update(table.column("path").to_pylist())
-                self.seen.add(shard["file"])
-
-    def commit(self, rows, vecs, wins, spans, new_skips: list[dict]) -> tuple[int, int]:
-        """Commit a batch (tracks others committed meanwhile are dropped): ``(n_committed, n_dropped)``."""
-        state: dict[str, Any] = {"file": None, "keep": None}
-
-        def update(doc):
-            self.refresh(doc)
-            keep = [i for i, r in enumerate(rows) if r["path"] not in self.present]
-            if keep != state["keep"]:  # first try, or another writer committed some of our tracks
-                if state["file"]:
-                    (self.lib.path / state["file"]).unlink(missing_ok=True)
-                state["file"] = None
-                if keep:
-                    state["file"] = _write_shard(
-                        self.lib,
-                        [rows[i] for i in keep],
-                        np.stack([vecs[i] for i in keep]),
-                        np.stack([wins[i] for i in keep]),
-                        None if spans is None else [spans[i] for i in keep],
-                    )
-                state["keep"] = keep
-            if not keep and not new_skips:
-                return None
-            if keep:
-                doc["shards"].append(
-                    {"file": state["file"], "n_items": len(keep), "start": int(doc["n_items"])}
-                )
-                doc["n_items"] = int(doc["n_items"]) + len(keep)
-                if not doc.get("n_windows"):
-                    doc["n_windows"] = int(np.shape(wins[keep[0]])[0])
-            # A resumed build retries files that failed before: keep one (the latest) entry per path.
-            merged = {d["path"]: d for d in [*doc.get("skipped", []), *new_skips]}
-            doc["skipped"] = list(merged.values())
-            doc["version"] = __version__
-            return doc
-
-        if not rows and not new_skips:
-            return 0, 0
-        commit_json(self.lib.path / MANIFEST, update)
-        if state["file"]:
-            self.seen.add(state["file"])
-            self.present.update(rows[i]["path"] for i in state["keep"])
-        self.lib.reload()
-        kept = len(state["keep"] or [])
-        return kept, len(rows) - kept
-
-
-def _remove_orphans(lib: MusicLibrary) -> None:
-    """Delete debris of crashed writers: unlisted shards, indexes and stores older than ORPHAN_AGE."""
-    doc = lib._manifest
-    listed = {s["file"] for s in doc["shards"]}
-    listed.add((doc.get("index") or {}).get("file", ""))
-    listed.add((doc.get("window_store") or {}).get("dir", ""))
-    cutoff = time.time() - ORPHAN_AGE
-    candidates = list((lib.path / SHARD_DIR).iterdir()) if (lib.path / SHARD_DIR).is_dir() else []
-    candidates += [*lib.path.glob("index*.faiss"), *lib.path.glob("windex-*"), *lib.path.glob(".*.tmp*")]
-    for p in candidates:
-        rel = str(p.relative_to(lib.path))
-        try:
-            if rel not in listed and p.stat().st_mtime < cutoff:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-        except FileNotFoundError:  # another writer cleaned it up first
-            pass
-
-
 # ------------------------------------------------------------------------------------------- ingesting
 def _embed_group(enc, paths: list[Path], sr: int, *, full: bool, hop: float):
     """Read and embed a few tracks; yields ``(path, duration, clip_emb, span, error)`` (error: str or None).
@@ -370,8 +173,8 @@ def _embed_group(enc, paths: list[Path], sr: int, *, full: bool, hop: float):
 def _ingest(lib, files, enc, *, music_dir, metadata, batch_size, progress) -> dict:
     from tqdm.auto import tqdm
 
-    _remove_orphans(lib)
-    writer = _Writer(lib)
+    remove_orphans(lib)
+    writer = ShardWriter(lib)
     todo = [f for f in files if str(f.resolve()) not in writer.present]
     full = lib.coverage == "full"
     skipped: list[dict] = []
@@ -399,7 +202,7 @@ def _ingest(lib, files, enc, *, music_dir, metadata, batch_size, progress) -> di
                     {"path": str(path), "error": f"embedding shape {emb.shape}, expected {(n_win, lib.dim)}"}
                 )
                 continue
-            info = _describe_file(path, music_dir, metadata)
+            info = describe_file(path, music_dir, metadata)
             info["duration"] = duration
             rows.append(info)
             vecs.append(l2_normalize(clip_vectors(emb[None]))[0])
@@ -416,22 +219,10 @@ def _ingest(lib, files, enc, *, music_dir, metadata, batch_size, progress) -> di
     }
 
 
-def _load_metadata_arg(metadata, music_dir: Path) -> pd.DataFrame | None:
-    if metadata is None:
-        found = _find_fma_metadata(music_dir)
-        return _read_metadata_table(found) if found else None
-    if isinstance(metadata, pd.DataFrame):
-        return metadata
-    path = Path(metadata)
-    if not path.is_file():
-        raise DataFileNotFoundError(f"metadata table not found: {path}")
-    return _read_metadata_table(path)
-
-
 def _ingest_folder(lib, music_dir, enc, *, metadata, index, space, window_index, batch_size, progress):
     music_dir = Path(music_dir)
     files = find_audio_files(music_dir)
-    meta = _load_metadata_arg(metadata, music_dir)
+    meta = load_metadata(metadata, music_dir)
     report = _ingest(
         lib, files, enc, music_dir=music_dir, metadata=meta, batch_size=batch_size, progress=progress
     )
@@ -441,120 +232,6 @@ def _ingest_folder(lib, music_dir, enc, *, metadata, index, space, window_index,
     rebuild_indexes(lib, kind=index, space=space, window_index=window_index)
     lib.last_ingest_ = report
     return lib
-
-
-# ------------------------------------------------------------------------------------------- indexes
-def _clip_space(vectors: np.ndarray, space: str) -> dict:
-    mean = vectors.mean(axis=0, dtype=np.float64)
-    resolved = space
-    if space == "auto":
-        # For unit vectors E[cos(v_i, v_j)] = ||mean||^2: above 0.5 every pair looks alike.
-        resolved = "zscore" if float(mean @ mean) > 0.5 else "cosine"
-    info = {"requested": space, "kind": resolved}
-    if resolved == "zscore":
-        sd = vectors.std(axis=0, dtype=np.float64)
-        sd = np.where(sd > 1e-6 * max(float(sd.max()), 1e-12), sd, 1.0)
-        info.update(mean=mean.tolist(), scale=sd.tolist())
-    return info
-
-
-def _window_layout(lib: MusicLibrary) -> tuple[np.ndarray, np.ndarray]:
-    """``starts (n_windows,)`` and ``bounds (n_items + 1,)`` of the search windows, reading no embeddings."""
-    import pyarrow.parquet as pq
-
-    if lib.coverage != "full":
-        r = lib.n_windows
-        return np.tile(lib.clip_window_starts(), len(lib)), np.arange(len(lib) + 1, dtype=np.int64) * r
-    starts, counts = [], []
-    for shard in lib._manifest["shards"]:
-        col = pq.read_table(lib.path / shard["file"], columns=["span_starts"]).column("span_starts")
-        col = col.combine_chunks()
-        starts.append(col.flatten().to_numpy(zero_copy_only=False))
-        counts.append(np.diff(np.asarray(col.offsets)))
-    counts = np.concatenate(counts).astype(np.int64)
-    return np.concatenate(starts), np.concatenate([[0], np.cumsum(counts)])
-
-
-def rebuild_indexes(lib: MusicLibrary, *, kind: str = "auto", space=None, window_index=None, **params):
-    """Rebuild the clip-vector index and the window store of ``lib`` and commit them (see ``rebuild_index``).
-
-    Returns the clip index, or ``None`` when another writer committed tracks meanwhile (the indexes were
-    then discarded: that writer's own rebuild covers everything).
-    """
-    if kind not in INDEX_KINDS:
-        raise ConfigError(f"index must be one of {', '.join(INDEX_KINDS)}; got {kind!r}")
-    lib.reload()  # a consistent snapshot: shards are only ever appended
-    doc = lib._manifest
-    n = len(lib)
-    if n == 0:
-        raise DataError(f"{lib.path}: the library is empty; nothing to index")
-    if space is None:
-        space = (doc.get("space") or {}).get("requested", "auto")
-    if space not in SPACES:
-        raise ConfigError(f"space must be one of {', '.join(SPACES)}; got {space!r}")
-    if window_index is None:
-        window_index = (doc.get("window_store") or {}).get("requested", "auto")
-    if window_index not in WINDOW_INDEX_KINDS:
-        raise ConfigError(
-            f"window index must be one of {', '.join(WINDOW_INDEX_KINDS)}; got {window_index!r}"
-        )
-    vectors = lib.vectors
-    lib._vectors = None
-    clip_space = _clip_space(vectors, space)
-    vectors = clip_space_map(vectors, clip_space)
-    index = build_index(vectors, kind=kind, normalized=True, **params)
-    del vectors  # the index holds its own copy (2 GB per million 512-d vectors)
-    # New names per build, listed by the manifest only once complete: a crash in between leaves the old
-    # index, store and their matching manifest (space statistics included) in force.
-    tag = uuid.uuid4().hex[:12]
-    index_file, store_dir = f"index-{tag}.faiss", f"windex-{tag}"
-    save_index(index, lib.path / index_file)
-    starts, bounds = _window_layout(lib)
-    store = write_store(
-        lib.path / store_dir,
-        lambda: (emb for emb, _, _ in lib.search_window_blocks()),
-        starts,
-        bounds,
-        lib.dim,
-        space=space,
-        kind=window_index,
-        random_state=int(params.get("random_state", 0)),
-    )
-    replaced: list[str] = []
-
-    def update(cur):
-        if int(cur["n_items"]) != n:
-            return None
-        replaced[:] = [
-            (cur.get("index") or {}).get("file", ""),
-            (cur.get("window_store") or {}).get("dir", ""),
-        ]
-        cur["format"] = FORMAT_VERSION
-        cur["space"] = clip_space
-        cur["index"] = {"file": index_file, "requested": kind, **index_params(index)}
-        cur["window_store"] = {
-            "dir": store_dir,
-            "requested": window_index,
-            "n_items": n,
-            "n_windows": store["n_windows"],
-            "index": store["index"],
-            "space": store["space"]["kind"],
-        }
-        cur.setdefault("coverage", "first15")
-        cur.setdefault("hop", lib.hop)
-        cur["version"] = __version__
-        return cur
-
-    committed = commit_json(lib.path / MANIFEST, update)
-    stale = [index_file, store_dir] if committed is None else [r for r in replaced if r]
-    for name in stale:
-        p = lib.path / name
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    lib.reload()
-    if committed is None:
-        return None
-    lib._index = index
-    return index
 
 
 # ------------------------------------------------------------------------------------------- public
@@ -635,7 +312,7 @@ def build_library(
         lib = None
     # Fail on an empty folder or a bad metadata table before creating anything.
     find_audio_files(music_dir)
-    metadata = _load_metadata_arg(metadata, Path(music_dir))
+    metadata = load_metadata(metadata, Path(music_dir))
     if lib is None:
         options = encoder_options if isinstance(encoder, str) else None
         lib = _new_library(out, enc, coverage=coverage, hop=hop, options=options)
@@ -748,7 +425,7 @@ def library_from_embeddings(
             return dict(encoder_config or {})
 
     lib = _new_library(out, _Spec(), coverage="first15" if span is None else "full", hop=hop)
-    writer = _Writer(lib)
+    writer = ShardWriter(lib)
     meta = metadata.reset_index(drop=True)
     for start in tqdm(range(0, len(meta), batch_size), desc="writing library", disable=not progress):
         part = meta.iloc[start : start + batch_size]
