@@ -256,7 +256,7 @@ def _bass(sc: _Score):
     import pretty_midi
 
     p, tm, rng, vel, steps, duration, prog = sc.p, sc.tm, sc.rng, sc.vel, sc.steps, sc.duration, sc.prog
-    bass = pretty_midi.Instrument(program=p.instruments.bass, name="bass")
+    bass = pretty_midi.Instrument(program=p.instruments["bass"], name="bass")
     for bar in range(sc.n_bars):
         deg = prog[bar % len(prog)]
         root = _chord(p, deg, 3)[0]
@@ -318,7 +318,7 @@ def _chords_part(sc: _Score):
     import pretty_midi
 
     p, tm, rng, vel, steps, duration, prog = sc.p, sc.tm, sc.rng, sc.vel, sc.steps, sc.duration, sc.prog
-    chords = pretty_midi.Instrument(program=p.instruments.chords, name="chords")
+    chords = pretty_midi.Instrument(program=p.instruments["chords"], name="chords")
     for bar in range(sc.n_bars):
         deg = prog[bar % len(prog)]
         size = 4 if p.chord_style == "comp" else 3
