@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from brain2music._io import atomic_path, save_npz, to_json
+from brain2music._paths import cache_folder
 from brain2music.embeddings.base import Encoder
 from brain2music.embeddings.clips import AudioClip, audio_hash, clips_from_bids, clips_from_folder
 from brain2music.embeddings.registry import get_encoder
@@ -146,8 +147,7 @@ def load_embeddings(path: str | os.PathLike) -> EmbeddingSet:
 # -- cache -------------------------------------------------------------------------------------------------
 def default_cache_dir() -> Path:
     """``$BRAIN2MUSIC_CACHE/embeddings`` or ``~/.cache/brain2music/embeddings``."""
-    base = os.environ.get("BRAIN2MUSIC_CACHE")
-    return Path(base) / "embeddings" if base else Path.home() / ".cache" / "brain2music" / "embeddings"
+    return cache_folder("embeddings")
 
 
 class EmbeddingCache:

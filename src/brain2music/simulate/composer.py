@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from brain2music._checks import check_choice
 from brain2music.data.events import GENRES
 from brain2music.errors import ConfigError
 from brain2music.simulate.styles import (
@@ -91,9 +92,7 @@ class TrackParams:
 
 
 def _check_genre(genre: str) -> str:
-    if genre not in STYLES:
-        raise ConfigError(f"genre must be one of {list(GENRES)}; got {genre!r}")
-    return genre
+    return check_choice(genre, GENRES, what="genre")
 
 
 def sample_params(genre: str, rng: np.random.Generator | int | None = None) -> TrackParams:

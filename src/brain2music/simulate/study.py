@@ -45,9 +45,9 @@ from brain2music._io import save_npz, write_json, write_text
 from brain2music.data.events import GENRES
 from brain2music.errors import ConfigError
 from brain2music.simulate.features import map_jobs
-from brain2music.simulate.truth import StudyTruth, ev_summary, load_truth, write_truth
+from brain2music.simulate.truth import ev_summary, write_truth
 
-__all__ = ["StudyTruth", "load_truth", "simulate_study"]
+__all__ = ["simulate_study"]
 
 TR = 1.5
 SR = 22050

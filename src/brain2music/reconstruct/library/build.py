@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from brain2music import __version__
+from brain2music._checks import check_choice
 from brain2music._io import commit_json
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.reconstruct.clip_embedding import (
@@ -290,10 +291,8 @@ def build_library(
     -------
     MusicLibrary, with ``last_ingest_`` = {"n_added", "n_already_present", "skipped": [{"path", "error"}]}.
     """
-    if index not in INDEX_KINDS:
-        raise ConfigError(f"--index must be one of {', '.join(INDEX_KINDS)}; got {index!r}")
-    if coverage not in COVERAGES:
-        raise ConfigError(f"--coverage must be one of {', '.join(COVERAGES)}; got {coverage!r}")
+    check_choice(index, INDEX_KINDS, what="--index")
+    check_choice(coverage, COVERAGES, what="--coverage")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     out = Path(out)

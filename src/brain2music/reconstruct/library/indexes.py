@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from brain2music import __version__
+from brain2music._checks import check_choice
 from brain2music._io import commit_json
-from brain2music.errors import ConfigError, DataError
+from brain2music.errors import DataError
 from brain2music.reconstruct.index import (
     INDEX_KINDS,
     build_index,
@@ -77,8 +78,7 @@ def rebuild_indexes(lib: MusicLibrary, *, kind: str = "auto", space=None, window
     Returns the clip index, or ``None`` when another writer committed tracks meanwhile (the indexes were
     then discarded: that writer's own rebuild covers everything).
     """
-    if kind not in INDEX_KINDS:
-        raise ConfigError(f"index must be one of {', '.join(INDEX_KINDS)}; got {kind!r}")
+    check_choice(kind, INDEX_KINDS, what="index")
     lib.reload()  # a consistent snapshot: shards are only ever appended
     doc = lib._manifest
     n = len(lib)
@@ -86,14 +86,10 @@ def rebuild_indexes(lib: MusicLibrary, *, kind: str = "auto", space=None, window
         raise DataError(f"{lib.path}: the library is empty; nothing to index")
     if space is None:
         space = (doc.get("space") or {}).get("requested", "auto")
-    if space not in SPACES:
-        raise ConfigError(f"space must be one of {', '.join(SPACES)}; got {space!r}")
+    check_choice(space, SPACES, what="space")
     if window_index is None:
         window_index = (doc.get("window_store") or {}).get("requested", "auto")
-    if window_index not in WINDOW_INDEX_KINDS:
-        raise ConfigError(
-            f"window index must be one of {', '.join(WINDOW_INDEX_KINDS)}; got {window_index!r}"
-        )
+    check_choice(window_index, WINDOW_INDEX_KINDS, what="window index")
     vectors = lib.vectors
     lib._vectors = None
     clip_space = _clip_space(vectors, space)
