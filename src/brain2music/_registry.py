@@ -8,13 +8,14 @@ that names the kind, the given value and the choices.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from brain2music.errors import ConfigError
 
 __all__ = ["Registry"]
 
 T = TypeVar("T")
+_MISSING = object()
 
 
 class Registry(Generic[T]):
@@ -38,13 +39,32 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
-    def get(self, name: str) -> T:
-        """The entry registered as ``name``; :class:`ConfigError` naming the known ones otherwise."""
+    def get(self, name: str, default: Any = _MISSING) -> T:
+        """The entry registered as ``name``; else ``default`` when given, else a :class:`ConfigError`
+        naming the kind, ``name`` and the known names."""
         try:
             return self._entries[name]
         except (KeyError, TypeError):
+            if default is not _MISSING:
+                return default
             known = ", ".join(self.names()) or "none"
             raise ConfigError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
+
+    # Mapping-style access, so a test can swap an entry in and out (``monkeypatch.setitem``).
+    def __getitem__(self, name: str) -> T:
+        return self._entries[name]
+
+    def __setitem__(self, name: str, entry: T) -> None:
+        self.register(name, entry)
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def pop(self, name: str, default: Any = _MISSING) -> T:
+        """Remove and return the entry of ``name`` (``default`` when absent and given)."""
+        if default is _MISSING:
+            return self._entries.pop(name)
+        return self._entries.pop(name, default)
 
     def names(self) -> list[str]:
         """The registered names (see ``order``)."""

@@ -235,6 +235,28 @@ def _ingest_folder(lib, music_dir, enc, *, metadata, index, space, window_index,
     return lib
 
 
+def _build_hop(enc, hop: float | None, coverage: str) -> float:
+    """The search windows' spacing: ``hop`` for ``full`` coverage, else (and by default) the encoder's TR."""
+    hop = float(hop) if hop is not None else float(getattr(enc, "tr", TR))
+    if hop <= 0:
+        raise ConfigError(f"--hop must be a positive number of seconds, got {hop!r}")
+    if coverage == "first15" and abs(hop - float(getattr(enc, "tr", TR))) > 1e-9:
+        raise ConfigError("--hop applies to --coverage full; first15 uses the paper's windows")
+    return hop
+
+
+def _existing_library(out: Path, enc, *, coverage: str, hop: float) -> MusicLibrary | None:
+    """The library a build resumes (checked to match ``enc``, ``coverage``, ``hop``), ``None`` for an empty
+    folder; a folder holding anything else is an error."""
+    if (out / MANIFEST).is_file():
+        lib = MusicLibrary(out)
+        _check_same_library(lib, enc, coverage=coverage, hop=hop)
+        return lib
+    if not _is_empty_folder(out):
+        raise DataError(f"{out}: exists and is not a music library (no {MANIFEST}); choose an empty folder")
+    return None
+
+
 # ------------------------------------------------------------------------------------------- public
 def build_library(
     music_dir: str | os.PathLike,
@@ -297,18 +319,8 @@ def build_library(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     out = Path(out)
     enc = resolve_encoder(encoder, **(encoder_options or {}))
-    hop = float(hop) if hop is not None else float(getattr(enc, "tr", TR))
-    if hop <= 0:
-        raise ConfigError(f"--hop must be a positive number of seconds, got {hop!r}")
-    if coverage == "first15" and abs(hop - float(getattr(enc, "tr", TR))) > 1e-9:
-        raise ConfigError("--hop applies to --coverage full; first15 uses the paper's windows")
-    if (out / MANIFEST).is_file():
-        lib = MusicLibrary(out)
-        _check_same_library(lib, enc, coverage=coverage, hop=hop)
-    elif not _is_empty_folder(out):
-        raise DataError(f"{out}: exists and is not a music library (no {MANIFEST}); choose an empty folder")
-    else:
-        lib = None
+    hop = _build_hop(enc, hop, coverage)
+    lib = _existing_library(out, enc, coverage=coverage, hop=hop)
     # Fail on an empty folder or a bad metadata table before creating anything.
     find_audio_files(music_dir)
     metadata = load_metadata(metadata, Path(music_dir))
@@ -369,6 +381,42 @@ def add_to_library(
     )
 
 
+def _check_precomputed(embeddings, metadata: pd.DataFrame, span):
+    """``embeddings`` as float32 ``(n, n_windows, dim)`` and ``span`` with int64 bounds, both checked."""
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if embeddings.ndim == 2:
+        embeddings = embeddings[:, None, :]
+    if embeddings.ndim != 3 or len(embeddings) != len(metadata) or len(metadata) == 0:
+        raise DataError(
+            f"embeddings must be (n, n_windows, dim) with n = len(metadata) = {len(metadata)} > 0; "
+            f"got shape {embeddings.shape}"
+        )
+    if "path" not in metadata.columns:
+        raise DataError(f"metadata needs a 'path' column; found {list(metadata.columns)}")
+    if span is not None:
+        s_emb, s_starts, s_bounds = span
+        s_bounds = np.asarray(s_bounds, dtype=np.int64)
+        if len(s_bounds) != len(metadata) + 1 or s_bounds[-1] != len(s_emb) or len(s_starts) != len(s_emb):
+            raise DataError(
+                "span must be (embeddings (N, dim), starts (N,), bounds (n + 1,)) with bounds[-1] = N"
+            )
+        span = (s_emb, s_starts, s_bounds)
+    return embeddings, span
+
+
+def _track_row(r: dict) -> dict:
+    """A shard row's metadata from one row of a precomputed library's table (defaults from the path)."""
+    stem = Path(str(r["path"])).stem
+    return {
+        "path": str(r["path"]),
+        "track_id": str(r.get("track_id", stem)),
+        "title": str(r.get("title", stem)),
+        "artist": str(r.get("artist", "")),
+        "genre": str(r.get("genre", "")),
+        "duration": float(r.get("duration", STIMULUS_DURATION)),
+    }
+
+
 def library_from_embeddings(
     out: str | os.PathLike,
     embeddings: np.ndarray,
@@ -394,23 +442,9 @@ def library_from_embeddings(
     """
     from tqdm.auto import tqdm
 
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    if embeddings.ndim == 2:
-        embeddings = embeddings[:, None, :]
-    if embeddings.ndim != 3 or len(embeddings) != len(metadata) or len(metadata) == 0:
-        raise DataError(
-            f"embeddings must be (n, n_windows, dim) with n = len(metadata) = {len(metadata)} > 0; "
-            f"got shape {embeddings.shape}"
-        )
-    if "path" not in metadata.columns:
-        raise DataError(f"metadata needs a 'path' column; found {list(metadata.columns)}")
+    embeddings, span = _check_precomputed(embeddings, metadata, span)
     if span is not None:
         s_emb, s_starts, s_bounds = span
-        s_bounds = np.asarray(s_bounds, dtype=np.int64)
-        if len(s_bounds) != len(metadata) + 1 or s_bounds[-1] != len(s_emb) or len(s_starts) != len(s_emb):
-            raise DataError(
-                "span must be (embeddings (N, dim), starts (N,), bounds (n + 1,)) with bounds[-1] = N"
-            )
     out = Path(out)
     if not _is_empty_folder(out):
         raise DataError(f"{out}: exists and is not empty; choose a new library folder")
@@ -428,17 +462,7 @@ def library_from_embeddings(
     meta = metadata.reset_index(drop=True)
     for start in tqdm(range(0, len(meta), batch_size), desc="writing library", disable=not progress):
         part = meta.iloc[start : start + batch_size]
-        rows = [
-            {
-                "path": str(r["path"]),
-                "track_id": str(r.get("track_id", Path(str(r["path"])).stem)),
-                "title": str(r.get("title", Path(str(r["path"])).stem)),
-                "artist": str(r.get("artist", "")),
-                "genre": str(r.get("genre", "")),
-                "duration": float(r.get("duration", STIMULUS_DURATION)),
-            }
-            for r in part.to_dict(orient="records")
-        ]
+        rows = [_track_row(r) for r in part.to_dict(orient="records")]
         win = embeddings[start : start + batch_size]
         spans = None
         if span is not None:
