@@ -51,7 +51,13 @@ def register(subparsers) -> None:
         help="without --bids: seconds of each file to embed, from --start (default 15)",
     )
     p.add_argument("--start", type=float, default=0.0, help="without --bids: offset in each file (s)")
-    g = p.add_argument_group("pretrained encoders")
+    _add_pretrained_options(p.add_argument_group("pretrained encoders"))
+    _add_execution_options(p.add_argument_group("execution"))
+    p.set_defaults(func=_run)
+
+
+def _add_pretrained_options(g) -> None:
+    """Options of encoders with weights: checkpoint, placement, layer, ``--check``."""
     g.add_argument(
         "--checkpoint",
         metavar="NAME_OR_PATH",
@@ -79,7 +85,10 @@ def register(subparsers) -> None:
         action="store_true",
         help="only load the encoder's checkpoint and report whether it is usable; embed nothing",
     )
-    r = p.add_argument_group("execution")
+
+
+def _add_execution_options(r) -> None:
+    """Where and how the clips are embedded: cache, scheduler, workers, chunks, errors, progress."""
     r.add_argument(
         "--cache-dir",
         help="per-clip cache (default $BRAIN2MUSIC_CACHE/embeddings or ~/.cache/brain2music/embeddings)",
@@ -96,7 +105,6 @@ def register(subparsers) -> None:
         help="leave out unreadable or too short files (listed in the output) instead of stopping",
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
