@@ -237,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.root / "src" / PACKAGE).is_dir():
         parser.error(f"{args.root}: no src/{PACKAGE}/ here; run from the repository root or pass --root")
     result = measure(args.root)
-    print(json.dumps(result, indent=2) if args.json else report(result))
+    try:
+        print(json.dumps(result, indent=2) if args.json else report(result))
+    except BrokenPipeError:  # piped into head
+        sys.stderr.close()
     return 0
 
 

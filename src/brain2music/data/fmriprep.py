@@ -436,6 +436,30 @@ def subject_parcels(plan: SubjectPlan, parcels) -> tuple[np.ndarray | None, dict
     return labels, label_names(path, labels), str(path)
 
 
+def _clean_fmriprep_run(plan: SubjectPlan, fp: FmriprepRun, n_vol: int, mask_arr, detrend_window):
+    """One run's mask voxels with the plan's confounds regressed, detrended and z-scored; also the voxels
+    that are not finite (before or after cleaning), the confounds' sample mask and their columns."""
+    from brain2music.data.confounds import clean_run, load_run_confounds
+    from brain2music.data.preprocess import read_masked_run
+
+    conf, sample_mask, columns = (None, None, [])
+    if plan.strategy.enabled:
+        conf, sample_mask, columns = load_run_confounds(
+            fp.bold, plan.strategy, n_volumes=n_vol, tsv=fp.confounds
+        )
+    data = read_masked_run(fp.bold, mask_arr)
+    bad = ~np.isfinite(data).all(axis=0)
+    data = clean_run(
+        np.nan_to_num(data),
+        tr=plan.tr,
+        confounds=conf,
+        sample_mask=sample_mask,
+        detrend_window=detrend_window,
+    )
+    bad |= ~np.isfinite(data).all(axis=0)
+    return data, bad, sample_mask, columns
+
+
 def load_fmriprep(
     fmriprep_dir: str | os.PathLike,
     subject: str | int,
@@ -472,9 +496,8 @@ def load_fmriprep(
 
     Voxels that are NaN or constant in any run are dropped with a warning.
     """
-    from brain2music.data.confounds import clean_run, load_run_confounds
     from brain2music.data.loader import SubjectData, _Assembler
-    from brain2music.data.preprocess import cut_clips, drop_bad_voxels, read_masked_run
+    from brain2music.data.preprocess import cut_clips, drop_bad_voxels
 
     plan = plan_subject(
         fmriprep_dir, subject, bids_root=bids_root, space=space, confounds=confounds, mask=mask,
@@ -490,17 +513,8 @@ def load_fmriprep(
     bad = np.zeros(n_vox, dtype=bool)
     run_info = []
     for (ev, fp), run_no, n_vol in zip(plan.runs, plan.analysis_runs, plan.n_volumes):
-        conf, sample_mask, columns = (None, None, [])
-        if plan.strategy.enabled:
-            conf, sample_mask, columns = load_run_confounds(
-                fp.bold, plan.strategy, n_volumes=n_vol, tsv=fp.confounds
-            )
-        data = read_masked_run(fp.bold, mask_arr)
-        bad |= ~np.isfinite(data).all(axis=0)
-        data = clean_run(
-            np.nan_to_num(data), tr=tr, confounds=conf, sample_mask=sample_mask, detrend_window=detrend_window
-        )
-        bad |= ~np.isfinite(data).all(axis=0)
+        data, bad_run, sample_mask, columns = _clean_fmriprep_run(plan, fp, n_vol, mask_arr, detrend_window)
+        bad |= bad_run
         rows = np.flatnonzero(((design.split == ev.split) & (design.run == run_no)).to_numpy())
         assembler.add(
             rows, cut_clips(data, design["onset"].to_numpy()[rows], tr=tr, n_trs=n_trs, delay=delay)

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from brain2music._checks import check_choice
 from brain2music._io import atomic_path, save_npz, to_json
 from brain2music._paths import cache_folder
 from brain2music.embeddings.base import Encoder
@@ -289,6 +290,70 @@ def check_scheduler(scheduler: Any) -> Any:
     )
 
 
+def _clip_specs(clips) -> list[AudioClip]:
+    """``clips`` as :class:`AudioClip` specs (a path: from 0 s, id = file stem), ids checked unique."""
+    specs = [c if isinstance(c, AudioClip) else AudioClip(Path(c).stem, str(c)) for c in clips]
+    if not specs:
+        raise DataError("no clips to embed")
+    ids = [c.clip_id for c in specs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise DataError(f"clip ids must be unique; repeated: {dup[:5]}")
+    return specs
+
+
+def _chunk_size(n: int, chunk_size: int | None, scheduler: Any, workers: int | None) -> int:
+    """Clips per task: as given, else 16 in-process or ``ceil(n / (4 * workers))`` capped to 1..64 on Dask."""
+    if chunk_size is None:
+        if scheduler is None:
+            chunk_size = 16
+        else:
+            if isinstance(scheduler, str):
+                n_workers = workers or os.cpu_count() or 1
+            else:
+                n_workers = max(1, len(scheduler.scheduler_info().get("workers", {})))
+            chunk_size = int(np.clip(-(-n // (4 * n_workers)), 1, 64))
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return chunk_size
+
+
+def _run_chunks(encoder, specs, chunks, cache_folder, on_error, scheduler, workers, progress) -> list[Any]:
+    """``(embedding or None, computed?, error)`` per clip, chunk by chunk here or as tasks on Dask."""
+    from tqdm.auto import tqdm
+
+    results: list[Any] = [None] * len(specs)
+    bar = tqdm(total=len(specs), desc=f"embed {encoder.name}", unit="clip", disable=not progress, leave=False)
+    try:
+        if scheduler is None:
+            for rng in chunks:
+                part = _embed_chunk(encoder, [specs[i] for i in rng], cache_folder, on_error)
+                for i, r in zip(rng, part):
+                    results[i] = r
+                bar.update(len(rng))
+        else:
+            with dask_client(scheduler, workers) as client:
+                from distributed import as_completed
+
+                remote = client.scatter(
+                    encoder, broadcast=True, hash=False
+                )  # unique key: never shares a release
+                futures = {
+                    client.submit(
+                        _embed_chunk, remote, [specs[i] for i in rng], cache_folder, on_error, pure=False
+                    ): rng
+                    for rng in chunks
+                }
+                for fut in as_completed(futures):
+                    rng = futures[fut]
+                    for i, r in zip(rng, fut.result()):
+                        results[i] = r
+                    bar.update(len(rng))
+    finally:
+        bar.close()
+    return results
+
+
 def embed_clips(
     clips: Sequence[AudioClip | str | os.PathLike],
     encoder: str | Encoder = "acoustic",
@@ -333,8 +398,7 @@ def embed_clips(
     EmbeddingSet
         Also sets ``n_computed_`` and ``n_cached_`` on it (clips embedded now / read from the cache).
     """
-    if on_error not in ("raise", "skip"):
-        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_choice(on_error, ("raise", "skip"), what="on_error")
     scheduler = check_scheduler(scheduler)
     encoder = get_encoder(encoder)
     if encoder.modality != "audio":
@@ -345,60 +409,13 @@ def embed_clips(
         # One process owns the accelerator and batches on it; local worker processes would each load a
         # copy of the model onto the same device and compete for it.
         scheduler = None
-    specs = [c if isinstance(c, AudioClip) else AudioClip(Path(c).stem, str(c)) for c in clips]
-    if not specs:
-        raise DataError("no clips to embed")
+    specs = _clip_specs(clips)
     ids = [c.clip_id for c in specs]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise DataError(f"clip ids must be unique; repeated: {dup[:5]}")
     cache = _resolve_cache(cache_dir)
     cache_folder = str(cache) if cache else None
     n = len(specs)
-    if chunk_size is None:
-        if scheduler is None:
-            chunk_size = 16
-        else:
-            if isinstance(scheduler, str):
-                n_workers = workers or os.cpu_count() or 1
-            else:
-                n_workers = max(1, len(scheduler.scheduler_info().get("workers", {})))
-            chunk_size = int(np.clip(-(-n // (4 * n_workers)), 1, 64))
-    if chunk_size < 1:
-        raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    chunks = _chunks(n, chunk_size)
-
-    from tqdm.auto import tqdm
-
-    results: list[Any] = [None] * n
-    bar = tqdm(total=n, desc=f"embed {encoder.name}", unit="clip", disable=not progress, leave=False)
-    try:
-        if scheduler is None:
-            for rng in chunks:
-                part = _embed_chunk(encoder, [specs[i] for i in rng], cache_folder, on_error)
-                for i, r in zip(rng, part):
-                    results[i] = r
-                bar.update(len(rng))
-        else:
-            with dask_client(scheduler, workers) as client:
-                from distributed import as_completed
-
-                remote = client.scatter(
-                    encoder, broadcast=True, hash=False
-                )  # unique key: never shares a release
-                futures = {
-                    client.submit(
-                        _embed_chunk, remote, [specs[i] for i in rng], cache_folder, on_error, pure=False
-                    ): rng
-                    for rng in chunks
-                }
-                for fut in as_completed(futures):
-                    rng = futures[fut]
-                    for i, r in zip(rng, fut.result()):
-                        results[i] = r
-                    bar.update(len(rng))
-    finally:
-        bar.close()
+    chunks = _chunks(n, _chunk_size(n, chunk_size, scheduler, workers))
+    results = _run_chunks(encoder, specs, chunks, cache_folder, on_error, scheduler, workers, progress)
 
     keep = [i for i in range(n) if results[i][0] is not None]
     skipped = {ids[i]: results[i][2] for i in range(n) if results[i][0] is None}

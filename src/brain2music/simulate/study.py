@@ -319,7 +319,12 @@ def simulate_study(
     _check_options(**config)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed (--seed) must be a whole number >= 0; got {seed!r}")
-    out = Path(out)
+    return _build_atomically(Path(out), config, overwrite=overwrite, progress=progress)
+
+
+def _build_atomically(out: Path, config: dict, *, overwrite: bool, progress: bool) -> Path:
+    """Build the study in ``OUT.partial`` and rename it to ``out`` once complete (replacing ``out`` only
+    with ``overwrite``)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not overwrite:
             raise ConfigError(
