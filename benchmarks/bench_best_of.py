@@ -16,9 +16,9 @@ acc). This script measures the same with the offline generator (no weights) on a
 4. for N in 1, 2, 4, ...: id acc (paper Eq. 2-3, in the predictions' metric space) of the kept candidates
    against the originals, with a 95 % bootstrap CI over clips; mean over subjects.
 
-Usage (heavy: run under the lock; about 1.5 s per candidate on one loaded core with ``--preset tiny``)::
+Usage (heavy: run it alone on the machine; about 1.5 s per candidate on one loaded core with ``--preset tiny``)::
 
-    flock /work/heavy.lock python benchmarks/bench_best_of.py --out /tmp/best_of --n-max 16
+    python benchmarks/bench_best_of.py --out /tmp/best_of --n-max 16
 
 Writes ``OUT/best_of.json`` (every figure, the settings, the load average) and prints a table.
 """

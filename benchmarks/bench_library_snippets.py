@@ -14,7 +14,7 @@
    exact search (every alignment of every track) is the reference for recall@1. Reports build time,
    sizes on disk, resident memory, and the query time.
 
-Usage (heavy: wrap in ``flock /work/heavy.lock``)::
+Usage (heavy: run it alone on the machine, no other heavy job beside it)::
 
     python benchmarks/bench_library_snippets.py [--n-tracks 100000] [--snippet 5] [--skip-scale] [--workdir DIR]
 """

@@ -2,7 +2,7 @@
 
 Run (heavy: builds a 94-track library unless ``--library`` is given; run under the shared lock)::
 
-    flock /work/heavy.lock python benchmarks/bench_mosaic_joins.py --workdir /tmp/joins [--library LIB]
+    python benchmarks/bench_mosaic_joins.py --workdir /tmp/joins [--library LIB]
 
 What it does: a ``coverage="full"`` library of the real recordings of ``benchmarks/real_music.py``
 (acoustic encoder) is the corpus. Targets are the clip embeddings (first 15 s) of ``--targets`` library

@@ -3,12 +3,12 @@
 Run step by step (each step is short enough for one hold of the shared lock)::
 
     python benchmarks/bench_mosaic_real.py --workdir W --step folder      # links, seconds
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step study      # ~2 min
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step reproduce  # ~8 min
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step library    # ~2 min
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step reconstruct
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step offline    # ~8 min
-    flock /work/heavy.lock python benchmarks/bench_mosaic_real.py --workdir W --step tags       # ~3 min
+    python benchmarks/bench_mosaic_real.py --workdir W --step study      # ~2 min
+    python benchmarks/bench_mosaic_real.py --workdir W --step reproduce  # ~8 min
+    python benchmarks/bench_mosaic_real.py --workdir W --step library    # ~2 min
+    python benchmarks/bench_mosaic_real.py --workdir W --step reconstruct
+    python benchmarks/bench_mosaic_real.py --workdir W --step offline    # ~8 min
+    python benchmarks/bench_mosaic_real.py --workdir W --step tags       # ~3 min
     python benchmarks/bench_mosaic_real.py --workdir W --step summary
 
 The music: the 94 real recordings of ``benchmarks/real_music.py`` (Debian's game and music packages),
@@ -115,7 +115,7 @@ def _clip_audio(w: Path, study: str, recon: dict):
     embedding ("oracle") and generated clips."""
     import pandas as pd
 
-    from brain2music.reconstruct.encoders import prepare_clip
+    from brain2music.reconstruct.clip_embedding import prepare_clip
     from brain2music.stimuli import load_stimulus, read_audio
 
     meta = pd.read_csv(w / study / "stimuli" / "metadata.csv").set_index("clip_id")
@@ -144,7 +144,7 @@ def step_tags(w: Path) -> None:
     from brain2music.embeddings.musicnn.tags import TAG_GROUPS, TOP_K
     from brain2music.evaluate.stats import bootstrap_ci
     from brain2music.evaluate.tags import chance_top_k_agreement, group_agreement
-    from brain2music.reconstruct.encoders import prepare_clip
+    from brain2music.reconstruct.clip_embedding import prepare_clip
     from brain2music.reconstruct.library import MusicLibrary
     from brain2music.stimuli import read_audio
 
@@ -216,7 +216,7 @@ def _paired(w: Path, recon):
     from brain2music.embeddings import get_encoder
     from brain2music.evaluate import identification_scores, similarity_matrix
     from brain2music.evaluate.stats import paired_test
-    from brain2music.reconstruct.encoders import clip_embedding, prepare_clip
+    from brain2music.reconstruct.clip_embedding import clip_embedding, prepare_clip
     from brain2music.reconstruct.library import MusicLibrary
     from brain2music.stimuli import read_audio
     from brain2music.study.results import ResultsFolder

@@ -2,7 +2,7 @@
 
 Run (heavy: writes a 10,000-track library of about a million windows; run under the shared lock)::
 
-    flock /work/heavy.lock python benchmarks/bench_mosaic_speed.py --workdir /tmp/mosaic_speed \\
+    python benchmarks/bench_mosaic_speed.py --workdir /tmp/mosaic_speed \\
         [--real-library LIB] [--tracks 10000] [--clips 20] [--repeats 3]
 
 The library: the 94 real recordings of ``benchmarks/real_music.py`` (a ``coverage="full"`` library with

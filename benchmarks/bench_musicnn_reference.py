@@ -18,7 +18,7 @@ offsets). Printed per model and layer: the max absolute difference and the Pears
 values, and for the file-averaged tags (what ``tag`` prints) the max absolute difference.
 
 ``--fixture PATH`` also saves the original's outputs on the deterministic signals (taggram and
-penultimate / pool5 per patch) for ``tests/test_musicnn.py``. Run with ``flock /work/heavy.lock``.
+penultimate / pool5 per patch) for ``tests/test_musicnn.py``. Run it alone on the machine (no other heavy job beside it).
 """
 
 from __future__ import annotations

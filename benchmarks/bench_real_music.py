@@ -1,6 +1,6 @@
 """Encoders on real recordings: leave-one-track-out 1-NN collection accuracy (not tuned on composed music).
 
-    flock /work/heavy.lock python benchmarks/bench_real_music.py [--encoders acoustic,mfcc-stats,musicnn-msd]
+    python benchmarks/bench_real_music.py [--encoders acoustic,mfcc-stats,musicnn-msd]
 
 Data: the real recordings of ``benchmarks/real_music.py`` (94 tracks of Debian's game and music packages in
 6 collections). Each track gives up to 4 non-overlapping 15-s excerpts, spread over the track. Each

@@ -11,7 +11,6 @@ import soundfile as sf
 
 from brain2music.embeddings.base import Encoder
 from brain2music.errors import DataError, DataFileNotFoundError
-from brain2music.reconstruct import library_build as buildmod
 from brain2music.reconstruct.index import build_index, search_index
 from brain2music.reconstruct.library import (
     MusicLibrary,
@@ -20,6 +19,7 @@ from brain2music.reconstruct.library import (
     read_fma_tracks,
     search_library,
 )
+from brain2music.reconstruct.library import build as buildmod
 
 
 class FakeEncoder(Encoder):

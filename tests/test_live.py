@@ -162,8 +162,8 @@ def study(tmp_path_factory):
     from threadpoolctl import threadpool_limits
 
     from brain2music.reconstruct import build_library
-    from brain2music.reproduce import reproduce
     from brain2music.simulate import simulate_study
+    from brain2music.study.reproduce import reproduce
 
     base = tmp_path_factory.mktemp("live")
     with threadpool_limits(1):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from brain2music.errors import ConfigError, DataError
-from brain2music.reconstruct.encoders import clip_embedding, prepare_clip
+from brain2music.reconstruct.clip_embedding import clip_embedding, prepare_clip
 from brain2music.reconstruct.generators import BestOfN, get_generator, list_generators
 from brain2music.reconstruct.generators.mosaic import MosaicGenerator, slot_weights, viterbi
 from brain2music.reconstruct.library import MusicLibrary, build_library

@@ -1,10 +1,21 @@
-"""The one 2-D array check shared by the data layer and the models (errors name the argument)."""
+"""Parameter checks shared by every stage: 2-D arrays and "must be one of" choices (errors name the argument)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
-from brain2music.errors import DataError
+from brain2music.errors import ConfigError, DataError
+
+
+def check_choice(value, choices: Iterable, *, what: str, error: type[Exception] = ConfigError):
+    """``value`` if it is one of ``choices``, else ``error`` (default :class:`ConfigError`) saying
+    ``"<what> must be one of <choices>; got <value>"``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise error(f"{what} must be one of {', '.join(map(str, choices))}; got {value!r}")
+    return value
 
 
 def check_2d(

@@ -28,6 +28,7 @@ __all__ = [
     "add_encoder_options",
     "add_generator_options",
     "add_placement_options",
+    "add_scheduler_option",
     "encoder_options",
     "generator_options",
     "parse_options",
@@ -162,3 +163,18 @@ def generator_options(args, name: str, *, extra: dict[str, Any] | None = None) -
     options = dict(extra or {})
     options.update(parse_options(getattr(args, "generator_option", None), flag="--generator-option"))
     return resolve_generator_options(name, options, **_placement(args))
+
+
+def add_scheduler_option(parser: argparse.ArgumentParser, *, runs: str, threads: bool = False) -> None:
+    """``--scheduler`` with the one default of every stage and its Python API: ``none`` (this process).
+
+    ``runs`` says what one task is (``"clips, in chunks"``); ``threads`` adds the Dask thread pool to the
+    documented choices for stages that accept it.
+    """
+    pool = "threads (a Dask thread pool), " if threads else ""
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help=f"where {runs} run: none (default, this process), {pool}local (a Dask LocalCluster on this "
+        "machine) or a Dask scheduler address such as tcp://host:8786 (workers must see the data and the output)",
+    )

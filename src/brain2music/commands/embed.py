@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from brain2music.commands._options import add_encoder_options, encoder_options, parse_value
+from brain2music.commands._options import (
+    add_encoder_options,
+    add_scheduler_option,
+    encoder_options,
+    parse_value,
+)
 from brain2music.errors import ConfigError
 
 _ENCODERS = (
@@ -46,7 +51,13 @@ def register(subparsers) -> None:
         help="without --bids: seconds of each file to embed, from --start (default 15)",
     )
     p.add_argument("--start", type=float, default=0.0, help="without --bids: offset in each file (s)")
-    g = p.add_argument_group("pretrained encoders")
+    _add_pretrained_options(p.add_argument_group("pretrained encoders"))
+    _add_execution_options(p.add_argument_group("execution"))
+    p.set_defaults(func=_run)
+
+
+def _add_pretrained_options(g) -> None:
+    """Options of encoders with weights: checkpoint, placement, layer, ``--check``."""
     g.add_argument(
         "--checkpoint",
         metavar="NAME_OR_PATH",
@@ -74,18 +85,16 @@ def register(subparsers) -> None:
         action="store_true",
         help="only load the encoder's checkpoint and report whether it is usable; embed nothing",
     )
-    r = p.add_argument_group("execution")
+
+
+def _add_execution_options(r) -> None:
+    """Where and how the clips are embedded: cache, scheduler, workers, chunks, errors, progress."""
     r.add_argument(
         "--cache-dir",
         help="per-clip cache (default $BRAIN2MUSIC_CACHE/embeddings or ~/.cache/brain2music/embeddings)",
     )
     r.add_argument("--no-cache", action="store_true", help="do not read or write the per-clip cache")
-    r.add_argument(
-        "--scheduler",
-        default="local",
-        help="'local' (default: a Dask LocalCluster on this machine), 'none' (in-process) or a "
-        "Dask scheduler address such as tcp://host:8786",
-    )
+    add_scheduler_option(r, runs="clips, in chunks,")
     r.add_argument(
         "--workers", type=int, help="local cluster: number of worker processes (default: all cores)"
     )
@@ -96,7 +105,6 @@ def register(subparsers) -> None:
         help="leave out unreadable or too short files (listed in the output) instead of stopping",
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:

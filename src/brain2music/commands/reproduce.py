@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from brain2music.commands._options import add_encoder_options, parse_options
+from brain2music.commands._options import add_encoder_options, add_scheduler_option, parse_options
 
 
 def _csv(text: str) -> list[str]:
@@ -21,6 +21,14 @@ def register(subparsers) -> None:
             "the results folder (results.json, table2.csv, predictions, decoders, encoding maps)."
         ),
     )
+    _add_data_options(p)
+    _add_method_options(p)
+    _add_execution_options(p)
+    p.set_defaults(func=_run)
+
+
+def _add_data_options(p) -> None:
+    """The study's data: BIDS root, stimuli, embeddings, fMRIPrep inputs, mask, subjects."""
     p.add_argument("bids_root", help="BIDS root of a ds003720-like dataset (e.g. SIM/bids)")
     p.add_argument("--stimuli", default=None, help="GTZAN-layout stimulus folder (e.g. SIM/stimuli)")
     p.add_argument(
@@ -56,6 +64,10 @@ def register(subparsers) -> None:
         help="FreeSurfer subjects folder (default FMRIPREP/sourcedata/freesurfer)",
     )  # fmt: skip
     p.add_argument("--subjects", nargs="+", default=None, help="only these subjects (e.g. 1 2 or sub-001)")
+
+
+def _add_method_options(p) -> None:
+    """The decoders, their settings, and the evaluation (metric space, bootstrap, leave-one-genre-out)."""
     p.add_argument(
         "--methods",
         type=_csv,
@@ -102,21 +114,23 @@ def register(subparsers) -> None:
         help="space of every id acc: paper (raw vectors, Eq. 2-3) or standardized (dimensions z-scored with "
         "training statistics); default: each encoder's registered space (acoustic: standardized)",
     )
-    p.add_argument("--no-standardize", action="store_true", help=argparse.SUPPRESS)  # old name of paper space
+    p.add_argument(
+        "--no-standardize", action="store_true", help=argparse.SUPPRESS
+    )  # hidden alias of --metric-space paper
     p.add_argument(
         "--n-bootstrap", type=int, default=1000, help="bootstrap resamples of the 95%% CIs (default 1000)"
     )
+
+
+def _add_execution_options(p) -> None:
+    """Where the study runs: cache, compute backend, scheduler, encoder placement, ``--check``."""
     p.add_argument("--cache-dir", default=None, help="embedding cache folder")
     p.add_argument(
         "--backend", default="numpy",
         help="compute backend of every ridge and encoding model: numpy (default), torch, torch_cuda or cupy "
         "(himalaya's backends; float32 on the device)",
     )  # fmt: skip
-    p.add_argument(
-        "--scheduler", default=None,
-        help="where subjects run, one task each: none (default, this process), threads, local (a Dask "
-        "LocalCluster) or a Dask scheduler address such as tcp://host:8786 (workers must see the data and --out)",
-    )  # fmt: skip
+    add_scheduler_option(p, runs="subjects, one task each,", threads=True)
     p.add_argument("--workers", type=int, default=None, help="threads / local workers (default: all cores)")
     add_encoder_options(p)
     p.add_argument(
@@ -125,7 +139,6 @@ def register(subparsers) -> None:
         help="only load the checkpoint of every encoder the study computes and report what is missing",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars and no table")
-    p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:

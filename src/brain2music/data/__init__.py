@@ -27,11 +27,11 @@ from brain2music.data.events import GENRES, build_design, clip_id, clip_table, r
 from brain2music.data.example import write_example_dataset
 from brain2music.data.fmriprep import (
     find_fmriprep_runs,
-    inspect_fmriprep,
     is_fmriprep_dir,
     load_fmriprep,
     plan_subject,
 )
+from brain2music.data.fmriprep_inspect import inspect_fmriprep
 from brain2music.data.loader import SubjectData, load_derivatives, load_subject, packaged_design
 from brain2music.data.preprocess import (
     compute_mask,

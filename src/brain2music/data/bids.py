@@ -17,6 +17,7 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,7 +217,8 @@ def find_runs(
     return sorted(runs.values(), key=lambda r: (order[r.split], r.run))
 
 
-def _sidecar_tr(path: Path) -> float | None:
+def sidecar_tr(path: Path) -> float | None:
+    """``RepetitionTime`` (s) of a JSON sidecar, ``None`` when it states none; a non-positive value is an error."""
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -233,6 +235,33 @@ def _sidecar_tr(path: Path) -> float | None:
     return tr
 
 
+def first_sidecar_tr(paths: Iterable[Path | None]) -> float | None:
+    """The TR of the first sidecar in ``paths`` that states one (``None`` entries are skipped)."""
+    for path in paths:
+        if path is not None:
+            tr = sidecar_tr(path)
+            if tr is not None:
+                return tr
+    return None
+
+
+def task_sidecar(root: str | os.PathLike | None, task: str) -> Path | None:
+    """The dataset-level ``task-<task>_bold.json`` under ``root`` that runs inherit from, if it exists."""
+    if root is None:
+        return None
+    path = Path(root) / f"task-{task}_bold.json"
+    return path if path.is_file() else None
+
+
+def header_tr(header) -> float:
+    """TR (s) from a NIfTI header's 4th zoom (milliseconds converted), ``0.0`` when it holds none."""
+    zooms = header.get_zooms()
+    tr = float(zooms[3]) if len(zooms) > 3 else 0.0
+    if tr > 0 and header.get_xyzt_units()[1] == "msec":
+        tr /= 1000.0
+    return tr
+
+
 def run_info(run: Run, root: str | os.PathLike | None = None) -> RunInfo:
     """Read the header of a run's BOLD image (never its data), its TR and its events."""
     import nibabel as nib
@@ -244,26 +273,18 @@ def run_info(run: Run, root: str | os.PathLike | None = None) -> RunInfo:
     shape = tuple(int(s) for s in img.shape)
     if len(shape) != 4:
         raise DataError(f"{run.bold}: expected a 4-D image (x, y, z, time), found shape {shape}")
-    tr = None
-    if run.sidecar is not None:
-        tr = _sidecar_tr(run.sidecar)
-    if tr is None and root is not None:
-        inherited = Path(root) / f"task-{run.task}_bold.json"
-        if inherited.is_file():
-            tr = _sidecar_tr(inherited)
-    header_tr = float(img.header.get_zooms()[3]) if len(img.header.get_zooms()) > 3 else 0.0
-    if header_tr > 0 and img.header.get_xyzt_units()[1] == "msec":
-        header_tr /= 1000.0
+    tr = first_sidecar_tr([run.sidecar, task_sidecar(root, run.task)])
+    from_header = header_tr(img.header)
     if tr is None:
-        if header_tr <= 0:
+        if from_header <= 0:
             raise DataError(
                 f"{run.bold}: no RepetitionTime in a JSON sidecar and none in the NIfTI header; "
                 f"add {run.name}_bold.json with RepetitionTime"
             )
-        tr = header_tr
-    elif header_tr > 0 and abs(header_tr - tr) > 1e-3:
+        tr = from_header
+    elif from_header > 0 and abs(from_header - tr) > 1e-3:
         warnings.warn(
-            f"{run.bold}: NIfTI header TR {header_tr} s differs from the sidecar's RepetitionTime {tr} s; "
+            f"{run.bold}: NIfTI header TR {from_header} s differs from the sidecar's RepetitionTime {tr} s; "
             "using the sidecar",
             stacklevel=2,
         )

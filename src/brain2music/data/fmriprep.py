@@ -31,11 +31,13 @@ from brain2music.data.bids import (
     TEST_TASK,
     TRAIN_TASK,
     Run,
-    _sidecar_tr,
     expected_volumes,
     find_events,
+    first_sidecar_tr,
+    header_tr,
     normalize_subject,
     parse_bids_name,
+    task_sidecar,
 )
 from brain2music.data.confounds import ConfoundStrategy, check_confounds, read_confounds_table
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
@@ -44,7 +46,6 @@ __all__ = [
     "FmriprepRun",
     "SubjectPlan",
     "find_fmriprep_runs",
-    "inspect_fmriprep",
     "is_fmriprep_dir",
     "load_fmriprep",
     "plan_subject",
@@ -172,7 +173,7 @@ def resolve_space(spaces: dict[str, list], requested: str, *, where: str) -> str
     )
 
 
-def _default_bids_root(fmriprep: Path, subject: str) -> Path:
+def default_bids_root(fmriprep: Path, subject: str) -> Path:
     for candidate in (fmriprep.parent.parent, fmriprep.parent):
         if (candidate / subject).is_dir() and candidate != fmriprep:
             return candidate
@@ -202,18 +203,9 @@ class SubjectPlan:
 
 
 def _run_tr(ev: Run, fp: FmriprepRun, bids_root: Path, header) -> float:
-    tr = None
-    for sidecar in (fp.sidecar, ev.sidecar):
-        if sidecar is not None and tr is None:
-            tr = _sidecar_tr(sidecar)
+    tr = first_sidecar_tr([fp.sidecar, ev.sidecar, task_sidecar(bids_root, ev.task)])
     if tr is None:
-        inherited = bids_root / f"task-{ev.task}_bold.json"
-        tr = _sidecar_tr(inherited) if inherited.is_file() else None
-    if tr is None:
-        zooms = header.get_zooms()
-        tr = float(zooms[3]) if len(zooms) > 3 else 0.0
-        if tr > 0 and header.get_xyzt_units()[1] == "msec":
-            tr /= 1000.0
+        tr = header_tr(header)
         if tr <= 0:
             raise DataError(
                 f"{fp.bold}: no RepetitionTime in its JSON sidecar, the raw one, or the NIfTI header"
@@ -221,7 +213,7 @@ def _run_tr(ev: Run, fp: FmriprepRun, bids_root: Path, header) -> float:
     return float(tr)
 
 
-def _match_runs(events: list[Run], runs: list[FmriprepRun], fmriprep: Path, space: str, subject: str):
+def match_runs(events: list[Run], runs: list[FmriprepRun], fmriprep: Path, space: str, subject: str):
     by_key = {r.key: r for r in runs}
     pairs, missing = [], []
     for ev in events:
@@ -264,9 +256,9 @@ def plan_subject(
     strategy = ConfoundStrategy.parse(confounds)
     spaces = find_fmriprep_runs(fmriprep, subject)
     key = resolve_space(spaces, space, where=str(fmriprep / subject))
-    bids_root = Path(bids_root) if bids_root is not None else _default_bids_root(fmriprep, subject)
+    bids_root = Path(bids_root) if bids_root is not None else default_bids_root(fmriprep, subject)
     events = find_events(bids_root, subject, train_task=train_task, test_task=test_task)
-    pairs, missing, extra = _match_runs(events, spaces[key], fmriprep, key, subject)
+    pairs, missing, extra = match_runs(events, spaces[key], fmriprep, key, subject)
     if missing:
         raise DataFileNotFoundError(
             f"{len(missing)} run(s) with events in {bids_root / subject} have no fMRIPrep BOLD in space "
@@ -444,6 +436,30 @@ def subject_parcels(plan: SubjectPlan, parcels) -> tuple[np.ndarray | None, dict
     return labels, label_names(path, labels), str(path)
 
 
+def _clean_fmriprep_run(plan: SubjectPlan, fp: FmriprepRun, n_vol: int, mask_arr, detrend_window):
+    """One run's mask voxels with the plan's confounds regressed, detrended and z-scored; also the voxels
+    that are not finite (before or after cleaning), the confounds' sample mask and their columns."""
+    from brain2music.data.confounds import clean_run, load_run_confounds
+    from brain2music.data.preprocess import read_masked_run
+
+    conf, sample_mask, columns = (None, None, [])
+    if plan.strategy.enabled:
+        conf, sample_mask, columns = load_run_confounds(
+            fp.bold, plan.strategy, n_volumes=n_vol, tsv=fp.confounds
+        )
+    data = read_masked_run(fp.bold, mask_arr)
+    bad = ~np.isfinite(data).all(axis=0)
+    data = clean_run(
+        np.nan_to_num(data),
+        tr=plan.tr,
+        confounds=conf,
+        sample_mask=sample_mask,
+        detrend_window=detrend_window,
+    )
+    bad |= ~np.isfinite(data).all(axis=0)
+    return data, bad, sample_mask, columns
+
+
 def load_fmriprep(
     fmriprep_dir: str | os.PathLike,
     subject: str | int,
@@ -480,9 +496,8 @@ def load_fmriprep(
 
     Voxels that are NaN or constant in any run are dropped with a warning.
     """
-    from brain2music.data.confounds import clean_run, load_run_confounds
     from brain2music.data.loader import SubjectData, _Assembler
-    from brain2music.data.preprocess import cut_clips, drop_bad_voxels, read_masked_run
+    from brain2music.data.preprocess import cut_clips, drop_bad_voxels
 
     plan = plan_subject(
         fmriprep_dir, subject, bids_root=bids_root, space=space, confounds=confounds, mask=mask,
@@ -498,17 +513,8 @@ def load_fmriprep(
     bad = np.zeros(n_vox, dtype=bool)
     run_info = []
     for (ev, fp), run_no, n_vol in zip(plan.runs, plan.analysis_runs, plan.n_volumes):
-        conf, sample_mask, columns = (None, None, [])
-        if plan.strategy.enabled:
-            conf, sample_mask, columns = load_run_confounds(
-                fp.bold, plan.strategy, n_volumes=n_vol, tsv=fp.confounds
-            )
-        data = read_masked_run(fp.bold, mask_arr)
-        bad |= ~np.isfinite(data).all(axis=0)
-        data = clean_run(
-            np.nan_to_num(data), tr=tr, confounds=conf, sample_mask=sample_mask, detrend_window=detrend_window
-        )
-        bad |= ~np.isfinite(data).all(axis=0)
+        data, bad_run, sample_mask, columns = _clean_fmriprep_run(plan, fp, n_vol, mask_arr, detrend_window)
+        bad |= bad_run
         rows = np.flatnonzero(((design.split == ev.split) & (design.run == run_no)).to_numpy())
         assembler.add(
             rows, cut_clips(data, design["onset"].to_numpy()[rows], tr=tr, n_trs=n_trs, delay=delay)
@@ -549,147 +555,3 @@ def _run_summary(ev: Run, fp: FmriprepRun, run_no: int, n_vol: int, sample_mask,
             out["fd_mean"] = float(np.nanmean(fd)) if np.isfinite(fd).any() else None
             out["fd_max"] = float(np.nanmax(fd)) if np.isfinite(fd).any() else None
     return out
-
-
-# --------------------------------------------------------------------------------------------- inspect
-def _confound_groups(columns) -> dict[str, int]:
-    cols = [str(c) for c in columns]
-    groups = {
-        "motion": sum(c.startswith(("trans_", "rot_")) for c in cols),
-        "white_matter": sum(c.startswith("white_matter") for c in cols),
-        "csf": sum(c.startswith("csf") and not c.startswith("csf_wm") for c in cols),
-        "global_signal": sum(c.startswith("global_signal") for c in cols),
-        "cosine": sum(c.startswith("cosine") for c in cols),
-        "a_comp_cor": sum(c.startswith("a_comp_cor") for c in cols),
-        "c_comp_cor": sum(c.startswith("c_comp_cor") for c in cols),
-        "w_comp_cor": sum(c.startswith("w_comp_cor") for c in cols),
-        "t_comp_cor": sum(c.startswith("t_comp_cor") for c in cols),
-        "motion_outlier": sum(c.startswith("motion_outlier") for c in cols),
-        "non_steady_state": sum(c.startswith("non_steady_state") for c in cols),
-    }
-    for single in ("framewise_displacement", "dvars", "std_dvars", "rmsd"):
-        groups[single] = int(single in cols)
-    return groups
-
-
-def _inspect_run(ev: Run | None, fp: FmriprepRun, tr_hint: float | None) -> tuple[dict, list[str]]:
-    import nibabel as nib
-
-    problems = []
-    row = {"run": fp.name, "space": fp.space, "bold": str(fp.bold), "split": ev.split if ev else None}
-    try:
-        img = nib.load(str(fp.bold))
-        row["n_volumes"] = int(img.shape[3]) if len(img.shape) == 4 else None
-    except Exception as exc:
-        problems.append(f"{fp.bold}: cannot read as a NIfTI image ({exc})")
-        return row, problems
-    tr = (_sidecar_tr(fp.sidecar) if fp.sidecar is not None else None) or tr_hint
-    if ev is not None and tr:
-        from brain2music.data.events import read_events
-
-        need = expected_volumes(read_events(ev.events), tr)
-        row["n_volumes_expected"] = need
-        if row["n_volumes"] != need:
-            problems.append(
-                f"{fp.bold}: has {row['n_volumes']} volumes but its events ({ev.events.name}) need {need}"
-            )
-    if fp.mask is None:
-        problems.append(f"{fp.bold.name}: no desc-brain_mask beside it")
-    if fp.confounds is None:
-        problems.append(f"{fp.bold.name}: no desc-confounds_timeseries.tsv beside it")
-        return row, problems
-    table = read_confounds_table(fp.confounds)
-    row["confounds"] = str(fp.confounds)
-    row["n_confound_rows"] = len(table)
-    row["confound_columns"] = _confound_groups(table.columns)
-    if len(table) != row["n_volumes"]:
-        problems.append(
-            f"{fp.confounds}: {len(table)} rows; the BOLD of run {fp.name} has {row['n_volumes']} volumes"
-        )
-    if "framewise_displacement" in table:
-        fd = table["framewise_displacement"].to_numpy(dtype=float)
-        if np.isfinite(fd).any():
-            row["fd_mean"] = float(np.nanmean(fd))
-            row["fd_max"] = float(np.nanmax(fd))
-            row["n_fd_over_0.5"] = int(np.sum(fd > 0.5))
-    return row, problems
-
-
-def inspect_fmriprep(
-    fmriprep_dir: str | os.PathLike,
-    *,
-    bids_root: str | os.PathLike | None = None,
-    subjects: list[str] | None = None,
-    train_task: str = TRAIN_TASK,
-    test_task: str = TEST_TASK,
-) -> dict:
-    """Summarise fMRIPrep derivatives (headers and confounds tables only).
-
-    Returns a JSON-ready dict: ``fmriprep``, ``bids_root``, ``subjects`` and ``per_subject[sub]`` with
-    ``spaces`` (``{space: n_runs}``), ``runs`` (per run and space: volumes, confound column groups, mean
-    and max framewise displacement, volumes with FD > 0.5 mm), and ``problems``: every run missing in a
-    space or mismatched against the events (named), every table whose length differs from its BOLD.
-    ``problems`` (top level) collects them all; the function does not raise for them.
-    """
-    fmriprep = Path(fmriprep_dir)
-    if not fmriprep.is_dir():
-        raise DataFileNotFoundError(f"fMRIPrep folder not found: {fmriprep}")
-    if subjects:
-        subjects = [normalize_subject(s) for s in subjects]
-    else:
-        subjects = sorted(p.name for p in fmriprep.iterdir() if p.is_dir() and p.name.startswith("sub-"))
-    if not subjects:
-        raise DataFileNotFoundError(
-            f"{fmriprep}: no subject folders (sub-*); is this an fMRIPrep output folder?"
-        )
-    per_subject, all_problems = {}, []
-    root_used = None
-    for sub in subjects:
-        problems: list[str] = []
-        spaces = find_fmriprep_runs(fmriprep, sub)
-        try:
-            root = Path(bids_root) if bids_root is not None else _default_bids_root(fmriprep, sub)
-            events = find_events(root, sub, train_task=train_task, test_task=test_task)
-            root_used = root_used or root
-        except (DataError, DataFileNotFoundError) as exc:
-            problems.append(f"events: {exc}")
-            root, events = None, []
-        tr = _events_tr(events, root)
-        rows = []
-        for key, runs in spaces.items():
-            task_runs = [r for r in runs if r.task in (train_task, test_task)]
-            pairs, missing, extra = _match_runs(events, task_runs, fmriprep, key, sub)
-            problems += [f"missing in space {key}: {m}" for m in missing]
-            problems += [f"{r.bold}: no events for this run in {root}" for r in extra] if events else []
-            for ev, fp in pairs + [(None, r) for r in extra]:
-                row, probs = _inspect_run(ev, fp, tr)
-                rows.append(row)
-                problems += probs
-        problems = list(dict.fromkeys(problems))  # a confounds table serves every space: report it once
-        per_subject[sub] = {
-            "spaces": {k: len(v) for k, v in spaces.items()},
-            "n_event_runs": len(events),
-            "runs": rows,
-            "problems": problems,
-        }
-        all_problems += [f"{sub}: {p}" for p in problems]
-    return {
-        "fmriprep": str(fmriprep),
-        "bids_root": str(root_used) if root_used else None,
-        "subjects": subjects,
-        "per_subject": per_subject,
-        "problems": all_problems,
-    }
-
-
-def _events_tr(events: list[Run], root: Path | None) -> float | None:
-    for ev in events:
-        if ev.sidecar is not None:
-            tr = _sidecar_tr(ev.sidecar)
-            if tr:
-                return tr
-        if root is not None and (root / f"task-{ev.task}_bold.json").is_file():
-            tr = _sidecar_tr(root / f"task-{ev.task}_bold.json")
-            if tr:
-                return tr
-    return None

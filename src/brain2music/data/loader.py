@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,12 @@ from brain2music.data.preprocess import (
     read_masked_run,
     window_average,
 )
-from brain2music.errors import DataError, DataFileNotFoundError
+from brain2music.errors import (
+    NO_MOTION_CORRECTION,
+    DataError,
+    DataFileNotFoundError,
+    NoMotionCorrectionWarning,
+)
 
 
 @dataclass
@@ -142,6 +148,17 @@ class _Assembler:
         return self.clips, train, self.train_runs, test
 
 
+def _subject_mask(root: Path, subject: str, mask, first_img, first_bold: Path) -> tuple[np.ndarray, str]:
+    """The voxel mask (boolean, on the BOLD grid) and where it came from: given, the dataset's default
+    mask file, or computed from the first run's mean EPI."""
+    mask_source = "given"
+    if mask is None:
+        mask = _default_mask(root, subject)
+        mask_source = str(mask) if mask is not None else f"computed from {first_bold.name}"
+    mask_arr = load_mask(mask, first_img) if mask is not None else compute_mask(first_bold).get_fdata() > 0
+    return mask_arr, mask_source
+
+
 def load_subject(
     root: str | os.PathLike,
     subject: str | int,
@@ -174,11 +191,7 @@ def load_subject(
     says so (once per process, Python's default warning filter) and points to
     :func:`brain2music.data.load_fmriprep` and :func:`load_derivatives`.
     """
-    import warnings
-
     import nibabel as nib
-
-    from brain2music.errors import NO_MOTION_CORRECTION, NoMotionCorrectionWarning
 
     warnings.warn(NO_MOTION_CORRECTION, NoMotionCorrectionWarning, stacklevel=2)
     root = Path(root)
@@ -186,13 +199,7 @@ def load_subject(
     infos, tr, design = subject_design(root, subject, train_task=train_task, test_task=test_task)
     n_trs = int(round(float(design["duration"].median()) / tr))
     first_img = nib.load(str(infos[0].run.bold))
-    mask_source = "given"
-    if mask is None:
-        mask = _default_mask(root, subject)
-        mask_source = str(mask) if mask is not None else f"computed from {infos[0].run.bold.name}"
-    mask_arr = (
-        load_mask(mask, first_img) if mask is not None else compute_mask(infos[0].run.bold).get_fdata() > 0
-    )
+    mask_arr, mask_source = _subject_mask(root, subject, mask, first_img, infos[0].run.bold)
     n_vox = int(mask_arr.sum())
     assembler = _Assembler(design, n_trs, n_vox, str(root / subject))
     bad = np.zeros(n_vox, dtype=bool)

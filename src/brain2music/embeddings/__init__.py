@@ -22,7 +22,6 @@ from brain2music.embeddings.batch import (
     default_cache_dir,
     embed_clips,
     embed_folder,
-    embed_source,
     load_embeddings,
     local_cluster,
 )
@@ -41,6 +40,7 @@ from brain2music.embeddings.registry import (
     list_encoders,
     register_encoder,
 )
+from brain2music.embeddings.source import embed_source
 
 __all__ = [
     "AudioClip",

@@ -33,7 +33,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from brain2music._checks import check_choice
 from brain2music._io import atomic_path, save_npz, to_json
+from brain2music._paths import cache_folder
 from brain2music.embeddings.base import Encoder
 from brain2music.embeddings.clips import AudioClip, audio_hash, clips_from_bids, clips_from_folder
 from brain2music.embeddings.registry import get_encoder
@@ -46,6 +48,8 @@ __all__ = [
     "embed_clips",
     "embed_folder",
     "load_embeddings",
+    "check_scheduler",
+    "dask_client",
     "local_cluster",
 ]
 
@@ -158,8 +162,7 @@ def load_embeddings(path: str | os.PathLike) -> EmbeddingSet:
 # -- cache -------------------------------------------------------------------------------------------------
 def default_cache_dir() -> Path:
     """``$BRAIN2MUSIC_CACHE/embeddings`` or ``~/.cache/brain2music/embeddings``."""
-    base = os.environ.get("BRAIN2MUSIC_CACHE")
-    return Path(base) / "embeddings" if base else Path.home() / ".cache" / "brain2music" / "embeddings"
+    return cache_folder("embeddings")
 
 
 class EmbeddingCache:
@@ -236,7 +239,7 @@ def _chunks(n: int, size: int) -> list[range]:
 
 
 @contextlib.contextmanager
-def _dask_client(scheduler: Any, workers: int | None):
+def dask_client(scheduler: Any, workers: int | None):
     import distributed  # a core dependency, imported only when a cluster is asked for
 
     if not isinstance(scheduler, str):  # the caller's client: use it, leave it running
@@ -280,8 +283,12 @@ def local_cluster(n_workers: int):
         yield cluster
 
 
-def _check_scheduler(scheduler: Any) -> Any:
-    """``None`` for in-process, else the validated scheduler (``"local"``, an address or a Client)."""
+def check_scheduler(scheduler: Any) -> Any:
+    """``None`` for in-process, else the validated scheduler (``"local"``, an address or a Client).
+
+    The other stages that map work over Dask the way ``embed`` does (``reproduce --scheduler``) share it
+    and :func:`dask_client`.
+    """
     if scheduler is None or scheduler == "none":
         return None
     if not isinstance(scheduler, str):
@@ -295,6 +302,70 @@ def _check_scheduler(scheduler: Any) -> Any:
     raise ConfigError(
         f"scheduler must be 'none', 'local' or a Dask scheduler address like 'tcp://host:8786', got {scheduler!r}"
     )
+
+
+def _clip_specs(clips) -> list[AudioClip]:
+    """``clips`` as :class:`AudioClip` specs (a path: from 0 s, id = file stem), ids checked unique."""
+    specs = [c if isinstance(c, AudioClip) else AudioClip(Path(c).stem, str(c)) for c in clips]
+    if not specs:
+        raise DataError("no clips to embed")
+    ids = [c.clip_id for c in specs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise DataError(f"clip ids must be unique; repeated: {dup[:5]}")
+    return specs
+
+
+def _chunk_size(n: int, chunk_size: int | None, scheduler: Any, workers: int | None) -> int:
+    """Clips per task: as given, else 16 in-process or ``ceil(n / (4 * workers))`` capped to 1..64 on Dask."""
+    if chunk_size is None:
+        if scheduler is None:
+            chunk_size = 16
+        else:
+            if isinstance(scheduler, str):
+                n_workers = workers or os.cpu_count() or 1
+            else:
+                n_workers = max(1, len(scheduler.scheduler_info().get("workers", {})))
+            chunk_size = int(np.clip(-(-n // (4 * n_workers)), 1, 64))
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return chunk_size
+
+
+def _run_chunks(encoder, specs, chunks, cache_folder, on_error, scheduler, workers, progress) -> list[Any]:
+    """``(embedding or None, computed?, error)`` per clip, chunk by chunk here or as tasks on Dask."""
+    from tqdm.auto import tqdm
+
+    results: list[Any] = [None] * len(specs)
+    bar = tqdm(total=len(specs), desc=f"embed {encoder.name}", unit="clip", disable=not progress, leave=False)
+    try:
+        if scheduler is None:
+            for rng in chunks:
+                part = _embed_chunk(encoder, [specs[i] for i in rng], cache_folder, on_error)
+                for i, r in zip(rng, part):
+                    results[i] = r
+                bar.update(len(rng))
+        else:
+            with dask_client(scheduler, workers) as client:
+                from distributed import as_completed
+
+                remote = client.scatter(
+                    encoder, broadcast=True, hash=False
+                )  # unique key: never shares a release
+                futures = {
+                    client.submit(
+                        _embed_chunk, remote, [specs[i] for i in rng], cache_folder, on_error, pure=False
+                    ): rng
+                    for rng in chunks
+                }
+                for fut in as_completed(futures):
+                    rng = futures[fut]
+                    for i, r in zip(rng, fut.result()):
+                        results[i] = r
+                    bar.update(len(rng))
+    finally:
+        bar.close()
+    return results
 
 
 def embed_clips(
@@ -341,9 +412,8 @@ def embed_clips(
     EmbeddingSet
         Also sets ``n_computed_`` and ``n_cached_`` on it (clips embedded now / read from the cache).
     """
-    if on_error not in ("raise", "skip"):
-        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    scheduler = _check_scheduler(scheduler)
+    check_choice(on_error, ("raise", "skip"), what="on_error")
+    scheduler = check_scheduler(scheduler)
     encoder = get_encoder(encoder)
     if encoder.modality != "audio":
         raise ConfigError(
@@ -353,60 +423,13 @@ def embed_clips(
         # One process owns the accelerator and batches on it; local worker processes would each load a
         # copy of the model onto the same device and compete for it.
         scheduler = None
-    specs = [c if isinstance(c, AudioClip) else AudioClip(Path(c).stem, str(c)) for c in clips]
-    if not specs:
-        raise DataError("no clips to embed")
+    specs = _clip_specs(clips)
     ids = [c.clip_id for c in specs]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise DataError(f"clip ids must be unique; repeated: {dup[:5]}")
     cache = _resolve_cache(cache_dir)
     cache_folder = str(cache) if cache else None
     n = len(specs)
-    if chunk_size is None:
-        if scheduler is None:
-            chunk_size = 16
-        else:
-            if isinstance(scheduler, str):
-                n_workers = workers or os.cpu_count() or 1
-            else:
-                n_workers = max(1, len(scheduler.scheduler_info().get("workers", {})))
-            chunk_size = int(np.clip(-(-n // (4 * n_workers)), 1, 64))
-    if chunk_size < 1:
-        raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    chunks = _chunks(n, chunk_size)
-
-    from tqdm.auto import tqdm
-
-    results: list[Any] = [None] * n
-    bar = tqdm(total=n, desc=f"embed {encoder.name}", unit="clip", disable=not progress, leave=False)
-    try:
-        if scheduler is None:
-            for rng in chunks:
-                part = _embed_chunk(encoder, [specs[i] for i in rng], cache_folder, on_error)
-                for i, r in zip(rng, part):
-                    results[i] = r
-                bar.update(len(rng))
-        else:
-            with _dask_client(scheduler, workers) as client:
-                from distributed import as_completed
-
-                remote = client.scatter(
-                    encoder, broadcast=True, hash=False
-                )  # unique key: never shares a release
-                futures = {
-                    client.submit(
-                        _embed_chunk, remote, [specs[i] for i in rng], cache_folder, on_error, pure=False
-                    ): rng
-                    for rng in chunks
-                }
-                for fut in as_completed(futures):
-                    rng = futures[fut]
-                    for i, r in zip(rng, fut.result()):
-                        results[i] = r
-                    bar.update(len(rng))
-    finally:
-        bar.close()
+    chunks = _chunks(n, _chunk_size(n, chunk_size, scheduler, workers))
+    results = _run_chunks(encoder, specs, chunks, cache_folder, on_error, scheduler, workers, progress)
 
     keep = [i for i in range(n) if results[i][0] is not None]
     skipped = {ids[i]: results[i][2] for i in range(n) if results[i][0] is None}
@@ -465,60 +488,3 @@ def embed_folder(
         clips = clips_from_folder(folder, start=start, duration=duration)
         source = {"folder": str(folder), "clips": f"every audio file from {start} s for {duration} s"}
     return embed_clips(clips, encoder, source=source, **kwargs)
-
-
-def embed_source(
-    source: str | os.PathLike,
-    encoder: str = "acoustic",
-    *,
-    out: str | os.PathLike,
-    bids: str | os.PathLike | None = None,
-    ds003720: bool = False,
-    encoder_options: dict[str, Any] | None = None,
-    **kwargs,
-) -> EmbeddingSet:
-    """What ``brain2music embed`` does: embed a stimulus/audio folder, or a captions CSV with a text encoder.
-
-    Parameters
-    ----------
-    source
-        Folder of audio (see :func:`embed_folder`), or the captions CSV when ``encoder`` embeds text.
-    encoder, encoder_options
-        Registry name and constructor options (``model``, ``device``, ``batch_size``, ...).
-    out
-        Output ``.npz`` (written atomically).
-    bids
-        BIDS root of the experiment whose clips to embed from the GTZAN-layout ``source``.
-    ds003720
-        Use the packaged design of the real ds003720 (for the real GTZAN) instead of ``bids``.
-    **kwargs
-        Passed to :func:`embed_clips` (``cache_dir``, ``scheduler``, ``workers``, ``on_error``, ...).
-    """
-    from brain2music.embeddings.captions import embed_captions
-    from brain2music.embeddings.registry import encoder_modality
-
-    options = {k: v for k, v in (encoder_options or {}).items() if v is not None}
-    if encoder_modality(encoder) == "text":
-        clip_ids = None
-        if bids is not None or ds003720:
-            from brain2music.embeddings.clips import experiment_clips
-
-            table = experiment_clips(bids) if bids is not None else _packaged_clips()
-            clip_ids = table.clip_id.tolist()
-        return embed_captions(source, encoder, clip_ids=clip_ids, out=out, **options)
-    if bids is not None and ds003720:
-        raise ConfigError("pass either --bids or --ds003720, not both")
-    enc = get_encoder(encoder, **options)
-    design = _packaged_clips() if ds003720 else None
-    return embed_folder(source, enc, bids=bids, design=design, out=out, **kwargs)
-
-
-def _packaged_clips():
-    from brain2music.data import clip_table, packaged_design
-
-    return clip_table(packaged_design())
-
-
-#: For the other stages that map work over Dask the way ``embed`` does (``reproduce --scheduler``).
-dask_client = _dask_client
-check_scheduler = _check_scheduler

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from brain2music.embeddings.batch import EmbeddingSet
+from brain2music.embeddings.registry import get_encoder
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 
 __all__ = ["read_captions", "caption_clip_id", "embed_captions"]
@@ -78,9 +80,6 @@ def embed_captions(
     ``clip_ids`` restricts (and orders) the clips; one without a caption is an error. ``out`` saves the
     result as ``.npz`` atomically.
     """
-    from brain2music.embeddings.batch import EmbeddingSet
-    from brain2music.embeddings.registry import get_encoder
-
     enc = get_encoder(encoder, **encoder_kwargs)
     if enc.modality != "text":
         raise ConfigError(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from brain2music._registry import Registry
 from brain2music.embeddings.base import Encoder
 from brain2music.errors import ConfigError
 
@@ -47,7 +48,7 @@ class _Entry:
     signature_of: Callable[[], Callable] | None = None
 
 
-_REGISTRY: dict[str, _Entry] = {}
+_REGISTRY: Registry[_Entry] = Registry("encoder")
 
 
 def register_encoder(
@@ -72,17 +73,17 @@ def register_encoder(
         raise ConfigError(f"modality must be 'audio' or 'text', got {modality!r}")
     if metric_space not in ("paper", "standardized"):
         raise ConfigError(f"metric_space must be 'paper' or 'standardized', got {metric_space!r}")
-    _REGISTRY[name] = _Entry(factory, description, modality, metric_space, signature_of)
+    _REGISTRY.register(name, _Entry(factory, description, modality, metric_space, signature_of))
 
 
 def list_encoders() -> list[str]:
     """Names of the registered encoders, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def describe_encoders() -> dict[str, str]:
     """``{name: one-line description}`` of the registered encoders."""
-    return {name: _REGISTRY[name].description for name in list_encoders()}
+    return {name: _REGISTRY.get(name).description for name in list_encoders()}
 
 
 def encoder_modality(name: str) -> str:
@@ -94,13 +95,11 @@ def encoder_metric_space(name: str) -> str:
     """The default metric space of the encoder registered as ``name``; ``"standardized"`` for unregistered
     names (precomputed embeddings of an encoder this installation does not know: dimensions of unknown
     units, each z-scored with training statistics)."""
-    return _REGISTRY[name].metric_space if name in _REGISTRY else "standardized"
+    return _REGISTRY.get(name).metric_space if name in _REGISTRY else "standardized"
 
 
 def _entry(name: str) -> _Entry:
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown encoder {name!r}; known encoders: {', '.join(list_encoders())}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def encoder_parameters(name: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from brain2music.errors import DataError
+from brain2music.live.raw import IncompleteFile, RawVolume
 
 __all__ = ["read_dicom_volume"]
 
@@ -44,9 +45,9 @@ def _n_mosaic(ds) -> int | None:
 
 
 def read_dicom_volume(path: str | os.PathLike):
-    """Read ``path`` as one volume → :class:`brain2music.live.volumes.RawVolume` (RAS affine).
+    """Read ``path`` as one volume → :class:`brain2music.live.raw.RawVolume` (RAS affine).
 
-    Raises :class:`~brain2music.live.volumes.IncompleteFile` when the pixel data is shorter than the header
+    Raises :class:`~brain2music.live.raw.IncompleteFile` when the pixel data is shorter than the header
     declares, :class:`DataError` when the file is not a DICOM volume.
     """
     import pydicom
@@ -54,8 +55,6 @@ def read_dicom_volume(path: str | os.PathLike):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nibabel flags its DICOM readers as experimental on import
         from nibabel.nicom import dicomwrappers
-
-    from brain2music.live.volumes import IncompleteFile, RawVolume
 
     path = Path(path)
     try:

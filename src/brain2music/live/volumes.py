@@ -22,12 +22,13 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from brain2music.errors import DataError
+from brain2music.live.dicom import read_dicom_volume
+from brain2music.live.raw import IncompleteFile, RawVolume
 
 __all__ = [
     "IncompleteFile",
@@ -41,10 +42,6 @@ __all__ = [
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".ima")
 # Names writers use while a file is in progress; such files are never read (they are renamed into place).
 TEMP_MARKERS = (".tmp", ".part", ".partial", ".crdownload", "~")
-
-
-class IncompleteFile(Exception):
-    """The file is shorter than its header declares: still being written (or truncated)."""
 
 
 def is_volume_file(name: str) -> bool:
@@ -71,24 +68,12 @@ def volume_number(name: str) -> int | None:
     return int(digits) if digits else None
 
 
-@dataclass
-class RawVolume:
-    """One volume as read from disk: ``data`` (x, y, z) float32, ``affine`` (4, 4) voxel -> RAS mm."""
-
-    data: np.ndarray
-    affine: np.ndarray
-    tr: float | None = None  # seconds, when the file says (DICOM RepetitionTime)
-    number: int | None = None  # acquisition number the file carries (DICOM InstanceNumber)
-
-
 def read_volume(path: str | os.PathLike) -> RawVolume:
     """Read one 3-D NIfTI (``.nii``, ``.nii.gz``; a 4-D file with one volume is accepted) or DICOM file."""
     path = Path(path)
     low = path.name.lower()
     if low.endswith((".nii", ".nii.gz")):
         return _read_nifti(path)
-    from brain2music.live.dicom import read_dicom_volume
-
     return read_dicom_volume(path)
 
 

@@ -15,12 +15,11 @@ import os
 
 import numpy as np
 
+from brain2music._checks import check_choice
+from brain2music._registry import Registry
 from brain2music.errors import ConfigError
 
 __all__ = ["BACKENDS", "get_backend", "use_backend", "to_numpy", "cholesky_inverse", "cholesky_solve"]
-
-#: The himalaya backends the solvers accept.
-BACKENDS = ("numpy", "torch", "torch_cuda", "cupy")
 
 
 def _check_available(name: str) -> None:
@@ -48,11 +47,17 @@ def _check_available(name: str) -> None:
             ) from err
 
 
+#: The himalaya backends the solvers accept, each with the check that its library and device are present.
+_BACKENDS: Registry = Registry("backend", order="registration")
+for _name in ("numpy", "torch", "torch_cuda", "cupy"):
+    _BACKENDS.register(_name, _check_available)
+BACKENDS = tuple(_BACKENDS.names())
+
+
 def get_backend(name: str = "numpy"):
     """The himalaya backend module ``name`` (validated), without changing himalaya's global backend."""
-    if not isinstance(name, str) or name not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")
-    _check_available(name)
+    check_choice(name, BACKENDS, what="backend")
+    _BACKENDS.get(name)(name)
     with use_backend(name) as module:
         return module
 
@@ -201,6 +206,23 @@ def lapack_threads(n: int):
     return _controller().limit(limits=lapack_thread_count(n), user_api="blas")
 
 
+def _device_cholesky(b, A):
+    """The lower Cholesky factor of ``A`` on a torch or cupy backend, or ``None`` when ``A`` is not
+    numerically positive definite (torch reports it in ``info``; cupy raises or returns non-finite)."""
+    if b.name.startswith("torch"):
+        import torch
+
+        L, info = torch.linalg.cholesky_ex(A)
+        return None if int(info) != 0 else L
+    import cupy
+
+    try:
+        L = cupy.linalg.cholesky(A)
+    except cupy.linalg.LinAlgError:
+        return None
+    return L if bool(cupy.isfinite(L).all()) else None
+
+
 def cholesky_inverse(b, A):
     """Inverse of the symmetric positive definite ``A (n, n)`` from its Cholesky factor, or ``None`` when
     ``A`` is not numerically positive definite in float32. ``A`` may be overwritten.
@@ -217,22 +239,16 @@ def cholesky_inverse(b, A):
             return None
         inv, info = potri(c, lower=1, overwrite_c=1)
         return inv if info == 0 else None
+    L = _device_cholesky(b, A)
+    if L is None:
+        return None
     if b.name.startswith("torch"):
         import torch
 
-        L, info = torch.linalg.cholesky_ex(A)
-        if int(info) != 0:
-            return None
         return torch.cholesky_inverse(L)
     import cupy
     import cupyx.scipy.linalg
 
-    try:
-        L = cupy.linalg.cholesky(A)
-    except cupy.linalg.LinAlgError:
-        return None
-    if not bool(cupy.isfinite(L).all()):
-        return None
     Linv = cupyx.scipy.linalg.solve_triangular(L, cupy.eye(A.shape[0], dtype=A.dtype), lower=True)
     return Linv.T @ Linv
 
@@ -268,21 +284,14 @@ def cholesky_solve(b, A, B):
         except np.linalg.LinAlgError:
             return None
         return cho_solve(factor, B, check_finite=False)
+    L = _device_cholesky(b, A)
+    if L is None:
+        return None
     if b.name.startswith("torch"):
         import torch
 
-        L, info = torch.linalg.cholesky_ex(A)
-        if int(info) != 0:
-            return None
         return torch.cholesky_solve(B, L)
-    import cupy
     import cupyx.scipy.linalg
 
-    try:
-        L = cupy.linalg.cholesky(A)
-    except cupy.linalg.LinAlgError:
-        return None
-    if not bool(cupy.isfinite(L).all()):
-        return None
     Z = cupyx.scipy.linalg.solve_triangular(L, B, lower=True)
     return cupyx.scipy.linalg.solve_triangular(L.T, Z, lower=False)

@@ -18,17 +18,27 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import GroupKFold
 
+from brain2music._checks import check_choice
 from brain2music.errors import ConfigError, DataError
 from brain2music.models._checks import check_2d, check_groups, check_not_constant, check_same_samples
 from brain2music.models._dual import DualCV, centered_linear_kernel, double_center
 from brain2music.models._primal import ridge_cv_primal
 from brain2music.models.scoring import correlation_per_target
 
-__all__ = ["DEFAULT_ALPHAS", "RidgeDecoder", "grouped_splits", "correlation_per_target"]
+__all__ = ["DEFAULT_ALPHAS", "RIDGE_SOLVERS", "RidgeDecoder", "grouped_splits", "correlation_per_target"]
 
 #: 20 penalties, log-spaced over the range Brain2Music's peers searched (1e-2 .. 1e5).
 DEFAULT_ALPHAS = np.logspace(-2, 5, 20)
 
+#: Every fitting form of :class:`RidgeDecoder` (himalaya's ``RIDGE_SOLVERS`` style): the form of
+#: :meth:`RidgeDecoder.form_for` -> the method that fits ``(X, Y, alphas, splits)`` in it and returns
+#: ``(best_alphas, cv_scores)``. ``solver=`` picks among the linear forms; ``kernel="rbf"`` the others.
+RIDGE_SOLVERS = {
+    "primal": "_fit_primal",
+    "dual": "_fit_dual",
+    "rbf": "_fit_rbf",
+    "rbf-nystroem": "_fit_nystroem",
+}
 _SOLVERS = ("auto", "primal", "dual")
 _KERNELS = ("linear", "rbf")
 
@@ -122,10 +132,8 @@ class RidgeDecoder(BaseEstimator):
         self.backend = backend
 
     def _validate_params(self):
-        if self.kernel not in _KERNELS:
-            raise ConfigError(f"kernel must be one of {_KERNELS}; got {self.kernel!r}")
-        if self.solver not in _SOLVERS:
-            raise ConfigError(f"solver must be one of {_SOLVERS}; got {self.solver!r}")
+        check_choice(self.kernel, _KERNELS, what="kernel")
+        check_choice(self.solver, _SOLVERS, what="solver")
         alphas = np.atleast_1d(np.asarray(self.alphas, dtype=np.float64))
         if alphas.ndim != 1 or alphas.size == 0 or np.any(alphas <= 0) or not np.isfinite(alphas).all():
             raise ConfigError(f"alphas must be a non-empty list of positive numbers; got {self.alphas!r}")
@@ -162,16 +170,8 @@ class RidgeDecoder(BaseEstimator):
             raise ConfigError(
                 f"a precomputed kernel serves the linear dual form only; this fit uses {form!r}"
             )
-        if form == "rbf-nystroem":
-            best_alphas, cv_scores = self._fit_nystroem(X, Y, alphas, splits)
-        elif form == "rbf":
-            best_alphas, cv_scores = self._fit_rbf(X, Y, alphas, splits)
-        elif form == "dual":
-            best_alphas, cv_scores = self._fit_dual(X, Y, alphas, splits, kernel)
-        else:
-            self.coef_, best_alphas, cv_scores = ridge_cv_primal(
-                X, Y, alphas, splits, n_targets_batch=self.n_targets_batch, backend=self.backend
-            )
+        solve = getattr(self, RIDGE_SOLVERS[form])
+        best_alphas, cv_scores = solve(X, Y, alphas, splits, **({"kernel": kernel} if form == "dual" else {}))
         self.form_ = form
         self.best_alphas_ = np.asarray(best_alphas, dtype=np.float64)
         self.cv_scores_ = np.asarray(cv_scores, dtype=np.float64)
@@ -195,6 +195,13 @@ class RidgeDecoder(BaseEstimator):
 
     def _gamma(self, n_features: int) -> float:
         return 1.0 / n_features if self.gamma is None else float(self.gamma)
+
+    def _fit_primal(self, X, Y, alphas, splits):
+        """Linear primal form: the thin-SVD leave-group-out CV of :mod:`._primal`."""
+        self.coef_, best_alphas, cv_scores = ridge_cv_primal(
+            X, Y, alphas, splits, n_targets_batch=self.n_targets_batch, backend=self.backend
+        )
+        return best_alphas, cv_scores
 
     def _fit_dual(self, X, Y, alphas, splits, kernel):
         """Linear kernel form: one centred kernel, the leave-group-out CV (:mod:`._dual`), W = X_c^T A."""

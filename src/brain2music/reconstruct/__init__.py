@@ -4,7 +4,7 @@
   (:func:`build_library`, :func:`add_to_library`, :func:`open_library`, :func:`search_library`);
 - :mod:`~brain2music.reconstruct.generators`: one protocol, a registry (:func:`get_generator`);
 - ``brain2music reconstruct`` over a results folder lives with the other stages in
-  :mod:`brain2music.study.reconstruct` (``brain2music.reconstruct.pipeline`` re-exports it).
+  :mod:`brain2music.study.reconstruct`.
 """
 
 import importlib
@@ -14,14 +14,13 @@ import importlib
 # and faiss through the library store.
 _EXPORTS = {
     "MusicLibrary": "library",
-    "add_to_library": "library_build",
-    "build_library": "library_build",
-    "library_from_embeddings": "library_build",
+    "add_to_library": "library",
+    "build_library": "library",
+    "library_from_embeddings": "library",
     "open_library": "library",
     "search_library": "library",
     "get_generator": "generators",
     "list_generators": "generators",
-    "reconstruct": "pipeline",
 }
 
 
@@ -39,6 +38,5 @@ __all__ = [
     "library_from_embeddings",
     "list_generators",
     "open_library",
-    "reconstruct",
     "search_library",
 ]

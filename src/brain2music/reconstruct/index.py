@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brain2music._checks import check_choice
 from brain2music._io import atomic_path
 from brain2music.errors import ConfigError, DataError
 
@@ -60,8 +61,7 @@ def l2_normalize(vectors: np.ndarray, *, name: str = "vectors") -> np.ndarray:
 
 def choose_index_kind(n: int, kind: str = "auto") -> str:
     """Resolve ``kind`` (one of :data:`INDEX_KINDS`) for a library of ``n`` vectors."""
-    if kind not in INDEX_KINDS:
-        raise ConfigError(f"index kind must be one of {', '.join(INDEX_KINDS)}; got {kind!r}")
+    check_choice(kind, INDEX_KINDS, what="index kind")
     if kind != "auto":
         return kind
     return "ivf" if n >= AUTO_APPROX_THRESHOLD else "flat"

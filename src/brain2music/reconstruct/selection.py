@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from brain2music.errors import ConfigError, DataError
+from brain2music._checks import check_choice
+from brain2music.errors import DataError
 
 __all__ = [
     "SCORES",
@@ -149,6 +150,4 @@ def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def check_score(score: str) -> str:
     """``score`` if it is one of :data:`SCORES`, else a :class:`ConfigError` naming ``--score``."""
-    if score not in SCORES:
-        raise ConfigError(f"--score must be one of {', '.join(SCORES)}; got {score!r}")
-    return score
+    return check_choice(score, SCORES, what="--score")

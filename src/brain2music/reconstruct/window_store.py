@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brain2music._checks import check_choice
 from brain2music.errors import DataError
 
 __all__ = ["WindowStore", "WindowMatch", "match", "write_store", "WINDOW_INDEX_KINDS"]
@@ -223,8 +224,7 @@ def _write_index(folder: Path, vectors: np.ndarray, kind: str, random_state: int
     import faiss
 
     n, dim = vectors.shape
-    if kind not in WINDOW_INDEX_KINDS:
-        raise DataError(f"window index must be one of {', '.join(WINDOW_INDEX_KINDS)}; got {kind!r}")
+    check_choice(kind, WINDOW_INDEX_KINDS, what="window index", error=DataError)
     if kind == "auto":
         kind = "ivfpq" if n >= AUTO_ANN_WINDOWS else "exact"
     if kind == "exact":

@@ -22,7 +22,8 @@ from brain2music.simulate.composer import (
     sample_params,
 )
 from brain2music.simulate.features import auditory_features
-from brain2music.simulate.study import StudyTruth, load_truth, simulate_study
+from brain2music.simulate.study import simulate_study
+from brain2music.simulate.truth import StudyTruth, load_truth
 
 __all__ = [
     "PARAM_NAMES",

@@ -25,8 +25,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from brain2music._checks import check_choice
 from brain2music.data.events import GENRES
 from brain2music.errors import ConfigError
+from brain2music.simulate.styles import (
+    BASS_STYLES,
+    CHORD_STYLES,
+    DRUM_KITS,
+    DRUM_NOTES,
+    DRUM_PATTERNS,
+    MODES,
+    PROGRESSIONS,
+    ROLES,
+    SCALES,
+    STYLES,
+)
 
 __all__ = [
     "PARAM_NAMES",
@@ -37,268 +50,6 @@ __all__ = [
     "render",
     "sample_params",
 ]
-
-MODES: tuple[str, ...] = ("major", "minor", "dorian", "mixolydian", "phrygian", "blues")
-_SCALES = {
-    "major": (0, 2, 4, 5, 7, 9, 11),
-    "minor": (0, 2, 3, 5, 7, 8, 10),
-    "dorian": (0, 2, 3, 5, 7, 9, 10),
-    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
-    "phrygian": (0, 1, 3, 5, 7, 8, 10),
-    "blues": (0, 3, 5, 6, 7, 10),
-}
-
-# Chord progressions as scale degrees (0 = tonic), one chord per bar; a global table so a progression is
-# one integer in the numeric encoding.
-PROGRESSIONS: tuple[tuple[int, ...], ...] = (
-    (0, 0, 0, 0, 3, 3, 0, 0, 4, 3, 0, 4),  # 0 12-bar blues
-    (0, 3, 4, 0),  # 1 I-IV-V-I
-    (0, 4, 5, 3),  # 2 I-V-vi-IV (pop)
-    (5, 3, 0, 4),  # 3 vi-IV-I-V
-    (1, 4, 0, 0),  # 4 ii-V-I
-    (0, 5, 1, 4),  # 5 I-vi-ii-V (jazz turnaround)
-    (0, 3),  # 6 i-iv vamp (disco/reggae)
-    (0, 0, 6, 5),  # 7 i-i-VII-VI (metal/rock, minor)
-    (0, 6, 5, 6),  # 8 i-VII-VI-VII
-    (0, 3, 0, 4),  # 9 I-IV-I-V (country)
-    (0, 2, 3, 4),  # 10 I-iii-IV-V
-    (0, 1),  # 11 i-ii vamp (dorian/hip-hop)
-)
-
-# Drum patterns on a 16-step grid per bar of 4 beats (12 steps for 3 beats): (kick, snare, hat, open hat,
-# ride, crash-at-bar-1) as step sets.
-DRUM_PATTERNS: tuple[dict, ...] = (
-    {"kick": (0, 8), "snare": (4, 12), "hat": (0, 2, 4, 6, 8, 10, 12, 14)},  # 0 rock/pop backbeat
-    {"kick": (0, 4, 8, 12), "snare": (4, 12), "hat": (), "open": (2, 6, 10, 14)},  # 1 four on the floor
-    {"kick": (0, 7, 10), "snare": (4, 12), "hat": (0, 2, 4, 6, 8, 10, 12, 14)},  # 2 boom-bap
-    {"kick": (8,), "snare": (8,), "hat": (2, 6, 10, 14)},  # 3 one drop
-    {"ride": (0, 4, 6, 8, 12, 14), "hat": (4, 12), "kick": (0,)},  # 4 jazz swing ride
-    {"kick": (0, 2, 4, 6, 8, 10, 12, 14), "snare": (4, 12), "crash": (0,)},  # 5 double-kick metal
-    {"kick": (0, 8), "snare": (4, 12), "hat": (0, 4, 8, 12)},  # 6 country train / shuffle
-    {"kick": (0, 3, 8, 11), "snare": (4, 12), "hat": tuple(range(16))},  # 7 16th-hat pop/hiphop
-    {"kick": (0, 6, 8), "snare": (4, 12), "hat": (0, 2, 4, 6, 8, 10, 12, 14), "crash": (0,)},  # 8 rock
-    {},  # 9 no drums (classical)
-)
-_DRUM_NOTES = {"kick": 36, "snare": 38, "hat": 42, "open": 46, "ride": 51, "crash": 49}
-
-BASS_STYLES = ("whole", "root_fifth", "walking", "octaves", "offbeat", "eighths", "sub", "alberti")
-CHORD_STYLES = ("block", "strum", "arpeggio", "skank", "stabs", "pad", "power", "comp")
-ROLES = ("bass", "chords", "melody", "pad")
-DRUM_KITS = (0, 8, 16, 24, 25, 32, 40)
-
-# Per-genre style: ranges and weighted choices that sample_params draws from.
-_STYLES: dict[str, dict] = {
-    "blues": dict(
-        tempo=(70, 110),
-        modes=("blues", "mixolydian"),
-        meter=(4,),
-        swing=(0.22, 0.33),
-        drums=(6, 0),
-        kits=(0, 8),
-        bass=("walking", "root_fifth"),
-        prog=(0,),
-        chords=("comp", "stabs"),
-        bass_prog=(33, 32),
-        chord_prog=(0, 16, 27),
-        melody_prog=(29, 22, 65, 26),
-        pad_prog=(None, 16),
-        density=(0.8, 1.8),
-        register=(62, 74),
-        distortion=(0.0, 12.0),
-        reverb=(0.2, 0.45),
-        compression=(0.2, 0.5),
-        lowpass=(0.0, 0.0),
-    ),
-    "classical": dict(
-        tempo=(60, 120),
-        modes=("major", "minor"),
-        meter=(3, 4),
-        swing=(0.0, 0.0),
-        drums=(9,),
-        kits=(0,),
-        bass=("whole", "alberti"),
-        prog=(1, 4, 5, 10, 3),
-        chords=("arpeggio", "pad", "block"),
-        bass_prog=(42, 43, 32),
-        chord_prog=(0, 48, 46, 6),
-        melody_prog=(40, 73, 71, 68, 60, 0),
-        pad_prog=(48, 49, None),
-        density=(0.8, 2.0),
-        register=(67, 79),
-        distortion=(0.0, 0.0),
-        reverb=(0.55, 0.9),
-        compression=(0.0, 0.1),
-        lowpass=(0.0, 0.0),
-    ),
-    "country": dict(
-        tempo=(90, 135),
-        modes=("major", "mixolydian"),
-        meter=(4,),
-        swing=(0.0, 0.12),
-        drums=(6, 0),
-        kits=(0, 40),
-        bass=("root_fifth",),
-        prog=(1, 9, 10),
-        chords=("strum",),
-        bass_prog=(32, 33),
-        chord_prog=(25, 24),
-        melody_prog=(40, 105, 27, 22),
-        pad_prog=(None, 21),
-        density=(1.0, 2.2),
-        register=(64, 76),
-        distortion=(0.0, 0.0),
-        reverb=(0.15, 0.35),
-        compression=(0.2, 0.5),
-        lowpass=(0.0, 0.0),
-    ),
-    "disco": dict(
-        tempo=(110, 132),
-        modes=("minor", "dorian", "major"),
-        meter=(4,),
-        swing=(0.0, 0.05),
-        drums=(1,),
-        kits=(0, 24),
-        bass=("octaves",),
-        prog=(6, 11, 4, 3),
-        chords=("stabs", "skank"),
-        bass_prog=(38, 39, 33),
-        chord_prog=(4, 5, 48, 27),
-        melody_prog=(49, 61, 81, 56),
-        pad_prog=(48, 50, None),
-        density=(1.2, 2.4),
-        register=(67, 79),
-        distortion=(0.0, 0.0),
-        reverb=(0.25, 0.45),
-        compression=(0.5, 0.8),
-        lowpass=(0.0, 0.0),
-    ),
-    "hiphop": dict(
-        tempo=(78, 98),
-        modes=("minor", "dorian"),
-        meter=(4,),
-        swing=(0.08, 0.2),
-        drums=(2, 7),
-        kits=(25, 0, 24),
-        bass=("sub",),
-        prog=(11, 6, 3),
-        chords=("pad", "comp"),
-        bass_prog=(38, 87, 33),
-        chord_prog=(4, 11, 0, 89),
-        melody_prog=(54, 85, 11, 80),
-        pad_prog=(89, 95, None),
-        density=(1.5, 3.5),
-        register=(55, 67),
-        distortion=(0.0, 3.0),
-        reverb=(0.1, 0.3),
-        compression=(0.6, 0.9),
-        lowpass=(0.4, 0.9),
-    ),
-    "jazz": dict(
-        tempo=(110, 200),
-        modes=("dorian", "major", "mixolydian"),
-        meter=(4,),
-        swing=(0.25, 0.33),
-        drums=(4,),
-        kits=(32, 40),
-        bass=("walking",),
-        prog=(4, 5),
-        chords=("comp",),
-        bass_prog=(32,),
-        chord_prog=(0, 1, 4, 26),
-        melody_prog=(65, 66, 56, 11, 71),
-        pad_prog=(None,),
-        density=(1.6, 3.2),
-        register=(62, 77),
-        distortion=(0.0, 0.0),
-        reverb=(0.25, 0.5),
-        compression=(0.1, 0.3),
-        lowpass=(0.0, 0.0),
-    ),
-    "metal": dict(
-        tempo=(100, 180),
-        modes=("phrygian", "minor"),
-        meter=(4,),
-        swing=(0.0, 0.0),
-        drums=(5, 8),
-        kits=(16, 0),
-        bass=("eighths",),
-        prog=(7, 8),
-        chords=("power",),
-        bass_prog=(34, 33),
-        chord_prog=(30, 29),
-        melody_prog=(30, 29),
-        pad_prog=(None, 48),
-        density=(2.0, 4.0),
-        register=(64, 82),
-        distortion=(25.0, 40.0),
-        reverb=(0.2, 0.45),
-        compression=(0.6, 0.9),
-        lowpass=(0.0, 0.0),
-    ),
-    "pop": dict(
-        tempo=(95, 125),
-        modes=("major",),
-        meter=(4,),
-        swing=(0.0, 0.05),
-        drums=(0, 7),
-        kits=(0, 24, 25),
-        bass=("eighths", "octaves", "root_fifth"),
-        prog=(2, 3, 10),
-        chords=("block", "stabs", "arpeggio"),
-        bass_prog=(33, 38, 34),
-        chord_prog=(0, 4, 5, 81),
-        melody_prog=(53, 80, 81, 0, 11),
-        pad_prog=(89, 88, 48),
-        density=(1.0, 2.0),
-        register=(64, 76),
-        distortion=(0.0, 0.0),
-        reverb=(0.3, 0.55),
-        compression=(0.5, 0.8),
-        lowpass=(0.0, 0.0),
-    ),
-    "reggae": dict(
-        tempo=(64, 90),
-        modes=("minor", "major", "dorian"),
-        meter=(4,),
-        swing=(0.0, 0.12),
-        drums=(3,),
-        kits=(0, 8),
-        bass=("offbeat", "sub"),
-        prog=(6, 1, 11),
-        chords=("skank",),
-        bass_prog=(33, 34, 38),
-        chord_prog=(27, 16, 17),
-        melody_prog=(16, 56, 65, 22),
-        pad_prog=(None, 16),
-        density=(0.6, 1.4),
-        register=(60, 72),
-        distortion=(0.0, 0.0),
-        reverb=(0.35, 0.6),
-        compression=(0.3, 0.6),
-        lowpass=(0.0, 0.3),
-    ),
-    "rock": dict(
-        tempo=(110, 150),
-        modes=("major", "mixolydian", "minor"),
-        meter=(4,),
-        swing=(0.0, 0.0),
-        drums=(0, 8),
-        kits=(0, 16, 8),
-        bass=("eighths", "root_fifth"),
-        prog=(1, 7, 3, 9),
-        chords=("power", "strum"),
-        bass_prog=(34, 33),
-        chord_prog=(29, 30, 27),
-        melody_prog=(29, 30, 27, 53),
-        pad_prog=(None, 16),
-        density=(1.2, 2.6),
-        register=(62, 76),
-        distortion=(10.0, 25.0),
-        reverb=(0.2, 0.45),
-        compression=(0.4, 0.7),
-        lowpass=(0.0, 0.0),
-    ),
-}
 
 
 @dataclass
@@ -341,14 +92,12 @@ class TrackParams:
 
 
 def _check_genre(genre: str) -> str:
-    if genre not in _STYLES:
-        raise ConfigError(f"genre must be one of {list(GENRES)}; got {genre!r}")
-    return genre
+    return check_choice(genre, GENRES, what="genre")
 
 
 def sample_params(genre: str, rng: np.random.Generator | int | None = None) -> TrackParams:
     """Draw the parameters of a new track in the style of ``genre`` (one of the 10 GTZAN genres)."""
-    s = _STYLES[_check_genre(genre)]
+    s = STYLES[_check_genre(genre)]
     rng = np.random.default_rng(rng)
 
     def pick(seq):
@@ -360,28 +109,28 @@ def sample_params(genre: str, rng: np.random.Generator | int | None = None) -> T
 
     return TrackParams(
         genre=genre,
-        tempo=round(uniform(s["tempo"]), 1),
+        tempo=round(uniform(s.tempo), 1),
         key=int(rng.integers(12)),
-        mode=pick(s["modes"]),
-        meter=int(pick(s["meter"])),
-        swing=round(uniform(s["swing"]), 3),
-        drum_pattern=int(pick(s["drums"])),
-        drum_kit=int(pick(s["kits"])),
-        bass_style=pick(s["bass"]),
-        progression=int(pick(s["prog"])),
-        chord_style=pick(s["chords"]),
+        mode=pick(s.modes),
+        meter=int(pick(s.meter)),
+        swing=round(uniform(s.swing), 3),
+        drum_pattern=int(pick(s.drums)),
+        drum_kit=int(pick(s.kits)),
+        bass_style=pick(s.bass),
+        progression=int(pick(s.prog)),
+        chord_style=pick(s.chords),
         instruments={
-            "bass": int(pick(s["bass_prog"])),
-            "chords": int(pick(s["chord_prog"])),
-            "melody": int(pick(s["melody_prog"])),
-            "pad": pick(s["pad_prog"]),
+            "bass": int(pick(s.bass_prog)),
+            "chords": int(pick(s.chord_prog)),
+            "melody": int(pick(s.melody_prog)),
+            "pad": pick(s.pad_prog),
         },
-        melody_density=round(uniform(s["density"]), 3),
-        melody_register=int(rng.integers(s["register"][0], s["register"][1] + 1)),
-        distortion=round(uniform(s["distortion"]), 2),
-        reverb=round(uniform(s["reverb"]), 3),
-        compression=round(uniform(s["compression"]), 3),
-        lowpass=round(uniform(s["lowpass"]), 3),
+        melody_density=round(uniform(s.density), 3),
+        melody_register=int(rng.integers(s.register[0], s.register[1] + 1)),
+        distortion=round(uniform(s.distortion), 2),
+        reverb=round(uniform(s.reverb), 3),
+        compression=round(uniform(s.compression), 3),
+        lowpass=round(uniform(s.lowpass), 3),
         velocity=round(float(rng.uniform(0.65, 0.95)), 3),
         seed=int(rng.integers(2**31 - 1)),
     )
@@ -393,7 +142,7 @@ def sample_params(genre: str, rng: np.random.Generator | int | None = None) -> T
 
 
 def _scale_pitch(p: TrackParams, degree: int, octave: int) -> int:
-    scale = _SCALES[p.mode]
+    scale = SCALES[p.mode]
     n = len(scale)
     return 12 * (octave + degree // n) + p.key + scale[degree % n]
 
@@ -403,7 +152,7 @@ def _chord(p: TrackParams, degree: int, octave: int, size: int = 3) -> list[int]
     if p.mode == "blues":
         root = 12 * octave + p.key + {0: 0, 3: 5, 4: 7}.get(degree, 0)
         return [root, root + 4, root + 7, root + 10][:size]
-    scale_len = len(_SCALES[p.mode])
+    scale_len = len(SCALES[p.mode])
     return [_scale_pitch(p, degree + 2 * k, octave) for k in range(size)][:scale_len]
 
 
@@ -495,7 +244,7 @@ def _drums(sc: _Score, break_bar: int):
                     continue
                 accent = 1.0 if s % 4 == 0 else 0.8
                 v = vel * accent * rng.uniform(0.85, 1.05) * (0.7 if name in ("hat", "ride") else 1.0)
-                _add(drums, _DRUM_NOTES[name], tm.t(bar, s), 0.1, v, duration)
+                _add(drums, DRUM_NOTES[name], tm.t(bar, s), 0.1, v, duration)
         if bar % 4 == 3 and rng.random() < 0.6:  # a fill of snare 16ths at the end of a phrase
             for s in range(steps - 4, steps):
                 _add(drums, 38, tm.t(bar, s), 0.08, vel * rng.uniform(0.6, 0.95), duration)
@@ -628,7 +377,7 @@ def _melody(sc: _Score, intro: int):
 
     p, tm, rng, steps = sc.p, sc.tm, sc.rng, sc.steps
     melody = pretty_midi.Instrument(program=p.instruments["melody"], name="melody")
-    n_scale = len(_SCALES[p.mode])
+    n_scale = len(SCALES[p.mode])
     center = (p.melody_register - 12 * 5 - p.key) * n_scale // 12
     motif_len = 2 * steps
     density = min(p.melody_density / 4.0, 0.95)
@@ -662,137 +411,16 @@ def _melody(sc: _Score, intro: int):
 # Rendering
 # ---------------------------------------------------------------------------------------------------------
 
-_GUITARS = set(range(24, 32))
-
-
-def _new_synthesizer(sr: int):
-    """A FluidSynth instance with the General-MIDI SoundFont that pretty_midi ships (``TimGM6mb.sf2``).
-
-    FluidSynth's own reverb and chorus are off: effects come from pedalboard, per genre. Every track gets
-    a fresh synthesiser: a reused one keeps voice and filter state that changes the first notes of the
-    next track, and a track must not depend on what was rendered before it.
-    """
-    import os
-    from importlib.resources import files
-
-    from pretty_midi.fluidsynth import DEFAULT_SF2
-
-    from brain2music.errors import require
-
-    fluidsynth = require("fluidsynth", "simulate", "Rendering composed tracks (pyfluidsynth + libfluidsynth)")
-    synth = fluidsynth.Synth(samplerate=float(sr), **{"synth.reverb.active": 0, "synth.chorus.active": 0})
-    sfid = synth.sfload(os.path.join(str(files("pretty_midi")), DEFAULT_SF2))
-    return synth, sfid
-
-
-def _write_float():
-    import ctypes
-
-    import fluidsynth
-
-    fn = fluidsynth._fl.fluid_synth_write_float
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    fn.argtypes += [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def _synth(inst, synth, sfid: int, sr: int, n: int) -> np.ndarray:
-    """Synthesise one pretty_midi instrument to ``n`` mono samples.
-
-    The event loop is pretty_midi's ``Instrument.fluidsynth`` with two changes: FluidSynth writes floats
-    straight into the output buffer (its 16-bit path adds dither noise whose position carries over from
-    call to call, which would make a track depend on what was rendered before it), and the synthesiser
-    is shared by the stems of a track (its SoundFont loaded once).
-    """
-    write = _write_float()
-    # No sounding voices or controller state from the previous stem: reset, then let the killed voices
-    # finish (they are removed only when a block is rendered).
-    synth.system_reset()
-    scratch = np.zeros(4096, dtype=np.float32)
-    write(synth.synth, 4096, scratch.ctypes.data, 0, 1, scratch.ctypes.data, 0, 1)
-    if inst.is_drum:
-        channel = 9
-        if synth.program_select(channel, sfid, 128, inst.program) == -1:
-            synth.program_select(channel, sfid, 128, 0)
-    else:
-        channel = 0
-        synth.program_select(channel, sfid, 0, inst.program)
-    events = []
-    for note in inst.notes:
-        events.append((int(note.start * sr), 1, note.pitch, note.velocity))
-        events.append((int(note.end * sr), 0, note.pitch, 0))
-    events.sort()  # note-offs before note-ons at the same sample
-    # FluidSynth renders in blocks of 64 samples and keeps a partly used block between calls: writing a
-    # whole number of blocks per stem starts every stem at the same block phase (determinism).
-    total = n
-    n = -(-n // 64) * 64
-    left = np.zeros(n, dtype=np.float32)
-    right = np.zeros(n, dtype=np.float32)
-    pos = 0
-    for sample, kind, pitch, velocity in events:
-        sample = min(sample, n)
-        if sample > pos:
-            write(
-                synth.synth, sample - pos, left.ctypes.data + 4 * pos, 0, 1, right.ctypes.data + 4 * pos, 0, 1
-            )
-            pos = sample
-        if pos >= n:
-            break
-        if kind:
-            synth.noteon(channel, pitch, velocity)
-        else:
-            synth.noteoff(channel, pitch)
-    if pos < n:
-        write(synth.synth, n - pos, left.ctypes.data + 4 * pos, 0, 1, right.ctypes.data + 4 * pos, 0, 1)
-    return 0.5 * (left[:total] + right[:total])
-
 
 def render(params: TrackParams, sr: int = 22050, duration: float = 30.0) -> np.ndarray:
     """Render a track to mono audio of ``round(duration * sr)`` samples (float32, peak ≤ 0.99).
 
-    Each stem is synthesised with FluidSynth and the General-MIDI SoundFont pretty_midi ships (the event
-    loop of pretty_midi's ``Instrument.fluidsynth``, made deterministic, see ``_synth``); guitar stems get pedalboard distortion when ``params.distortion > 0``;
-    the mix gets compression, an optional low-pass and reverb, then a peak normaliser.
+    The score of :func:`compose` synthesised and mixed by :func:`brain2music.simulate.synth.render_score`
+    (FluidSynth with the General-MIDI SoundFont pretty_midi ships, then pedalboard effects).
     """
-    import pedalboard as pb
+    from brain2music.simulate.synth import render_score
 
-    pm = compose(params, duration)
-    n = int(round(duration * sr))
-    mix = np.zeros(n, dtype=np.float32)
-    synth, sfid = _new_synthesizer(sr)
-    gains = {"drums": 0.9, "bass": 1.0, "chords": 0.55, "pad": 0.35, "melody": 0.75}
-    for inst in pm.instruments:
-        if not inst.notes:
-            continue
-        stem = _synth(inst, synth, sfid, sr, n)
-        peak = float(np.max(np.abs(stem))) or 1.0
-        stem /= peak
-        if params.distortion > 0 and not inst.is_drum and inst.program in _GUITARS:
-            stem = pb.Pedalboard([pb.Distortion(drive_db=float(params.distortion)), pb.Gain(-6.0)])(stem, sr)
-            stem /= float(np.max(np.abs(stem))) or 1.0
-        mix += gains.get(inst.name, 0.6) * stem
-    synth.delete()
-    board = []
-    if params.compression > 0:
-        board.append(
-            pb.Compressor(threshold_db=-6 - 24 * params.compression, ratio=1.5 + 6 * params.compression)
-        )
-    if params.lowpass > 0:
-        board.append(
-            pb.LowpassFilter(cutoff_frequency_hz=float(8000 * (1 - params.lowpass) + 1500 * params.lowpass))
-        )
-    if params.reverb > 0:
-        board.append(
-            pb.Reverb(room_size=float(params.reverb), wet_level=0.12 + 0.25 * params.reverb, dry_level=0.8)
-        )
-    peak = float(np.max(np.abs(mix))) or 1.0
-    mix /= peak
-    if board:
-        mix = pb.Pedalboard(board)(mix, sr)
-    mix = np.asarray(mix, dtype=np.float32).reshape(-1)[:n]
-    peak = float(np.max(np.abs(mix))) or 1.0
-    return (mix * (0.99 / peak)).astype(np.float32)
+    return render_score(compose(params, duration), params, sr=sr, n=int(round(duration * sr)))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -181,3 +181,28 @@ def _timbre(power: np.ndarray, sr: int) -> np.ndarray:
     flux = np.sqrt(np.clip(np.diff(np.sqrt(power), axis=1), 0, None).sum(axis=0))
     onset_density = float(np.mean(flux > (np.median(flux) + 2 * flux.std())) * (sr / HOP))
     return np.array([np.log(centroid + 1.0), flatness, onset_density], dtype=np.float32)
+
+
+def map_jobs(fn, items, n_jobs: int, desc: str, progress: bool) -> list:
+    """``[fn(item) for item in items]`` with a progress bar, in ``n_jobs`` spawned worker processes when > 1
+    (single-threaded BLAS in each, and in this process when run serially)."""
+    from tqdm.auto import tqdm
+
+    if n_jobs <= 1:
+        with single_threaded_blas():
+            return _map_inner(fn, items, n_jobs, desc, progress, tqdm)
+    return _map_inner(fn, items, n_jobs, desc, progress, tqdm)
+
+
+def _map_inner(fn, items, n_jobs, desc, progress, tqdm):
+    bar = dict(total=len(items), desc=desc, disable=not progress, leave=False)
+    if n_jobs <= 1:
+        return [fn(it) for it in tqdm(items, **bar)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # "spawn", not fork: a child forked after the parent has used FluidSynth (glib threads and locks)
+    # can deadlock in its first FluidSynth call.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context, initializer=_init_worker) as ex:
+        return list(tqdm(ex.map(fn, items, chunksize=4), **bar))

@@ -57,7 +57,7 @@ def _recordings(folder: Path) -> list[tuple[Path, float]]:
     """Readable recordings of at least :data:`MIN_DURATION` s under ``folder`` with their durations."""
     import soundfile as sf
 
-    from brain2music.reconstruct.library_build import find_audio_files
+    from brain2music.stimuli import find_audio_files
 
     out = []
     for path in find_audio_files(folder):

@@ -1,6 +1,6 @@
 """Stimuli: reading audio, and GTZAN-style folders → the 15-s excerpts the subjects heard."""
 
-from brain2music.stimuli.audio import AUDIO_EXTENSIONS, read_audio, resample, write_audio
+from brain2music.stimuli.audio import AUDIO_EXTENSIONS, find_audio_files, read_audio, resample, write_audio
 from brain2music.stimuli.gtzan import (
     FADE_DURATION,
     STIMULUS_DURATION,
@@ -21,6 +21,7 @@ __all__ = [
     "STIMULUS_SR",
     "TARGET_RMS",
     "apply_fades",
+    "find_audio_files",
     "find_gtzan_file",
     "genres_folder",
     "load_stimuli",

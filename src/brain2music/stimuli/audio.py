@@ -13,6 +13,23 @@ from brain2music.errors import DataError, DataFileNotFoundError
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".m4a", ".opus")
 
 
+def find_audio_files(music_dir: str | os.PathLike) -> list[Path]:
+    """All audio files (by extension, see :data:`AUDIO_EXTENSIONS`) under ``music_dir``, sorted."""
+    music_dir = Path(music_dir)
+    if not music_dir.is_dir():
+        raise DataFileNotFoundError(f"music folder not found: {music_dir}")
+    files = sorted(
+        p
+        for p in music_dir.rglob("*")
+        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )
+    if not files:
+        raise DataError(
+            f"{music_dir}: no audio files found; expected files ending in {', '.join(AUDIO_EXTENSIONS)}"
+        )
+    return files
+
+
 def resample(audio: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
     """Resample ``audio`` (``(n_samples,)`` or ``(n_samples, n_channels)``) from ``orig_sr`` to ``sr`` with soxr."""
     if int(orig_sr) == int(sr):

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from brain2music._registry import Registry
 from brain2music.errors import ConfigError, DataError
 from brain2music.windows import clip_vectors
 
@@ -30,6 +31,7 @@ __all__ = [
     "cosine_scores",
     "generator_parameters",
     "get_generator",
+    "describe_generators",
     "list_generators",
     "register_generator",
     "resolve_generator_options",
@@ -231,7 +233,9 @@ class BestOfN(Generator):
 
 
 # ------------------------------------------------------------------------------------------------ registry
-_REGISTRY: dict[str, tuple[Callable[..., Generator], str, Callable[[], Callable] | None]] = {}
+_REGISTRY: Registry[tuple[Callable[..., Generator], str, Callable[[], Callable] | None]] = Registry(
+    "generator"
+)
 
 
 def register_generator(
@@ -246,18 +250,21 @@ def register_generator(
     ``signature_of`` returns the callable whose signature lists the options (e.g. the generator class,
     imported lazily) when ``factory`` only forwards ``**kwargs``.
     """
-    _REGISTRY[name] = (factory, description, signature_of)
+    _REGISTRY.register(name, (factory, description, signature_of))
 
 
-def list_generators() -> dict[str, str]:
-    """``{name: description}`` of the registered generators."""
-    return {k: v[1] for k, v in sorted(_REGISTRY.items())}
+def list_generators() -> list[str]:
+    """Names of the registered generators, sorted."""
+    return _REGISTRY.names()
+
+
+def describe_generators() -> dict[str, str]:
+    """``{name: one-line description}`` of the registered generators."""
+    return {name: _REGISTRY.get(name)[1] for name in list_generators()}
 
 
 def _entry(name: str):
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown generator {name!r}; known generators: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def _signature(name: str) -> inspect.Signature:

@@ -188,7 +188,7 @@ class MosaicGenerator(Generator):
         analysis_dir: str | os.PathLike | None = None,
         progress: bool = False,
     ):
-        from brain2music.reconstruct.encoders import encoder_name
+        from brain2music.reconstruct.clip_embedding import encoder_name
         from brain2music.reconstruct.library import MusicLibrary
 
         self.library = library if isinstance(library, MusicLibrary) else MusicLibrary(library)

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from brain2music._io import save_npz
 from brain2music.errors import (
     ConfigError,
     DataError,
@@ -32,8 +31,8 @@ from brain2music.errors import (
     missing_checkpoint,
     require,
 )
+from brain2music.models.clap_aligner import ClapAligner, as_vectors
 from brain2music.reconstruct.generators.base import Generator, target_vector
-from brain2music.windows import clip_vectors
 
 __all__ = [
     "DEFAULT_MUSICGEN",
@@ -61,82 +60,6 @@ DEFAULT_TAGS: tuple[str, ...] = (
 
 def _require_torch(purpose: str):
     return require("torch", "neural", purpose)
-
-
-# ------------------------------------------------------------------------------------------------ aligner
-class ClapAligner:
-    """Linear map from CLAP-audio to CLAP-text embeddings (ridge, penalty chosen by CV), output L2-normalised.
-
-    ``fit(audio_embeddings (n, [r,] dim), text_embeddings (n, [1,] dim))``; ``transform(x) -> (n, dim)``.
-    Fit it on any paired audio/captions, e.g. the stimuli and the Brain2Music captions.
-
-    Attributes
-    ----------
-    coef_ : ndarray ``(dim_text, dim_audio)``; intercept_ : ndarray ``(dim_text,)``; alpha_ : float
-    """
-
-    def __init__(self, alphas: Sequence[float] = tuple(np.logspace(-3, 3, 13))):
-        self.alphas = alphas
-
-    def fit(self, audio_embeddings: np.ndarray, text_embeddings: np.ndarray) -> ClapAligner:
-        from sklearn.linear_model import RidgeCV
-
-        x = _as_2d(audio_embeddings, "audio_embeddings")
-        y = _as_2d(text_embeddings, "text_embeddings")
-        if len(x) != len(y) or len(x) < 3:
-            raise DataError(
-                f"ClapAligner needs >= 3 paired embeddings; got {len(x)} audio and {len(y)} text embeddings"
-            )
-        model = RidgeCV(alphas=np.asarray(self.alphas, dtype=float)).fit(x, y)
-        self.coef_, self.intercept_, self.alpha_ = (
-            model.coef_,
-            np.atleast_1d(model.intercept_),
-            float(model.alpha_),
-        )
-        return self
-
-    def transform(self, audio_embeddings: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "coef_"):
-            raise ConfigError("ClapAligner is not fitted; call fit() or ClapAligner.load()")
-        x = _as_2d(audio_embeddings, "audio_embeddings")
-        if x.shape[1] != self.coef_.shape[1]:
-            raise DataError(
-                f"ClapAligner expects {self.coef_.shape[1]}-d audio embeddings; got {x.shape[1]}-d"
-            )
-        y = x @ self.coef_.T + self.intercept_
-        return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        from brain2music import __version__
-
-        return save_npz(
-            path,
-            coef=self.coef_,
-            intercept=self.intercept_,
-            alpha=self.alpha_,
-            version=np.asarray(__version__),
-        )
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ClapAligner:
-        path = Path(path)
-        if not path.is_file():
-            raise DataFileNotFoundError(f"aligner file not found: {path}")
-        with np.load(path, allow_pickle=False) as z:
-            out = cls()
-            out.coef_, out.intercept_, out.alpha_ = z["coef"], z["intercept"], float(z["alpha"])
-        return out
-
-
-def _as_2d(x, name) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 3:
-        x = clip_vectors(x)
-    if x.ndim == 1:
-        x = x[None]
-    if x.ndim != 2:
-        raise DataError(f"{name}: expected (n, dim) or (n, r, dim); got shape {x.shape}")
-    return x
 
 
 def _aligner(aligner) -> ClapAligner | None:
@@ -168,7 +91,7 @@ class MusicLDMGenerator(Generator):
     target is usable as is only if it lives in that space: decode embeddings made with the pipeline's CLAP
     (the ``clap`` encoder with ``model=`` the MusicLDM checkpoint, the default pairing), or pass an
     ``aligner`` that maps the targets into it. Given the ``encoder`` that produced the targets, the
-    generator compares the two CLAPs (:func:`~brain2music.embeddings.neural.clap_space_id`, a hash of
+    generator compares the two CLAPs (:func:`~brain2music.embeddings.pretrained.clap_space_id`, a hash of
     their projection weights) before generating and refuses a mismatched pair without an aligner; only
     the dimension can be checked without it.
 
@@ -239,7 +162,7 @@ class MusicLDMGenerator(Generator):
     def _pipe(self):
         if self._placed:
             return self.pipeline
-        from brain2music.embeddings.neural import resolve_device, resolve_dtype
+        from brain2music.embeddings.pretrained import resolve_device, resolve_dtype
 
         purpose = "the 'musicldm' generator"
         torch = _require_torch(purpose)
@@ -270,7 +193,7 @@ class MusicLDMGenerator(Generator):
         return self
 
     def _check_pairing(self) -> None:
-        from brain2music.embeddings.neural import clap_space_id
+        from brain2music.embeddings.pretrained import clap_space_id
 
         self.generator_space_ = clap_space_id(self.pipeline.text_encoder)
         if self.encoder is None:
@@ -472,7 +395,7 @@ class MusicGenGenerator(Generator):
         }
 
     def _load(self):
-        from brain2music.embeddings.neural import load_pretrained, resolve_device, resolve_dtype
+        from brain2music.embeddings.pretrained import load_pretrained, resolve_device, resolve_dtype
 
         purpose = "the 'musicgen' generator"
         torch = _require_torch(purpose)
@@ -492,7 +415,7 @@ class MusicGenGenerator(Generator):
         """Load MusicGen and the text encoder of the vocabulary (what ``--check`` does); returns self."""
         self._load()
         if self.vocabulary_embeddings is None and isinstance(self.text_encoder, str):
-            from brain2music.reconstruct.encoders import resolve_encoder
+            from brain2music.reconstruct.clip_embedding import resolve_encoder
 
             self.text_encoder = resolve_encoder(self.text_encoder)
         return self
@@ -513,7 +436,7 @@ class MusicGenGenerator(Generator):
             if not hasattr(enc, "embed_texts"):
                 raise ConfigError(f"text_encoder {self.text_encoder!r} has no embed_texts(texts)")
             self.vocabulary_embeddings = np.asarray(enc.embed_texts(list(self.vocabulary)))
-        emb = _as_2d(self.vocabulary_embeddings, "vocabulary_embeddings")
+        emb = as_vectors(self.vocabulary_embeddings, "vocabulary_embeddings")
         if len(emb) != len(self.vocabulary):
             raise DataError(f"{len(self.vocabulary)} vocabulary entries but {len(emb)} vocabulary embeddings")
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)

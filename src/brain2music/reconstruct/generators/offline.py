@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from brain2music._checks import check_choice
 from brain2music._io import save_npz
 from brain2music.errors import ConfigError
 from brain2music.reconstruct.clip_embedding import clip_embedding, encoder_config, encoder_name, prepare_clip
@@ -127,10 +128,7 @@ class OfflineGenerator(Generator):
         self.progress = progress
         self.preset = preset
         if preset is not None:
-            if preset not in OFFLINE_PRESETS:
-                raise ConfigError(
-                    f"OfflineGenerator: preset must be one of {sorted(OFFLINE_PRESETS)}; got {preset!r}"
-                )
+            check_choice(preset, sorted(OFFLINE_PRESETS), what="OfflineGenerator: preset")
             # A preset replaces the defaults only: compare with the signature's defaults.
             import inspect
 

@@ -1,0 +1,72 @@
+"""tools/structure.py on a small package with known answers: a long function, a long file, a long
+parameter list, a cycle through a lazy import, and a shim."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "structure.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("structure_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _package(root: Path) -> None:
+    pkg = root / "src" / "brain2music"
+    for sub in ("alpha", "beta", "gamma"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text('"""Top."""\n')
+    body = "\n".join(f"    x{i} = {i}" for i in range(85))
+    (pkg / "alpha" / "long.py").write_text(
+        "from brain2music.beta import thing\n\n\ndef long_one():\n" + body + "\n    return x0\n"
+    )
+    params = ", ".join(f"p{i}" for i in range(13))
+    (pkg / "beta" / "thing.py").write_text(
+        f"class K:\n    def method(self, {params}):\n        return 0\n\n\n"
+        "def lazy():\n    from brain2music.alpha import long\n\n    return long\n"
+    )
+    (pkg / "gamma" / "old.py").write_text(
+        '"""Old path."""\n\nfrom brain2music.beta.thing import K  # noqa: F401\n\n__all__ = ["K"]\n'
+    )
+    (pkg / "gamma" / "big.py").write_text("\n".join(f"v{i} = {i}" for i in range(601)) + "\n")
+
+
+def test_known_answers(tmp_path):
+    _package(tmp_path)
+    result = _load().measure(tmp_path)
+    assert [(f["name"], f["lines"]) for f in result["functions"]] == [("long_one", 87)]
+    assert [(f["where"], f["lines"]) for f in result["files"]] == [("src/brain2music/gamma/big.py:1", 601)]
+    assert [(f["name"], f["parameters"]) for f in result["parameters"]] == [
+        ("method", 13)
+    ]  # self not counted
+    assert [c["subpackages"] for c in result["cycles"]] == [["alpha", "beta"]]  # through the lazy import
+    assert [s["module"] for s in result["shims"]] == ["brain2music.gamma.old"]
+
+
+def test_runs_from_the_repository_root_and_prints_json(tmp_path):
+    _package(tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(TOOL), "--json", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    doc = json.loads(out)
+    assert set(doc) == {"functions", "files", "parameters", "cycles", "shims", "limits"}
+    text = subprocess.run(
+        [sys.executable, str(TOOL), "--root", str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "functions over 80 lines: 1" in text and "alpha <-> beta" in text
+    bad = subprocess.run(
+        [sys.executable, str(TOOL), "--root", str(tmp_path / "nowhere")], capture_output=True
+    )
+    assert bad.returncode == 2 and b"no src/brain2music/" in bad.stderr
