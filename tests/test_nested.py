@@ -145,3 +145,36 @@ def test_reconstruct_records_the_nested_selection(tmp_path, monkeypatch):
         row.pop("train_cv_r_inner_mean")
     loaded = type(res).from_dict(old)
     assert loaded.rows[0].train_cv_r_inner is None and not loaded.selection_is_nested(ENC)
+
+
+def test_outer_folds_hold_out_whole_runs_and_fold_contexts_hold_no_test_data():
+    from brain2music.evaluate.space import MetricSpace
+    from brain2music.study.context import SubjectContext, Targets
+    from brain2music.study.nested import fold_context, outer_folds, reference_folds
+
+    ids = design_clips().clip_id.tolist()
+    emb = make_embeddings(ids, r=1, dim=4, seed=0)
+    sub, _, _ = make_subject(emb, ids, n_voxels=24, n_parcels=2, noise=0.5)
+    settings = rep.StudySettings(
+        source=None, encoders=[ENC], subjects=["sub-001"], methods=["ridge"], out="."
+    )
+    ctx = SubjectContext(sub, settings)
+    folds = outer_folds(ctx)
+    runs = ctx.train_runs
+    assert len(folds) == 5 and np.array_equal(np.sum(folds, axis=0), np.ones(len(runs)))  # a partition
+    for held in folds:
+        assert not set(runs[held]) & set(runs[~held])  # whole runs
+    # Folds by clip id from a reference's runs: the same clips whatever order the subject lists them in.
+    by_id = reference_folds(ctx.train_clips.clip_id, runs, 5)
+    assert [list(m) for m in outer_folds(ctx, by_id)] == [list(m) for m in folds]
+    train = emb[: len(runs)]
+    targets = Targets(ENC, 15.0, train, emb[len(runs) :], MetricSpace.fit("standardized", train))
+    fctx, ft = fold_context(ctx, targets, folds[0])
+    assert fctx.data.test.shape[0] == 0 and fctx.data.test_mean.shape[0] == 0 and len(fctx.test_clips) == 0
+    assert fctx.windowed(15.0)[1].shape[0] == 0
+    assert ft.train.shape[0] == int((~folds[0]).sum()) == fctx.windowed(15.0)[0].shape[0]
+    assert fctx.settings.cv == 5  # 9-10 runs left: the study's inner folds
+    few = SubjectContext(dataclasses.replace(sub, train_runs=(runs - 1) % 6 + 1), settings)  # 6 runs
+    # 6 runs in 5 folds: one fold holds out 2 runs, so its inner CV has 4 folds.
+    inner = [fold_context(few, targets, held)[0].settings.cv for held in outer_folds(few)]
+    assert sorted(inner) == [4, 5, 5, 5, 5]
