@@ -88,9 +88,10 @@ def test_shared_kernels_give_the_same_figures_with_fewer_kernels_and_factorisati
     n_plain = (len(per_fit), len(shared), len(factors))
     reused = _run(study, "reused")
     n_reused = (len(per_fit) - n_plain[0], len(shared) - n_plain[1], len(factors) - n_plain[2])
-    # Without reuse: 2 subjects x 2 embeddings x (1 fit + 10 held-out genres), each its own X X^T.
-    assert n_plain[:2] == (2 * 2 * 11, 0)
-    # With reuse: one X X^T per subject for every fit of both embeddings, genres held out included.
+    # Without reuse: 2 subjects x 2 embeddings x (1 fit + 10 held-out genres + 5 outer folds of the
+    # nested selection score), each its own X X^T.
+    assert n_plain[:2] == (2 * 2 * 16, 0)
+    # With reuse: one X X^T per subject for every fit of both embeddings, genres and folds held out included.
     assert n_reused[:2] == (0, 2)
     # The second embedding of the window reuses the first one's factorisations of the all-clip kernel.
     n_alphas = len(plain.config["alphas"])

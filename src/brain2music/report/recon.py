@@ -241,7 +241,8 @@ def load_reconstruction(
                 )
             )
         clips.append({"title": f"{c.subject} · {c.clip_id} ({c.genre})", "items": [i for i in items if i]})
-    how = {"train_cv": "chosen by training cross-validation", "user": "chosen by the user"}
+    how = {"train_cv": "chosen by training cross-validation", "user": "chosen by the user",
+           "nested_train_cv": "chosen by nested run-grouped training cross-validation"}  # fmt: skip
     note = (
         f"{len(clips)} test clip(s) of {first_subject}, decoder '{recon.method}' "
         f"({how.get(recon.method_selected_by, recon.method_selected_by)}), encoder '{recon.encoder}', library of "

@@ -278,7 +278,8 @@ class SubjectContext:
         #: Windows whose kernel factorisations are kept for a later embedding (set by the study loop).
         self.keep_factors: set[float] = set()
         #: ``(parent context, boolean mask over its training clips)`` of a :meth:`without_train` context:
-        #: its kernels are exact blocks of the parent's (no second pass over the responses).
+        #: its kernels are exact blocks of the parent's and its window averages rows of the parent's
+        #: (no second pass over the responses).
         self._kernel_parent: tuple[SubjectContext, np.ndarray] | None = None
         #: Columns of the subject's full voxel vector this context holds (all, unless :meth:`subset`).
         self.parent_voxels = np.arange(data.n_voxels)
@@ -319,8 +320,17 @@ class SubjectContext:
         """``(train (n_train, r, n_voxels), test (n_test, r, n_voxels))`` averaged over the windows."""
         key = ("windowed", float(window))
         if key not in self.cache:
-            train, test = self.data.windowed(window)
-            self.cache[key] = (self._train_rows(train), test)
+            parent = self._kernel_parent
+            if parent is not None and key in parent[0].cache:
+                # A :meth:`without_train` context takes its rows of the parent's averages (the same
+                # numbers) instead of averaging every clip again: one copy, not two, at full size.
+                from brain2music.data.preprocess import window_average
+
+                train = parent[0].cache[key][0][parent[1]]
+                self.cache[key] = (train, window_average(self.data.test_mean, window, tr=self.data.tr))
+            else:
+                train, test = self.data.windowed(window)
+                self.cache[key] = (self._train_rows(train), test)
         return self.cache[key]
 
     def _train_rows(self, a: np.ndarray) -> np.ndarray:

@@ -6,8 +6,10 @@ each selected subject and test clip it retrieves the top-``k`` library tracks fo
 and generates new audio conditioned on it, then scores both against the originals.
 
 Which decoder: ``method`` when given (``method_selected_by: "user"``); otherwise the method with the best
-mean *training* cross-validation r in ``results.json`` (``"train_cv"``). The test clips are never used
-to choose it: they are the clips the reconstructions are scored on.
+mean *training* cross-validation r in ``results.json``: ``"nested_train_cv"`` where that score is nested
+(every choice of the method — voxels, parcels, alignment maps, penalties — refitted in each outer
+run-grouped fold), ``"train_cv"`` for folders written before nesting. The test clips are never used to
+choose it: they are the clips the reconstructions are scored on.
 
 Evaluation (per subject, then mean ± sd (``ddof=1``) over subjects with a hierarchical bootstrap CI of
 the per-clip scores, :mod:`brain2music.study.recon_scoring`), always in the metric space the predictions
@@ -308,7 +310,8 @@ def _check_library(study: StudyResults, folder: ResultsFolder, lib: MusicLibrary
 def _choose_method(
     study: StudyResults, folder: ResultsFolder, encoder: str, method: str | None
 ) -> tuple[str, str]:
-    """``(method, "user")`` for a given method, else the best by training CV: ``(method, "train_cv")``."""
+    """``(method, "user")`` for a given method, else the best by training CV: ``(method, "nested_train_cv")``
+    (``"train_cv"`` when the folder's scores are not nested)."""
     pred_root = folder.root / "predictions" / encoder
     available = sorted(p.name for p in pred_root.iterdir() if p.is_dir()) if pred_root.is_dir() else []
     if not available:
@@ -321,7 +324,8 @@ def _choose_method(
                 f"method {method!r} has no predictions for encoder {encoder!r}; available: {available}"
             )
         return method, "user"
-    return study.select_method(encoder, among=available), "train_cv"
+    how = "nested_train_cv" if study.selection_is_nested(encoder) else "train_cv"
+    return study.select_method(encoder, among=available), how
 
 
 def _choose_subjects(folder: ResultsFolder, encoder: str, method: str, subjects) -> list[str]:

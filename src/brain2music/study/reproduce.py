@@ -41,6 +41,7 @@ from brain2music.study.context import (
     subject_parcels,
 )
 from brain2music.study.methods import DEFAULT_METHODS, GroupMethod, get_method, list_methods
+from brain2music.study.nested import nested_group_scores, nested_scores, reference_folds
 from brain2music.study.results import (
     EncoderInfo,
     EncodingResult,
@@ -236,7 +237,8 @@ def reproduce(
     for m in (m for m in settings.methods if _is_group(m)):
         for enc in settings.encoders:
             states = {o.subject: o.group_states[(m, enc)] for o in outcomes}
-            _fit_group(folder, results, scores, get_method(m), states)
+            folds = {o.subject: o.nested_states.pop((m, enc), []) for o in outcomes}
+            _fit_group(folder, results, scores, get_method(m), states, folds)
     results.paired_tests = _paired_tests(scores, settings)
     results.summary = _summarise(results, scores, settings)
     results.config["elapsed_s"] = round(time.time() - t_start, 1)
@@ -256,6 +258,8 @@ class SubjectOutcome:
     records: list = field(default_factory=list)
     scores: dict = field(default_factory=dict)
     group_states: dict = field(default_factory=dict)
+    #: ``{(method, encoder): [FoldState]}``: the outer folds of the methods that pool subjects.
+    nested_states: dict = field(default_factory=dict)
 
 
 def study_subject(
@@ -271,9 +275,10 @@ def study_subject(
     # A window read by several embeddings keeps its kernel factorisations for the later ones.
     ctx.keep_factors = {w for w in windows if windows.count(w) > 1}
     outcome = SubjectOutcome(subject)
+    fold_of_clip = _reference_folds(settings)
     for k, enc in enumerate(settings.encoders):
         targets = _targets(ctx, embeddings[enc], settings.metric_spaces[enc])
-        _study_embedding(folder, outcome, ctx, targets, settings)
+        _study_embedding(folder, outcome, ctx, targets, settings, fold_of_clip)
         for m in (m for m in settings.methods if _is_group(m)):
             outcome.group_states[(m, enc)] = (get_method(m).prepare(ctx, targets), targets)
         later = settings.encoders[k + 1 :]
@@ -317,15 +322,24 @@ def _tick(bar, value):
 
 
 def _study_embedding(
-    folder, outcome: SubjectOutcome, ctx: SubjectContext, targets: Targets, settings
+    folder, outcome: SubjectOutcome, ctx: SubjectContext, targets: Targets, settings, fold_of_clip=None
 ) -> None:
-    """Encoding map, every per-subject method, Chance, split-half and leave-one-genre-out of one embedding."""
+    """Encoding map, every per-subject method with its nested selection score, Chance, split-half and
+    leave-one-genre-out of one embedding."""
     outcome.records.append(_encoding_maps(folder, ctx, targets, settings))
-    fitted = {}
+    fitted, rows = {}, {}
     for name in settings.methods:
         if not _is_group(name):
             scored = fit_and_score(get_method(name), ctx, targets)
             fitted[name] = _record(folder, outcome.records, outcome.scores, ctx, targets, scored)
+            rows[name] = (scored.test, scored.train)
+    single = [get_method(m) for m in settings.methods if not _is_group(m)]
+    group = tuple(get_method(m) for m in settings.methods if _is_group(m))
+    nested, states = nested_scores(single, ctx, targets, group_methods=group, fold_of_clip=fold_of_clip)
+    for name, score in nested.items():
+        _set_nested(rows[name], score)
+    for name, folds in states.items():
+        outcome.nested_states[(name, targets.encoder)] = folds
     # Chance and the split-half reproducibility use the paper's decoder, whatever the methods asked for.
     ridge = fitted.get("ridge") or get_method("ridge").fit(ctx, targets)
     outcome.records += reference_scores(ctx, targets, ridge)
@@ -333,14 +347,45 @@ def _study_embedding(
         outcome.records += leave_one_genre_out(get_method(settings.logo_method), ctx, targets)
 
 
-def _fit_group(folder, results, scores, method: GroupMethod, states: dict) -> None:
+def _fit_group(folder, results, scores, method: GroupMethod, states: dict, folds=None) -> None:
     ctxs = {s: st for s, (st, _) in states.items()}
     targets = {s: t for s, (_, t) in states.items()}
-    records = []
+    records, rows = [], {}
     for subject, (ctx, fitted) in method.fit_group(ctxs, targets).items():
         outcome = score_fitted(method.name, ctx, targets[subject], fitted)
         _record(folder, records, scores, ctx, targets[subject], outcome)
+        rows[subject] = (outcome.test, outcome.train)
+    if folds:
+        for subject, score in nested_group_scores(method, folds).items():
+            _set_nested(rows[subject], score)
     results.add(*records)
+
+
+def _set_nested(rows, score) -> None:
+    """Record the nested selection score on a method's test and train rows; the old one as ``_inner``."""
+    for row in rows:
+        row.train_cv_r_inner = row.train_cv_r
+        row.train_cv_r = score.r
+        row.selection_seconds = round(float(score.seconds), 3)
+
+
+def _reference_folds(settings: StudySettings) -> dict[str, int] | None:
+    """``{clip_id: fold}`` of the reference subject's run-grouped folds, when a method pools subjects.
+
+    Read from the reference's events (the study's BIDS root), so every subject's process holds out the
+    same clips without loading the reference's responses. ``None`` (each subject's own runs; the group
+    fit checks that the folds agree) when the BIDS root has no events of the reference.
+    """
+    if not any(_is_group(m) for m in settings.methods):
+        return None
+    from brain2music.embeddings.clips import experiment_clips
+
+    try:
+        clips = experiment_clips(settings.source.bids_root, subjects=[settings.reference])
+    except DataFileNotFoundError:
+        return None
+    train = clips[clips.split == "train"]
+    return reference_folds(train.clip_id, train.run, settings.cv)
 
 
 def _record(folder, records: list, scores: dict, ctx, targets, outcome: MethodOutcome):
@@ -443,6 +488,7 @@ def _summarise(results: StudyResults, scores: dict, settings: StudySettings) -> 
         if split == "test":
             test = _test_summary([scores[(r.subject, enc, method)] for r in rows], settings)
         cv = [r.train_cv_r for r in rows if r.train_cv_r is not None]
+        inner = [r.train_cv_r_inner for r in rows if r.train_cv_r_inner is not None]
         out.append(
             SummaryRow(
                 encoder=enc, method=method, split=split, space=rows[0].space,
@@ -451,6 +497,7 @@ def _summarise(results: StudyResults, scores: dict, settings: StudySettings) -> 
                 r_mean=float(np.mean([r.pearson_r for r in rows])), r_sd=subject_sd([r.pearson_r for r in rows]),
                 train_cv_r_mean=float(np.mean(cv)) if cv else None, n_subjects=len(rows),
                 n_clips=test.pop("n_clips", int(rows[0].n_clips)), **test,
+                train_cv_r_inner_mean=float(np.mean(inner)) if inner else None,
             )
         )  # fmt: skip
     return out

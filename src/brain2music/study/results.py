@@ -144,11 +144,16 @@ class MethodResult(_Record):
     """The score of one decoder method for one subject, embedding and split.
 
     ``id_acc_ci`` is the 95 % bootstrap interval over the test clips, ``id_acc_p`` the permutation
-    p-value against chance; both ``None`` for the ``train`` split. ``train_cv_r`` is the method's
-    cross-validated Pearson r on the training clips (the criterion ``reconstruct`` selects a method by).
-    ``top1_acc`` / ``top5_acc``: the peers' N-way identification, the fraction of test clips whose true
-    target is among the 1 / 5 most correlated with the prediction (chance ``k / n_clips``), with the same
-    bootstrap interval and permutation p; ``None`` for the ``train`` split and in older folders.
+    p-value against chance; both ``None`` for the ``train`` split. ``top1_acc`` / ``top5_acc``: the
+    peers' N-way identification, the fraction of test clips whose true target is among the 1 / 5 most
+    correlated with the prediction (chance ``k / n_clips``), with the same bootstrap interval and
+    permutation p; ``None`` for the ``train`` split and in older folders. ``train_cv_r`` is the
+    method's *nested* cross-validated Pearson r on the training clips (every choice of the method
+    refitted in each outer run-grouped fold; the criterion ``reconstruct`` and the report select a method
+    by); ``train_cv_r_inner`` the CV r read after those choices were made on all training clips
+    (recorded for comparison, never used to choose); ``selection_seconds`` the time the nested refits
+    took. Both
+    ``None`` in folders written before nesting.
     """
 
     subject: str
@@ -170,6 +175,8 @@ class MethodResult(_Record):
     top5_acc: float | None = None
     top5_acc_ci: list[float] | None = None
     top5_acc_p: float | None = None
+    train_cv_r_inner: float | None = None
+    selection_seconds: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -292,6 +299,7 @@ class SummaryRow(_Record):
     top5_acc_sd: float | None = None
     top5_acc_ci: list[float] | None = None
     top5_acc_p: float | None = None
+    train_cv_r_inner_mean: float | None = None  # mean of train_cv_r_inner (not a selection criterion)
     extra: dict = field(default_factory=dict)
 
 
@@ -407,7 +415,11 @@ class StudyResults(_Record):
         )
 
     def select_method(self, encoder: str, among: list[str] | None = None) -> str:
-        """The method with the best mean training-CV r for ``encoder`` (never a test score)."""
+        """The method with the best mean training-CV r for ``encoder`` (never a test score).
+
+        The score is ``train_cv_r_mean``: nested (every choice refitted in each outer fold) in folders
+        that record ``train_cv_r_inner_mean`` beside it (see :meth:`selection_is_nested`).
+        """
         cands = [
             s
             for s in self.summary
@@ -422,6 +434,13 @@ class StudyResults(_Record):
                 "pass the method explicitly (--method)"
             )
         return max(cands, key=lambda s: s.train_cv_r_mean).method
+
+    def selection_is_nested(self, encoder: str) -> bool:
+        """Whether the training-CV scores of ``encoder`` are nested (folders written with nesting)."""
+        return any(
+            s.encoder == encoder and s.split == "test" and s.train_cv_r_inner_mean is not None
+            for s in self.summary
+        )
 
 
 # ------------------------------------------------------------------------------------------ predictions
@@ -663,7 +682,8 @@ class ReconstructedClip(_Record):
 class ReconstructionResults(_Record):
     """Everything ``reconstruction.json`` holds.
 
-    ``method_selected_by`` is ``"train_cv"`` (the best mean training-CV r in results.json) or ``"user"``.
+    ``method_selected_by`` is ``"nested_train_cv"`` (the best mean nested training-CV r in results.json),
+    ``"train_cv"`` (the same from a folder written before nesting) or ``"user"``.
     """
 
     config: dict

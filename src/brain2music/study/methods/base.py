@@ -34,8 +34,10 @@ class FittedMethod:
     decoder : ``predict(X (n_samples, n_voxels of the context)) -> (n_samples, dim)``
     saved : the object written to ``decoders/``: ``predict`` on the subject's *full* voxel vector
         (selection and alignment inside); defaults to ``decoder``.
-    train_cv_r : mean over embedding dimensions of the cross-validated Pearson r on the training clips
-        (run-grouped folds); the criterion methods are compared by without the test set.
+    train_cv_r : mean over embedding dimensions of the decoder's own cross-validated Pearson r on the
+        training clips (run-grouped folds), read after the method's choices were made on all of them;
+        recorded as ``train_cv_r_inner``. Methods are compared by the nested score of
+        :mod:`brain2music.study.nested`, which refits those choices in every outer fold.
     n_inputs : voxels the decoder reads.
     records : extra result records (e.g. :class:`~brain2music.study.results.EnsembleParcels`).
     """

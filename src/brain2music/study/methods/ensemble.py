@@ -43,8 +43,9 @@ def _ensemble_cv_r(ctx, dec: EnsembleDecoder, X, Y, groups) -> float:
     """Cross-validated r of the averaged prediction of the kept parcels (same run-grouped folds).
 
     Each kept parcel's ridge is refitted in every fold (penalties chosen inside the fold); which parcels
-    are kept was decided on all training clips, so the score is somewhat optimistic, like any CV score
-    read after a selection.
+    are kept was decided on all training clips, so the score is optimistic, like any CV score read after
+    a selection: it is recorded as ``train_cv_r_inner``, and the ensemble is selected by its nested score
+    (:mod:`brain2music.study.nested`, the parcel ranking refitted in every outer fold).
     """
     scores = []
     for train, test in grouped_splits(groups, ctx.settings.cv):
