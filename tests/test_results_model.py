@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from brain2music.evaluate.space import MetricSpace
-from brain2music.study.results import (
+from brain2music.results import (
     SCHEMA_VERSION,
     EncoderInfo,
     MethodResult,
@@ -97,7 +97,7 @@ def test_select_method_uses_training_cv_only():
 
 
 def test_a_folder_written_before_top_k_and_the_selected_ratio_still_loads(tmp_path):
-    from brain2music.study.table import format_table, table_csv
+    from brain2music.results.table import format_table, table_csv
 
     folder = ResultsFolder(tmp_path)
     folder.write(_study())

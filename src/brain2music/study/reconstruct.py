@@ -1,7 +1,7 @@
 """``brain2music reconstruct``: music from predicted embeddings, by retrieval and by generation, evaluated.
 
 Reads a results folder written by ``brain2music reproduce`` (through
-:class:`~brain2music.study.results.ResultsFolder`) and a music library built with the same encoder. For
+:class:`~brain2music.results.ResultsFolder`) and a music library built with the same encoder. For
 each selected subject and test clip it retrieves the top-``k`` library tracks for the predicted embedding
 and generates new audio conditioned on it, then scores both against the originals.
 
@@ -11,7 +11,9 @@ to choose it: they are the clips the reconstructions are scored on.
 
 Evaluation (per subject, then mean ± sd (``ddof=1``) over subjects with a hierarchical bootstrap CI of
 the per-clip scores, :mod:`brain2music.study.recon_scoring`), always in the metric space the predictions
-were scored in by ``reproduce`` (saved with them):
+were scored in by ``reproduce`` (saved with them). Each subject's scores nest kind → metric →
+:class:`~brain2music.results.Score` (``per_subject[i].get("retrieval", "id_acc")``); summaries and
+clip scores are keyed ``<kind>_<metric>`` (``summary["retrieval_id_acc"]``). The metrics:
 
 - ``*_id_acc``: identification accuracy (paper Eq. 2–3, windows averaged) between the embeddings of the
   reconstructions and of the originals (the ``target`` embeddings); ``*_top1_acc`` / ``*_top5_acc``: the
@@ -41,7 +43,6 @@ Output folder::
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,16 +63,18 @@ from brain2music.reconstruct.generators import (
 from brain2music.reconstruct.library import MusicLibrary
 from brain2music.reconstruct.selection import EmbeddingScore, EncodingScore, check_score
 from brain2music.reconstruct.tag_agreement import ReconstructionTagging as _Tagging
-from brain2music.study.recon_scoring import chance_levels, identification_fields, summarise_subjects
-from brain2music.study.results import (
+from brain2music.results import (
     Predictions,
     ReconstructedClip,
     ReconstructionResults,
     ReconstructionScores,
     ResultsFolder,
+    Score,
     StudyResults,
     one_writer,
 )
+from brain2music.results.reconstruction import flat_name, split_name
+from brain2music.study.recon_scoring import chance_levels, identification_fields, summarise_subjects
 from brain2music.windows import clip_vectors
 
 __all__ = ["GenreTagger", "check_reconstruct", "cosine_pairs", "reconstruct", "summarise_subjects"]
@@ -191,7 +194,7 @@ def reconstruct(
 
     Returns
     -------
-    The :class:`~brain2music.study.results.ReconstructionResults` written to ``reconstruction.json``.
+    The :class:`~brain2music.results.ReconstructionResults` written to ``reconstruction.json``.
     """
     folder, out = ResultsFolder(results), Path(out)
     study = folder.read()
@@ -493,8 +496,8 @@ class _Run:
             pred, ids, genres, T, found, generated, truth_generated, tags, gen_info
         )
         if self.tagging is not None:
-            fields, classes, tag_clip = self.tagging.subject(self, ids, found, gen_paths)
-            scores = dataclasses.replace(scores, **fields)
+            tag_scores, classes, tag_clip = self.tagging.subject(self, ids, found, gen_paths)
+            scores.merge(tag_scores)
             per_clip |= tag_clip
             for clip, tag_classes in zip(clips, classes, strict=True):
                 clip.tag_classes = tag_classes
@@ -631,12 +634,15 @@ class _Run:
         space, seed = pred.space, int(self.rng.integers(2**31))
         made = {"retrieval": found.windows, "generation": generated, "chance": found.chance_windows,
                 "true_embedding": found.true_windows, "true_embedding_generation": truth_generated}  # fmt: skip
-        fields, per_clip = chance_levels(len(ids)), {}
+        scores = ReconstructionScores(subject=pred.subject, n_clips=int(len(ids)), space=space.name,
+                                      **chance_levels(len(ids)))  # fmt: skip
+        per_clip = {}
         for kind, x in made.items():
             if x is not None:
                 f, c = identification_fields(kind, space.transform(x), space.transform(T),
                                              n_bootstrap=self.n_bootstrap, random_state=seed)  # fmt: skip
-                fields, per_clip = fields | f, per_clip | c
+                scores.merge({kind: f})
+                per_clip |= c
         tag_of = {
             "retrieval": "retrieved",
             "generation": "generated",
@@ -644,17 +650,19 @@ class _Run:
             "true_embedding": "true_embedding",
             "true_embedding_generation": "true_embedding_generated",
         }
-        for kind, t in tag_of.items():
-            per_clip[f"{kind}_genre_agreement"] = _matches(tags.get(t), tags.get("original"))
-        per_clip["tagger_accuracy"] = _matches(tags.get("original"), genres)
-        per_clip["retrieval_score_mean"] = found.scores[:, 0].astype(np.float64)
+        means = {flat_name(kind, "genre_agreement"): _matches(tags.get(t), tags.get("original"))
+                 for kind, t in tag_of.items()}  # fmt: skip
+        means["retrieval_score_mean"] = found.scores[:, 0].astype(np.float64)
         if generated is not None:
-            per_clip["generation_score_mean"] = np.array([g["score"] for g in gen_info])
-        per_clip |= _selection_scores(gen_info)
-        means = {k: float(v.mean()) for k, v in per_clip.items() if v is not None and not k.endswith("_acc")}
-        scores = ReconstructionScores(subject=pred.subject, n_clips=int(len(ids)), space=space.name,
-                                      **(fields | means))  # fmt: skip
-        return scores, per_clip
+            means["generation_score_mean"] = np.array([g["score"] for g in gen_info])
+        for key, values in means.items():
+            if values is not None:
+                kind, metric = split_name(key)
+                scores.put(kind, metric, Score(float(values.mean()), n_clips=int(len(values))))
+        outside = {"tagger_accuracy": _matches(tags.get("original"), genres)} | _selection_scores(gen_info)
+        for key, values in outside.items():
+            setattr(scores, key, None if values is None else float(values.mean()))
+        return scores, per_clip | means | outside
 
 
 def _selection_scores(gen_info) -> dict[str, np.ndarray]:

@@ -37,7 +37,7 @@ class FittedMethod:
     train_cv_r : mean over embedding dimensions of the cross-validated Pearson r on the training clips
         (run-grouped folds); the criterion methods are compared by without the test set.
     n_inputs : voxels the decoder reads.
-    records : extra result records (e.g. :class:`~brain2music.study.results.EnsembleParcels`).
+    records : extra result records (e.g. :class:`~brain2music.results.EnsembleParcels`).
     """
 
     decoder: Any
