@@ -92,16 +92,14 @@ class SubjectData:
 
     def to_image(self, values: np.ndarray):
         """Put one value per voxel (``(n_voxels,)`` or ``(n_voxels, k)``) back into a NIfTI image."""
-        import nibabel as nib
+        from brain2music.results.grid import VoxelGrid
 
         if self.mask is None or self.affine is None:
             raise DataError(f"{self.subject}: no voxel grid (responses came from derivative arrays)")
         values = np.asarray(values, dtype=np.float32)
-        if values.shape[0] != self.n_voxels:
+        if values.ndim not in (1, 2) or values.shape[0] != self.n_voxels:
             raise DataError(f"values has {values.shape[0]} rows; expected one per voxel ({self.n_voxels})")
-        grid = np.zeros((int(np.prod(self.mask.shape)),) + values.shape[1:], dtype=np.float32)
-        grid[self.voxel_indices] = values
-        return nib.Nifti1Image(grid.reshape(self.mask.shape + values.shape[1:]), self.affine)
+        return VoxelGrid(self.mask.shape, self.affine, self.voxel_indices).inverse_transform(values.T)
 
 
 class _Assembler:
