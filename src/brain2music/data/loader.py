@@ -92,14 +92,16 @@ class SubjectData:
 
     def to_image(self, values: np.ndarray):
         """Put one value per voxel (``(n_voxels,)`` or ``(n_voxels, k)``) back into a NIfTI image."""
-        from brain2music.results.grid import VoxelGrid
+        import nibabel as nib
 
         if self.mask is None or self.affine is None:
             raise DataError(f"{self.subject}: no voxel grid (responses came from derivative arrays)")
         values = np.asarray(values, dtype=np.float32)
-        if values.ndim not in (1, 2) or values.shape[0] != self.n_voxels:
+        if values.shape[0] != self.n_voxels:
             raise DataError(f"values has {values.shape[0]} rows; expected one per voxel ({self.n_voxels})")
-        return VoxelGrid(self.mask.shape, self.affine, self.voxel_indices).inverse_transform(values.T)
+        grid = np.zeros((int(np.prod(self.mask.shape)),) + values.shape[1:], dtype=np.float32)
+        grid[self.voxel_indices] = values
+        return nib.Nifti1Image(grid.reshape(self.mask.shape + values.shape[1:]), self.affine)
 
 
 class _Assembler:
