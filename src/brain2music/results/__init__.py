@@ -1,7 +1,9 @@
 """The results model: the typed records of a results folder, its one reader and writer, its voxel grid.
 
-This package sits below every stage: ``study`` writes it, ``reconstruct``, ``report``, ``live`` and
-``run`` read it, and it imports none of them. Modules:
+This package sits below the stages: ``study`` writes it, ``reconstruct``, ``report``, ``live`` and
+``run`` read it, and it imports none of them at import time (the embeddings and decoder files are read
+and written through ``brain2music.embeddings`` and ``brain2music.models`` inside the methods that need
+them). Modules:
 
 - :mod:`~brain2music.results.records` — :class:`StudyResults` (``results.json``) and its rows;
 - :mod:`~brain2music.results.reconstruction` — :class:`ReconstructionResults` (``reconstruction.json``),
