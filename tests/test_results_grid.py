@@ -94,7 +94,7 @@ def test_a_folder_without_an_encoding_map_has_no_grid(tmp_path):
         folder.subject_voxels("sub-001")
 
 
-def test_test_clip_ids_are_the_union_over_methods(tmp_path):
+def test_test_clip_ids_are_the_union_over_methods_and_the_folder_lists_its_predictions(tmp_path):
     folder = ResultsFolder(tmp_path)
     space = MetricSpace.fit("paper", np.zeros((2, 1, 3)))
     for method, ids in (("ridge", ["b.00001", "a.00002"]), ("encsel", ["a.00002", "c.00003"])):
@@ -105,4 +105,11 @@ def test_test_clip_ids_are_the_union_over_methods(tmp_path):
                         np.eye(n), np.ones(n), space)
         )  # fmt: skip
     assert folder.test_clip_ids("clap", "sub-001") == ["a.00002", "b.00001", "c.00003"]
+    assert folder.prediction_encoders() == ["clap"] and folder.prediction_methods("clap") == [
+        "encsel",
+        "ridge",
+    ]
+    assert folder.prediction_methods("mert") == [] and folder.prediction_subjects("clap", "ridge") == [
+        "sub-001"
+    ]
     assert folder.test_clip_ids("clap", "sub-002") == [] and folder.test_clip_ids("mert", "sub-001") == []

@@ -270,6 +270,18 @@ class ResultsFolder:
             space=MetricSpace.from_arrays(str(arrays["space"]), arrays["space_mean"], arrays["space_scale"]),
         )
 
+    def prediction_encoders(self) -> list[str]:
+        """The encoders with a ``predictions/<encoder>/`` folder, sorted."""
+        return self._subfolders(self.root / "predictions")
+
+    def prediction_methods(self, encoder: str) -> list[str]:
+        """The methods with test predictions of ``encoder`` (``predictions/<encoder>/<method>/``), sorted."""
+        return self._subfolders(self.root / "predictions" / encoder)
+
+    @staticmethod
+    def _subfolders(folder: Path) -> list[str]:
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
     def prediction_subjects(self, encoder: str, method: str) -> list[str]:
         """The subjects with test predictions of ``encoder`` and ``method``, sorted."""
         folder = self.root / "predictions" / encoder / method
@@ -366,10 +378,8 @@ class ResultsFolder:
     # -- clip ids ---------------------------------------------------------------------------------------
     def test_clip_ids(self, encoder: str, subject: str) -> list[str]:
         """The clip ids of ``subject``'s test predictions of ``encoder``, over every method, sorted."""
-        folder = self.root / "predictions" / encoder
-        methods = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
         ids: set[str] = set()
-        for method in methods:
+        for method in self.prediction_methods(encoder):
             path = self.predictions_path(encoder, method, subject)
             if path.is_file():
                 with np.load(path, allow_pickle=False) as z:

@@ -296,10 +296,7 @@ def check_reconstruct(
 # ------------------------------------------------------------------------------------------ the steps
 def _check_library(study: StudyResults, folder: ResultsFolder, lib: MusicLibrary) -> str:
     enc_name = lib.encoder_name
-    known = set(study.encoders)
-    pred_root = folder.root / "predictions"
-    if pred_root.is_dir():
-        known |= {p.name for p in pred_root.iterdir() if p.is_dir()}
+    known = set(study.encoders) | set(folder.prediction_encoders())
     if enc_name not in known:
         raise DataError(
             f"the library {lib.path} was built with encoder {enc_name!r} but the results folder {folder.root} "
@@ -312,11 +309,10 @@ def _choose_method(
     study: StudyResults, folder: ResultsFolder, encoder: str, method: str | None
 ) -> tuple[str, str]:
     """``(method, "user")`` for a given method, else the best by training CV: ``(method, "train_cv")``."""
-    pred_root = folder.root / "predictions" / encoder
-    available = sorted(p.name for p in pred_root.iterdir() if p.is_dir()) if pred_root.is_dir() else []
+    available = folder.prediction_methods(encoder)
     if not available:
         raise DataFileNotFoundError(
-            f"{pred_root}: no predictions of encoder {encoder!r} in the results folder"
+            f"{folder.root / 'predictions' / encoder}: no predictions of encoder {encoder!r} in the results folder"
         )
     if method is not None:
         if method not in available:
