@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
+from brain2music.errors import ConfigError, DataError
 from brain2music.live.preprocess import training_statistics
 from brain2music.live.ranking import TestClips, load_test_clips
 from brain2music.results.grid import VoxelGrid
@@ -181,8 +181,6 @@ def _embedding_space(folder, results, encoder: str, subject: str, bids_root: Pat
     if not info:
         raise DataError(f"{results_dir / 'results.json'}: no embeddings recorded for encoder {encoder!r}")
     path = results_dir / info.embeddings
-    if not path.is_file():
-        raise DataFileNotFoundError(f"embeddings file not found: {path}")
     stored = folder.read_embeddings(results, encoder)
     ids = np.asarray(stored.clip_ids).astype(str)
     emb = np.asarray(stored.embeddings, dtype=np.float64)

@@ -44,6 +44,7 @@ class VoxelGrid:
 
     @property
     def n_voxels(self) -> int:
+        """How many voxels the grid holds (the decoder's input columns)."""
         return int(self.voxel_indices.size)
 
     def _plan(self, shape: tuple, affine: np.ndarray, source: str) -> np.ndarray:

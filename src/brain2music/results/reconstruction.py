@@ -262,6 +262,7 @@ class ReconstructedClip(_Record):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReconstructedClip:
+        """Read a clip, the ``oracle`` spelling of schema-2 files included."""
         data = _renamed_keys(data)
         for key in ("tags", "tag_classes"):
             data[key] = _renamed_keys(data.get(key))
