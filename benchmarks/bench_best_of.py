@@ -148,7 +148,7 @@ def main() -> None:
 
     from brain2music.embeddings import get_encoder
     from brain2music.reconstruct.generators import get_generator
-    from brain2music.study.results import ResultsFolder
+    from brain2music.results import ResultsFolder
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

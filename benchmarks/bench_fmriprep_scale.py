@@ -51,7 +51,7 @@ def child(argv: list[str]) -> None:
         "id_acc": {f"{r.subject}/{r.method}": round(r.id_acc, 4) for r in rows},
         "fit_seconds": {f"{r.subject}/{r.method}": r.fit_seconds for r in rows},
         "n_voxels": {e.subject: e.n_voxels for e in res.encoding},
-        "elapsed_s": res.config.get("elapsed_s"),
+        "elapsed_s": res.elapsed_s,
     }))  # fmt: skip
 
 

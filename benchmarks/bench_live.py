@@ -289,7 +289,7 @@ def bench_accuracy(args) -> None:
     from threadpoolctl import threadpool_limits
 
     from brain2music.data import find_runs
-    from brain2music.study.results import ResultsFolder
+    from brain2music.results import ResultsFolder
 
     demo = Path(args.demo)
     res = ResultsFolder(demo).read()

@@ -218,8 +218,8 @@ def _paired(w: Path, recon):
     from brain2music.evaluate.stats import paired_test
     from brain2music.reconstruct.clip_embedding import clip_embedding, prepare_clip
     from brain2music.reconstruct.library import MusicLibrary
+    from brain2music.results import ResultsFolder
     from brain2music.stimuli import read_audio
-    from brain2music.study.results import ResultsFolder
 
     lib, enc = MusicLibrary(recon.library["path"]), get_encoder(recon.encoder)
     item_of = {p: i for i, p in enumerate(lib.metadata["path"])}
@@ -241,8 +241,8 @@ def _paired(w: Path, recon):
 
 
 def step_summary(w: Path) -> None:
-    from brain2music.study.results import ResultsFolder
-    from brain2music.study.table import cell
+    from brain2music.results import ResultsFolder
+    from brain2music.results.table import cell
 
     for path in sorted((w / "recon").glob("*/reconstruction.json")):
         recon = ResultsFolder.read_reconstruction(path.parent)
@@ -254,9 +254,9 @@ def step_summary(w: Path) -> None:
             "true_embedding_genre_agreement") if k in s]  # fmt: skip
         print("  " + "\n  ".join(cells))
         for sub in recon.per_subject:
-            print(f"  {sub.subject}: retrieval {sub.retrieval_id_acc:.3f} {sub.retrieval_id_acc_ci} "
-                  f"p={sub.retrieval_id_acc_p}; generation {sub.generation_id_acc:.3f} "
-                  f"{sub.generation_id_acc_ci} p={sub.generation_id_acc_p}")  # fmt: skip
+            ret, gen = sub.get("retrieval", "id_acc"), sub.get("generation", "id_acc")
+            print(f"  {sub.subject}: retrieval {ret.value:.3f} {ret.ci} p={ret.p}; "
+                  f"generation {gen.value:.3f} {gen.ci} p={gen.p}")  # fmt: skip
         if recon.generator is not None:
             t = _paired(w, recon)
             print(

@@ -97,7 +97,7 @@ def _child(args) -> None:
 
 def _compare(figures: dict, reference: str) -> None:
     """Print the largest differences of test id acc and r against another results folder's test rows."""
-    from brain2music.study.results import ResultsFolder
+    from brain2music.results import ResultsFolder
 
     ref = {f"{r.subject}/{r.encoder}/{r.method}": [r.id_acc, r.pearson_r] for r in ResultsFolder(reference).read().rows
            if r.split == "test"}  # fmt: skip

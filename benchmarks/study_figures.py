@@ -16,8 +16,8 @@ import numpy as np
 
 from brain2music.evaluate import identification_accuracy
 from brain2music.evaluate.space import MetricSpace
-from brain2music.study.results import ResultsFolder
-from brain2music.study.table import cell, format_table
+from brain2music.results import ResultsFolder
+from brain2music.results.table import cell, format_table
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     folder = ResultsFolder(args.results)
     study = folder.read()
     print(format_table(study))
-    print(f"\nelapsed {study.config.get('elapsed_s')} s")
+    print(f"\nelapsed {study.elapsed_s} s")
     for enc in study.encoders:
         print(f"\n== {enc} ({study.space(enc)} space)")
         for r in study.results_for(enc):

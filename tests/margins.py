@@ -22,7 +22,7 @@ def id_acc_margin(n_clips: int, pairs: int = PAIRS) -> float:
 
 
 def assert_rows_match(rows_a, rows_b, *, n_permutations: int = 1000) -> None:
-    """Two runs' :class:`~brain2music.study.results.MethodResult` rows agree, discrete scores by a margin."""
+    """Two runs' :class:`~brain2music.results.MethodResult` rows agree, discrete scores by a margin."""
     a = {(r.subject, r.encoder, r.method, r.split): r for r in rows_a}
     b = {(r.subject, r.encoder, r.method, r.split): r for r in rows_b}
     assert a.keys() == b.keys()

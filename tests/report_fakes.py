@@ -23,7 +23,7 @@ def write_fake_results(
     """A results folder of the current layout, written through :class:`ResultsFolder`."""
     from brain2music.evaluate import identification_scores, similarity_matrix
     from brain2music.evaluate.space import MetricSpace
-    from brain2music.study.results import (
+    from brain2music.results import (
         ChanceResult,
         EncoderInfo,
         EncodingResult,

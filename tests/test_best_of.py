@@ -14,9 +14,9 @@ from brain2music.models.encoding import delay_features, tr_features
 from brain2music.reconstruct.clip_embedding import clip_embedding, prepare_clip
 from brain2music.reconstruct.generators import BestOfN
 from brain2music.reconstruct.selection import EmbeddingScore, EncodingScore, encoding_model_arrays
+from brain2music.results import ResultsFolder
 from brain2music.stimuli import read_audio
 from brain2music.study.reconstruct import reconstruct
-from brain2music.study.results import ResultsFolder
 from test_library import tone
 from test_reconstruct import ENC, ToneGenerator, embed, make_study, write_fake_study
 

@@ -15,7 +15,7 @@ from brain2music.live import LiveModel, LivePipeline, VoxelGrid, summarize
 from brain2music.live.ranking import load_test_clips
 from brain2music.live.sources import Arrival
 from brain2music.live.volumes import RawVolume
-from brain2music.study.results import Predictions, ResultsFolder
+from brain2music.results import Predictions, ResultsFolder
 
 TR, DELAY, R, DIM = 1.5, 3, 10, 8
 TEST = [f"{g}.{i:05d}" for i, g in enumerate(["blues", "jazz", "rock", "metal", "pop", "disco"])]

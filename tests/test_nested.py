@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_limits
 
 import brain2music.study.reproduce as rep
 from brain2music.models import load_decoder
-from brain2music.study.results import ResultsFolder
+from brain2music.results import ResultsFolder
 from test_models_synth import design_clips, make_embeddings, make_subject
 
 SUBJECTS = ["sub-001", "sub-002"]

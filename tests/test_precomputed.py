@@ -12,7 +12,7 @@ import brain2music.study.reproduce as rep
 from brain2music.cli import main
 from brain2music.embeddings import EmbeddingSet, load_embeddings
 from brain2music.errors import ConfigError, DataError
-from brain2music.study.results import ResultsFolder
+from brain2music.results import ResultsFolder
 from brain2music.windows import infer_window, n_windows
 from test_models_synth import make_embeddings
 from test_reproduce import _one_thread, study  # noqa: F401  (fixtures)

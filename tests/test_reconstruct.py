@@ -23,8 +23,8 @@ from brain2music.reconstruct.generators import (
     list_generators,
 )
 from brain2music.reconstruct.library import build_library
+from brain2music.results import EncoderInfo, Predictions, ResultsFolder, StudyResults, SummaryRow
 from brain2music.study.reconstruct import GenreTagger, reconstruct
-from brain2music.study.results import EncoderInfo, Predictions, ResultsFolder, StudyResults, SummaryRow
 from test_library import FakeEncoder, tone
 
 ENC = FakeEncoder()
@@ -244,10 +244,11 @@ def test_reconstruct_retrieval_and_generation(tmp_path):
     }
     s = rep.per_subject[0]
     # near-perfect predictions: retrieval finds what the true embedding finds
-    assert s.retrieval_id_acc == pytest.approx(s.true_embedding_id_acc)
-    assert s.true_embedding_id_acc > 0.7 and 0.2 < s.chance_id_acc < 0.8
-    assert s.retrieval_id_acc_ci[0] <= s.retrieval_id_acc <= s.retrieval_id_acc_ci[1]
-    assert s.retrieval_genre_agreement == 1.0 and s.tagger_accuracy == 1.0
+    assert s.value("retrieval", "id_acc") == pytest.approx(s.value("true_embedding", "id_acc"))
+    assert s.value("true_embedding", "id_acc") > 0.7 and 0.2 < s.value("chance", "id_acc") < 0.8
+    retrieval = s.get("retrieval", "id_acc")
+    assert retrieval.ci[0] <= retrieval.value <= retrieval.ci[1] and retrieval.n_clips == s.n_clips
+    assert s.value("retrieval", "genre_agreement") == 1.0 and s.tagger_accuracy == 1.0
     summary = rep.summary
     assert summary["retrieval_id_acc"].n_subjects == 2 and "generation_id_acc" in summary
     assert summary["retrieval_id_acc"].sd == pytest.approx(0.0)  # same predictions for both subjects
@@ -259,7 +260,7 @@ def test_reconstruct_wrong_predictions_score_below_chance(tmp_path):
         res, lib, tmp_path / "recon", generator=None, subjects=["sub-002"], n_clips=6, progress=False
     )
     s = rep.per_subject[0]
-    assert s.retrieval_id_acc < 0.5 < s.true_embedding_id_acc
+    assert s.value("retrieval", "id_acc") < 0.5 < s.value("true_embedding", "id_acc")
     assert rep.clips[0].generated is None and len(rep.clips) == 6
 
 
@@ -375,7 +376,7 @@ def test_reconstruct_scores_in_the_space_of_the_predictions(tmp_path):
     top1 = lib.windows(np.array([index[c.retrieved[0]["path"]] for c in rep.clips]))
     expected = identification_accuracy(pred.space.transform(top1), pred.space.transform(pred.target))
     raw = identification_accuracy(top1, pred.target)
-    assert rep.per_subject[0].retrieval_id_acc == pytest.approx(expected)
+    assert rep.per_subject[0].value("retrieval", "id_acc") == pytest.approx(expected)
     assert expected != pytest.approx(raw)  # the spaces really differ here
 
 
@@ -397,21 +398,21 @@ def test_reconstruct_n_way_identification(tmp_path):
     for s in rep.per_subject:
         for kind in KINDS:
             for metric in ("top1_acc", "top5_acc"):
-                value, ci = getattr(s, f"{kind}_{metric}"), getattr(s, f"{kind}_{metric}_ci")
-                assert 0.0 <= value <= 1.0 and ci[0] <= value <= ci[1], (kind, metric)
-                assert 0.0 < getattr(s, f"{kind}_{metric}_p") <= 1.0
+                score = s.get(kind, metric)
+                assert 0.0 <= score.value <= 1.0 and score.ci[0] <= score.value <= score.ci[1], (kind, metric)
+                assert 0.0 < score.p <= 1.0 and score.n_clips == 6
         assert (s.top1_chance, s.top5_chance) == (pytest.approx(1 / 6), pytest.approx(5 / 6))
         # The library holds the originals: retrieval with the true embedding finds each clip's own audio.
-        assert s.true_embedding_top1_acc == 1.0 and s.true_embedding_top1_acc_p < 0.01
+        assert s.value("true_embedding", "top1_acc") == 1.0 and s.get("true_embedding", "top1_acc").p < 0.01
     pred = ResultsFolder(res).read_predictions("fake", "ridge", "sub-002")
     clips = [c for c in rep.clips if c.subject == "sub-002"]
     sim = similarity_matrix(_library_windows(lib, [c.retrieved[0] for c in clips]), pred.target)
     s2 = rep.per_subject[1]
     for k in (1, 5):  # the reference: top-k of the similarity matrix of the retrieved tracks' embeddings
-        assert getattr(s2, f"retrieval_top{k}_acc") == pytest.approx(topk_scores(sim, k).mean())
+        assert s2.value("retrieval", f"top{k}_acc") == pytest.approx(topk_scores(sim, k).mean())
         assert [c.scores[f"retrieval_top{k}_acc"] for c in clips] == topk_scores(sim, k).tolist()
-    assert rep.per_subject[0].retrieval_top1_acc == 1.0  # near-perfect predictions retrieve the original
-    assert s2.retrieval_top1_acc < 1.0
+    assert rep.per_subject[0].value("retrieval", "top1_acc") == 1.0  # near-perfect predictions: the original
+    assert s2.value("retrieval", "top1_acc") < 1.0
     assert rep.clips[0].true_embedding["path"].endswith(f"{rep.clips[0].clip_id}.wav")
     for key in ("retrieval_top1_acc", "generation_top5_acc", "chance_top1_acc", "true_embedding_top5_acc"):
         assert key in rep.summary and rep.summary[key].n_clips == 6
@@ -426,7 +427,7 @@ def test_summary_intervals_resample_clips_and_honour_the_arguments(tmp_path):
         runs[n_boot, seed] = reconstruct(res, lib, tmp_path / f"r{n_boot}_{seed}", generator=None,
                                          n_bootstrap=n_boot, random_state=seed, progress=False)  # fmt: skip
     rep = runs[1000, 0]
-    values = [s.retrieval_id_acc for s in rep.per_subject]
+    values = [s.value("retrieval", "id_acc") for s in rep.per_subject]
     assert values[0] != values[1]
     stat = rep.summary["retrieval_id_acc"]
     assert (stat.n_subjects, stat.n_clips, stat.ci_resamples) == (2, 6, "clips")
@@ -439,9 +440,9 @@ def test_summary_intervals_resample_clips_and_honour_the_arguments(tmp_path):
     # n_bootstrap and random_state reach the summary: the retrieval scores are the same, the intervals not
     # (the cosine of the top-1 track is continuous per clip, so any other resampling moves its quantiles)
     key = "retrieval_score_mean"
-    assert [s.retrieval_id_acc for s in runs[300, 0].per_subject] == values
-    assert [s.retrieval_score_mean for s in runs[1000, 7].per_subject] == [
-        s.retrieval_score_mean for s in rep.per_subject
+    assert [s.value("retrieval", "id_acc") for s in runs[300, 0].per_subject] == values
+    assert [s.value("retrieval", "score_mean") for s in runs[1000, 7].per_subject] == [
+        s.value("retrieval", "score_mean") for s in rep.per_subject
     ]
     assert runs[300, 0].summary[key].ci != pytest.approx(rep.summary[key].ci, abs=1e-9)
     assert runs[1000, 7].summary[key].ci != pytest.approx(rep.summary[key].ci, abs=1e-9)
@@ -450,21 +451,23 @@ def test_summary_intervals_resample_clips_and_honour_the_arguments(tmp_path):
 
 
 def test_summary_without_anything_to_resample():
+    from brain2music.results import ReconstructedClip, ReconstructionScores
     from brain2music.study.reconstruct import summarise_subjects
-    from brain2music.study.results import ReconstructedClip, ReconstructionScores
 
-    one = ReconstructionScores("sub-001", 1, "paper", retrieval_id_acc=1.0, chance_id_acc=0.5,
-                               true_embedding_id_acc=1.0)  # fmt: skip
+    one = ReconstructionScores.from_flat("sub-001", 1, "paper", {"retrieval_id_acc": 1.0, "chance_id_acc": 0.5,
+                                         "true_embedding_id_acc": 1.0})  # fmt: skip
     clip = ReconstructedClip("sub-001", "blues.00000", "blues", {}, [], {}, scores={"retrieval_id_acc": 1.0})
     stat = summarise_subjects([one], [clip])["retrieval_id_acc"]
     assert stat.ci is None and stat.ci_resamples is None and (stat.n_subjects, stat.n_clips) == (1, 1)
     # three subjects of one clip each: the subjects are resampled
     subs = [
-        dataclasses.replace(one, subject=f"sub-00{i}", retrieval_id_acc=v)
+        ReconstructionScores.from_flat(f"sub-00{i}", 1, "paper", one.flat() | {"retrieval_id_acc": v})
         for i, v in ((1, 0.0), (2, 1.0), (3, 1.0))
     ]
     clips = [
-        dataclasses.replace(clip, subject=s.subject, scores={"retrieval_id_acc": s.retrieval_id_acc})
+        dataclasses.replace(
+            clip, subject=s.subject, scores={"retrieval_id_acc": s.value("retrieval", "id_acc")}
+        )
         for s in subs
     ]
     stat = summarise_subjects(subs, clips, n_bootstrap=500)["retrieval_id_acc"]
@@ -473,7 +476,8 @@ def test_summary_without_anything_to_resample():
 
 def _old_spelling(value):
     """A reconstruction.json as versions before the rename wrote it: ``oracle`` for the true embedding
-    (keys and the audio folder), no top-k, no per-clip scores, summaries without n_clips."""
+    (keys and the audio folder), no top-k, no per-clip scores, summaries without n_clips (applied to a
+    file whose per-subject scores are already flat)."""
     dropped = (
         ("scores", "n_clips", "ci_resamples") if isinstance(value, dict) and "mean" in value else ("scores",)
     )
@@ -492,14 +496,19 @@ def test_reconstruction_json_with_oracle_keys_still_loads(tmp_path):
     rep = reconstruct(res, lib, tmp_path / "recon", generator="debug", encoder=ENC, generator_options={"sr": 8000},
                       true_embedding_generation=True, n_clips=4, progress=False)  # fmt: skip
     path = tmp_path / "recon" / "reconstruction.json"
-    old = _old_spelling(json.loads(path.read_text()))
+    written = json.loads(path.read_text())
+    assert written["per_subject"][0]["scores"]["true_embedding"]["id_acc"]["n_clips"] == 4  # the nested form
+    written["per_subject"] = [s.flat() for s in rep.per_subject]  # schema 2 before the nesting: flat keys
+    old = _old_spelling(written)
     assert "oracle_id_acc" in old["summary"] and "oracle" in old["clips"][0]
     assert "true_embedding" not in json.dumps(old) and "top1" not in json.dumps(old)
     path.write_text(json.dumps(old))
     back = ResultsFolder.read_reconstruction(tmp_path / "recon")
     s, new = back.per_subject[0], rep.per_subject[0]
-    assert s.true_embedding_id_acc == new.true_embedding_id_acc
-    assert s.true_embedding_generation_id_acc == new.true_embedding_generation_id_acc
+    assert s.get("true_embedding", "id_acc") == new.get("true_embedding", "id_acc")
+    assert s.get("true_embedding_generation", "id_acc") == new.get("true_embedding_generation", "id_acc")
+    top_k = {m for kind in new.scores.values() for m in kind if m.startswith("top")}
+    assert {k: set(m) for k, m in s.scores.items()} == {k: set(m) - top_k for k, m in new.scores.items()}
     assert back.clips[0].true_embedding == rep.clips[0].true_embedding
     assert back.clips[0].true_embedding_generated["path"] == "audio/oracle/blues.00000.generated.wav"
     assert set(back.clips[0].tags) == set(rep.clips[0].tags)

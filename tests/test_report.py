@@ -87,7 +87,7 @@ def test_report_draws_published_figures_only_beside_paper_space_numbers(tmp_path
 def test_report_of_an_old_results_folder_says_how_to_regenerate(tmp_path):
     import json
 
-    from brain2music.study.results import ResultsLayoutError
+    from brain2music.results import ResultsLayoutError
 
     (tmp_path / "old").mkdir()
     old = {"version": "0.1.0", "config": {"bids_root": "/data/ds", "stimuli": "/data/gtzan", "encoders": ["acoustic"],

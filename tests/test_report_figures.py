@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from brain2music.report import figures  # noqa: E402
-from brain2music.study.results import GenreScore, MethodResult  # noqa: E402
+from brain2music.results import GenreScore, MethodResult  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

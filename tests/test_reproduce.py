@@ -15,8 +15,8 @@ from brain2music.cli import main
 from brain2music.embeddings import EmbeddingSet
 from brain2music.errors import ConfigError, DataError
 from brain2music.models import load_decoder
+from brain2music.results import ResultsFolder
 from brain2music.study.methods import DEFAULT_METHODS
-from brain2music.study.results import ResultsFolder
 from test_models_synth import design_clips, make_embeddings, make_subject
 
 METHODS = list(DEFAULT_METHODS)

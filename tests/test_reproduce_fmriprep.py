@@ -62,7 +62,7 @@ def test_cli_reproduce_on_fmriprep_with_destrieux_parcels(sim, tmp_path):
     from brain2music.cli import main
     from brain2music.data.parcels import destrieux_names
     from brain2music.report import build_report
-    from brain2music.study.results import ResultsFolder
+    from brain2music.results import ResultsFolder
 
     out = tmp_path / "results"
     argv = _args(

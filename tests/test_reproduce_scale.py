@@ -12,7 +12,7 @@ import brain2music.models.ridge as ridge_mod
 import brain2music.study.reproduce as rep
 from brain2music.embeddings import EmbeddingSet
 from brain2music.errors import ConfigError
-from brain2music.study.results import ResultsFolder
+from brain2music.results import ResultsFolder
 from margins import assert_held_out_genres_match, assert_rows_match
 from test_models_synth import design_clips, make_embeddings, make_subject
 
@@ -167,7 +167,7 @@ def test_the_comparison_allows_a_few_pairs_and_no_more():
     """One pair of 3,540 (the BLAS difference seen between two machines) passes; four pairs fail."""
     import dataclasses
 
-    from brain2music.study.results import MethodResult
+    from brain2music.results import MethodResult
 
     row = MethodResult("sub-001", "acoustic", "ridge", "test", "paper", 0.53249, 0.2, [0.5, 0.56], 0.01, 60)
     one_pair = dataclasses.replace(row, id_acc=row.id_acc - 1 / 3540)

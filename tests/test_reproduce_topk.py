@@ -12,7 +12,7 @@ import pytest
 import brain2music.study.reproduce as rep
 from brain2music.evaluate import identification_scores, similarity_matrix, topk_scores
 from brain2music.evaluate.stats import hierarchical_bootstrap_ci
-from brain2music.study.results import ResultsFolder
+from brain2music.results import ResultsFolder
 from brain2music.study.scoring import topk_fields
 from test_reproduce import SUBJECTS, _one_thread, _run, study  # noqa: F401  (fixtures)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from brain2music.evaluate.space import MetricSpace
-from brain2music.study.results import (
+from brain2music.results import (
     SCHEMA_VERSION,
     EncoderInfo,
     MethodResult,
@@ -97,7 +97,7 @@ def test_select_method_uses_training_cv_only():
 
 
 def test_a_folder_written_before_top_k_and_the_selected_ratio_still_loads(tmp_path):
-    from brain2music.study.table import format_table, table_csv
+    from brain2music.results.table import format_table, table_csv
 
     folder = ResultsFolder(tmp_path)
     folder.write(_study())
@@ -122,3 +122,91 @@ def test_a_folder_written_before_top_k_and_the_selected_ratio_still_loads(tmp_pa
     text = format_table(study)
     assert "0.800 ± n/a [0.800, 0.800] p=0.001" in text and "1 subject; CI resamples not recorded" in text
     assert "top1_acc,clap,paper,1 subject; CI resamples not recorded,n/a" in table_csv(study)
+
+
+def test_elapsed_seconds_are_a_field_and_older_folders_with_them_in_config_still_load(tmp_path):
+    folder = ResultsFolder(tmp_path)
+    study = _study()
+    study.elapsed_s = 12.5
+    folder.write(study)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["elapsed_s"] == 12.5 and "elapsed_s" not in data["config"]
+    # A folder that recorded the time inside config reads it into the field.
+    data.pop("elapsed_s")
+    data["config"]["elapsed_s"] = 3.0
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    back = folder.read()
+    assert back.elapsed_s == 3.0 and "elapsed_s" not in back.config
+    assert back.config == _study().config
+
+
+# ------------------------------------------------------------------------- reconstruction scores
+def _flat_scores():
+    """One subject's scores in the flat form of schema-2 files, with the ``oracle`` spelling."""
+    return {
+        "subject": "sub-001", "n_clips": 6, "space": "paper",
+        "retrieval_id_acc": 0.9, "retrieval_id_acc_ci": [0.8, 1.0], "retrieval_id_acc_p": 0.01,
+        "chance_id_acc": 0.5, "chance_id_acc_ci": [0.4, 0.6], "chance_id_acc_p": 0.6,
+        "oracle_id_acc": 1.0, "oracle_id_acc_ci": [1.0, 1.0], "oracle_id_acc_p": 0.001,
+        "oracle_generation_top1_acc": 0.5, "oracle_generation_top1_acc_ci": None,
+        "generation_id_acc": None, "generation_id_acc_ci": None, "generation_id_acc_p": None,
+        "retrieval_tag_agreement_genre": 0.75, "retrieval_tag_agreement_genre_ci": [0.5, 1.0],
+        "retrieval_tag_agreement_genre_p": 0.03, "retrieval_genre_agreement": 1.0, "retrieval_score_mean": 0.4,
+        "top1_chance": 1 / 6, "top5_chance": 5 / 6, "tagger_accuracy": 0.8, "selection_score_mean": None,
+    }  # fmt: skip
+
+
+def test_flat_reconstruction_scores_load_nested_under_todays_names():
+    from brain2music.results import ReconstructionScores, Score
+
+    s = ReconstructionScores.from_dict(_flat_scores())
+    assert set(s.scores) == {"retrieval", "chance", "true_embedding", "true_embedding_generation"}
+    assert s.get("retrieval", "id_acc") == Score(0.9, [0.8, 1.0], 0.01, n_clips=6)
+    assert s.get("true_embedding", "id_acc") == Score(1.0, [1.0, 1.0], 0.001, n_clips=6)
+    # the longest kind wins: true_embedding_generation, not true_embedding's "generation_top1_acc"
+    assert s.get("true_embedding_generation", "top1_acc") == Score(0.5, None, None, n_clips=6)
+    assert s.get("generation", "id_acc") is None and s.value("generation", "id_acc") is None
+    assert s.get("retrieval", "tag_agreement_genre") == Score(0.75, [0.5, 1.0], 0.03, n_clips=6)
+    assert s.value("retrieval", "genre_agreement") == 1.0 and s.value("retrieval", "score_mean") == 0.4
+    assert (s.top1_chance, s.tagger_accuracy, s.selection_score_mean) == (1 / 6, 0.8, None)
+    assert s.extra == {}
+    assert s.metrics() == {
+        "retrieval_id_acc": 0.9, "retrieval_tag_agreement_genre": 0.75, "retrieval_genre_agreement": 1.0,
+        "retrieval_score_mean": 0.4, "chance_id_acc": 0.5, "true_embedding_id_acc": 1.0,
+        "true_embedding_generation_top1_acc": 0.5, "top1_chance": 1 / 6, "top5_chance": 5 / 6,
+        "tagger_accuracy": 0.8,
+    }  # fmt: skip
+
+
+def test_reconstruction_scores_are_written_nested_and_read_back_equal():
+    from brain2music.results import ReconstructionScores, Score
+
+    s = ReconstructionScores.from_dict(_flat_scores())
+    data = json.loads(json.dumps(s.to_dict()))
+    assert data["scores"]["retrieval"]["id_acc"] == {"value": 0.9, "ci": [0.8, 1.0], "p": 0.01, "n_clips": 6}
+    assert not any(k.startswith(("retrieval_", "oracle")) for k in data)
+    assert ReconstructionScores.from_dict(data) == s
+    # the flat form is the inverse of from_flat
+    assert ReconstructionScores.from_flat("sub-001", 6, "paper", s.flat()) == s
+    s.put("generation", "id_acc", Score(0.7, [0.6, 0.8], 0.02, n_clips=6))
+    assert s.flat()["generation_id_acc_ci"] == [0.6, 0.8]
+    with pytest.raises(ValueError, match="kind must be one of"):
+        s.put("oracle", "id_acc", Score(1.0))
+
+
+def test_summary_over_subjects_of_nested_scores():
+    from brain2music.results import ReconstructedClip, ReconstructionScores
+    from brain2music.study.recon_scoring import summarise_subjects
+
+    subjects = []
+    clips = []
+    for i, values in enumerate(([1.0, 0.0, 1.0], [1.0, 1.0, 1.0])):
+        sub = f"sub-00{i + 1}"
+        subjects.append(
+            ReconstructionScores.from_flat(sub, 3, "paper", {"retrieval_top1_acc": np.mean(values)})
+        )
+        clips += [ReconstructedClip(sub, f"blues.0000{j}", "blues", {}, [], {}, scores={"retrieval_top1_acc": v})
+                  for j, v in enumerate(values)]  # fmt: skip
+    stat = summarise_subjects(subjects, clips, n_bootstrap=200)["retrieval_top1_acc"]
+    assert stat.mean == pytest.approx(5 / 6) and (stat.n_subjects, stat.n_clips) == (2, 3)
+    assert stat.ci[0] <= stat.mean <= stat.ci[1] <= 1.0

@@ -20,8 +20,8 @@ from brain2music._io import WRITER_LOCK, exclusive_writer
 from brain2music.cli import main
 from brain2music.embeddings import EmbeddingSet
 from brain2music.errors import ConcurrentWriterError
+from brain2music.results import ResultsFolder, StudyResults
 from brain2music.study.reconstruct import reconstruct
-from brain2music.study.results import ResultsFolder, StudyResults
 from test_models_synth import design_clips, make_embeddings, make_subject
 
 CTX = mp.get_context("spawn")  # forked children of a process that loaded OpenMP (faiss) can deadlock

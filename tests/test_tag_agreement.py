@@ -16,10 +16,16 @@ import soundfile as sf
 from brain2music.embeddings.clips import experiment_clips
 from brain2music.evaluate.tags import top_k_agreement
 from brain2music.reconstruct.library import build_library
-from brain2music.reconstruct.tag_agreement import TagAgreement, audio_loader, field_name, stimulus_clips
+from brain2music.reconstruct.tag_agreement import (
+    TagAgreement,
+    audio_loader,
+    field_name,
+    metric_name,
+    stimulus_clips,
+)
 from brain2music.report.recon import _tag_table
+from brain2music.results import ResultsFolder
 from brain2music.study.reconstruct import reconstruct
-from brain2music.study.results import ResultsFolder
 from conftest import DS003720
 from musicnn_signals import SR, _noise
 from test_library import FakeEncoder
@@ -108,14 +114,15 @@ def test_tag_agreement_known_answers(study):
     assert rep.tag_agreement["taggers"]["instrument"] == "musicnn-mtt"
     assert rep.tag_agreement["library_tracks"] == len(lib)
     for g in GROUPS:
-        assert getattr(s, field_name("retrieval", g)) == 1.0
-        assert getattr(s, field_name("true_embedding", g)) == 1.0
-        assert getattr(s, field_name("retrieval", g) + "_ci") == [1.0, 1.0]
+        assert s.value("retrieval", metric_name(g)) == 1.0
+        assert s.value("true_embedding", metric_name(g)) == 1.0
+        assert s.get("retrieval", metric_name(g)).ci == [1.0, 1.0]
+        assert s.get("retrieval", metric_name(g)).p is not None and s.get("chance", metric_name(g)).ci is None
         # Chance: the mean agreement with every library track (exact, all tracks are tagged)
         brute = np.mean([top_k_agreement(orig[g], np.repeat(lib_probs[g][[j]], len(ids), 0),
                                          scorer.top_k[g]) for j in range(len(lib))], axis=0)  # fmt: skip
-        assert getattr(s, field_name("chance", g)) == pytest.approx(brute.mean(), abs=1e-12)
-        assert getattr(s, field_name("generation", g)) is not None
+        assert s.value("chance", metric_name(g)) == pytest.approx(brute.mean(), abs=1e-12)
+        assert s.value("generation", metric_name(g)) is not None
         assert rep.summary[field_name("retrieval", g)].mean == 1.0
     c0 = rep.clips[0]
     assert c0.tag_classes["original"] == c0.tag_classes["retrieved"]
@@ -135,10 +142,10 @@ def test_tag_agreement_known_answers(study):
     s = rep.per_subject[0]
     for g in GROUPS:
         expect = top_k_agreement(orig[g], orig[g][shift], scorer.top_k[g]).mean()
-        assert getattr(s, field_name("retrieval", g)) == pytest.approx(expect, abs=1e-12)
-        assert getattr(s, field_name("true_embedding", g)) == 1.0
-        assert getattr(s, field_name("generation", g)) is None
-    assert np.mean([getattr(s, field_name("retrieval", g)) for g in GROUPS]) < 0.9
+        assert s.value("retrieval", metric_name(g)) == pytest.approx(expect, abs=1e-12)
+        assert s.value("true_embedding", metric_name(g)) == 1.0
+        assert s.value("generation", metric_name(g)) is None
+    assert np.mean([s.value("retrieval", metric_name(g)) for g in GROUPS]) < 0.9
 
 
 def test_tag_agreement_skipped_without_stimuli(tmp_path, study):
@@ -147,6 +154,6 @@ def test_tag_agreement_skipped_without_stimuli(tmp_path, study):
     write_fake_study(res, ids, target, ids, target, target)
     rep = reconstruct(res, lib, tmp_path / "r", generator=None, progress=False, n_bootstrap=50)
     assert "stimuli" in rep.tag_agreement["skipped"]
-    assert rep.per_subject[0].retrieval_tag_agreement_genre is None
+    assert rep.per_subject[0].get("retrieval", metric_name("genre")) is None
     off = reconstruct(res, lib, tmp_path / "r2", generator=None, progress=False, tag_agreement=False)
     assert off.tag_agreement is None

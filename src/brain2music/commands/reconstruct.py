@@ -9,8 +9,9 @@ from brain2music.commands._options import add_encoder_options, add_generator_opt
 
 def _run(args) -> int:
     from brain2music.report.recon import sample_size
+    from brain2music.results import KINDS
+    from brain2music.results.table import cell
     from brain2music.study.reconstruct import check_reconstruct, reconstruct
-    from brain2music.study.table import cell
 
     # --option is the old name of --generator-option (kept so existing scripts run).
     options = parse_options((args.option or []) + (args.generator_option or []), flag="--generator-option")
@@ -54,7 +55,7 @@ def _run(args) -> int:
         f"wrote {args.out}/reconstruction.json ({len(report.clips)} clips, encoder {report.encoder}, "
         f"method {report.method} chosen by {report.method_selected_by}, metric space {report.space})"
     )
-    kinds = ("retrieval", "generation", "chance", "true_embedding", "true_embedding_generation")
+    kinds = KINDS
     for key in (
         *(f"{kind}_{metric}" for metric in ("id_acc", "top1_acc", "top5_acc") for kind in kinds),
         "top1_chance",

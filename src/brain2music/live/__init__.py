@@ -24,7 +24,8 @@ from brain2music.live.preprocess import (
 )
 from brain2music.live.session import LiveOutput, live_decode, open_live, run_live, summarize
 from brain2music.live.sources import Arrival, FolderWatcher, ReplaySource
-from brain2music.live.volumes import IncompleteFile, VoxelGrid, read_volume
+from brain2music.live.volumes import IncompleteFile, read_volume
+from brain2music.results.grid import VoxelGrid
 
 __all__ = [
     "Arrival",

@@ -2,17 +2,17 @@
 
 A decoder file (``results/decoders/<encoder>/<method>/<subject>.joblib``) holds the fitted estimator and
 ``config`` = subject, encoder, method, window, r. The rest comes from the results folder it lies in, read
-through :class:`brain2music.study.results.ResultsFolder`:
+through :class:`brain2music.results.ResultsFolder`:
 
-- the voxels: ``encoding/<encoder>/<subject>_encoding.npz`` → ``voxel_indices`` (flat C-order indices of
-  the decoder's input columns into the BOLD grid), and the grid itself (shape, affine) from the header of
-  ``encoding/<encoder>/<subject>_test_r.nii.gz``;
+- the voxel grid (:meth:`~brain2music.results.ResultsFolder.grid`): ``voxel_indices`` of
+  ``encoding/<encoder>/<subject>_encoding.npz`` (flat C-order indices of the decoder's input columns into
+  the BOLD grid) on the shape and affine of the header of ``encoding/<encoder>/<subject>_test_r.nii.gz``;
 - the hemodynamic delay (``config.delay``, volumes) and the BIDS root (``config.bids_root``), whose
   training runs give the TR and the training statistics of the z-score prior
   (:func:`brain2music.live.preprocess.training_statistics`);
 - the embedding scale and the genre prototypes: ``embeddings/<encoder>.npz``, training clips only (the
-  clips of the BIDS design's training split; without a BIDS root, every clip not in the test
-  predictions);
+  clips of the BIDS design's training split; without a BIDS root, every clip not among the subject's
+  test predictions, :meth:`~brain2music.results.ResultsFolder.test_clip_ids`);
 - the test clips and their true embeddings, for the rank of the clip playing
   (:mod:`brain2music.live.ranking`): the decoder's test predictions
   ``predictions/<encoder>/<method>/<subject>.npz`` (``target`` and the metric ``space``), when present.
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
+from brain2music.errors import ConfigError, DataError
 from brain2music.live.preprocess import training_statistics
 from brain2music.live.ranking import TestClips, load_test_clips
-from brain2music.live.volumes import VoxelGrid
+from brain2music.results.grid import VoxelGrid
 
 __all__ = ["LiveModel", "bold_tr", "load_live_model"]
 
@@ -137,17 +137,6 @@ def _results_dir(decoder_path: Path, results) -> Path:
     )
 
 
-def _encoding_entry(results, results_dir: Path, subject: str, encoder: str):
-    entries = [e for e in results.encoding if e.subject == subject]
-    exact = [e for e in entries if e.encoder == encoder]
-    if not (exact or entries):
-        raise DataError(
-            f"{results_dir / 'results.json'}: no encoding entry for {subject}; the voxel indices of the "
-            "decoder's inputs are stored there (encoding/<encoder>/<subject>_encoding.npz)"
-        )
-    return (exact or entries)[0]
-
-
 def _expected_inputs(decoder) -> int | None:
     for attr in ("n_features", "n_features_in_"):
         value = getattr(decoder, attr, None)
@@ -173,7 +162,7 @@ def _check_decoder_inputs(decoder, n_voxels: int, decoder_path: Path, npz: Path)
         raise DataError(f"{decoder_path}: predict returned shape {out.shape} for one sample")
 
 
-def _training_clips(bids_root: Path | None, subject: str, results_dir: Path, encoder: str):
+def _training_clips(bids_root: Path | None, subject: str, folder, encoder: str):
     """``(train clip ids or None, test clip ids)`` and a genre per clip id, from the design or predictions."""
     if bids_root is not None and bids_root.is_dir():
         from brain2music.data import subject_design
@@ -183,11 +172,7 @@ def _training_clips(bids_root: Path | None, subject: str, results_dir: Path, enc
         clips = clip_table(design)
         train = clips.loc[clips.split == "train"]
         return set(train.clip_id), dict(zip(clips.clip_id, clips.genre))
-    test_ids: set[str] = set()
-    for pred in (results_dir / "predictions" / encoder).glob(f"*/{subject}.npz"):
-        with np.load(pred) as f:
-            test_ids |= set(map(str, f["clip_ids"]))
-    return test_ids, None
+    return set(folder.test_clip_ids(encoder, subject)), None
 
 
 def _embedding_space(folder, results, encoder: str, subject: str, bids_root: Path | None):
@@ -196,12 +181,10 @@ def _embedding_space(folder, results, encoder: str, subject: str, bids_root: Pat
     if not info:
         raise DataError(f"{results_dir / 'results.json'}: no embeddings recorded for encoder {encoder!r}")
     path = results_dir / info.embeddings
-    if not path.is_file():
-        raise DataFileNotFoundError(f"embeddings file not found: {path}")
     stored = folder.read_embeddings(results, encoder)
     ids = np.asarray(stored.clip_ids).astype(str)
     emb = np.asarray(stored.embeddings, dtype=np.float64)
-    chosen, genre_of = _training_clips(bids_root, subject, results_dir, encoder)
+    chosen, genre_of = _training_clips(bids_root, subject, folder, encoder)
     if genre_of is not None:
         keep = np.array([c in chosen for c in ids])
     else:  # ``chosen`` holds the test clips: keep the others
@@ -258,10 +241,8 @@ def load_live_model(
     cache_dir : where the training statistics are cached
     progress : a progress bar while the training statistics are computed (once per subject)
     """
-    import nibabel as nib
-
     from brain2music.models import load_decoder_record
-    from brain2music.study.results import ResultsFolder
+    from brain2music.results import ResultsFolder
 
     decoder_path = Path(decoder)
     record = load_decoder_record(decoder_path)
@@ -273,14 +254,8 @@ def load_live_model(
     folder = ResultsFolder(results_dir)
     res = folder.read()
     subject, encoder = cfg["subject"], cfg["encoder"]
-    entry = _encoding_entry(res, results_dir, subject, encoder)
+    entry = folder.encoding_entry(subject, encoder, res)
     npz = results_dir / entry.npz
-    if not npz.is_file():
-        raise DataFileNotFoundError(
-            f"voxel indices not found: {npz} (listed in {results_dir / 'results.json'})"
-        )
-    with np.load(npz) as f:
-        voxel_indices = np.asarray(f["voxel_indices"], dtype=np.int64)
     rconf = res.config
     bids_root = Path(rconf["bids_root"]) if rconf.get("bids_root") else None
     if (rconf.get("source") or {}).get("kind") == "derivatives" or rconf.get("use_derivatives"):
@@ -288,10 +263,8 @@ def load_live_model(
             f"{results_dir}: the decoders were fitted on derivative arrays ({rconf.get('derivatives')}), "
             "whose columns have no voxel grid; live decoding needs decoders fitted on BIDS images"
         )
-    if not entry.map:
-        raise DataError(f"{results_dir / 'results.json'}: no encoding map for {subject}, so no voxel grid")
-    grid_img = nib.load(str(results_dir / entry.map))
-    grid = VoxelGrid(grid_img.shape[:3], grid_img.affine, voxel_indices)
+    grid = folder.grid(subject, encoder, res)
+    voxel_indices = grid.voxel_indices
     _check_decoder_inputs(record["decoder"], grid.n_voxels, decoder_path, npz)
     bolds, train_tr = _training_runs(bids_root, subject)
     if tr is None:
@@ -323,7 +296,7 @@ def load_live_model(
         delay=int(rconf.get("delay", 3)),
         tr=float(tr),
         grid=grid,
-        grid_source=str(results_dir / entry.map),
+        grid_source=str(folder.grid_source(subject, encoder, res)),
         prior_cv=prior_cv,
         stats_source=stats_source,
         embedding_mean=mean,

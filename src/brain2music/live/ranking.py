@@ -34,7 +34,7 @@ class TestClips:
 
     @classmethod
     def from_predictions(cls, pred, source: str) -> TestClips:
-        """From a :class:`~brain2music.study.results.Predictions` (its ``target`` and ``space``)."""
+        """From a :class:`~brain2music.results.Predictions` (its ``target`` and ``space``)."""
         from brain2music.windows import clip_vectors
 
         vectors = _unit_rows(pred.space.transform(clip_vectors(np.asarray(pred.target, dtype=np.float64))))

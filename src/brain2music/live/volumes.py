@@ -12,9 +12,10 @@ written, so :func:`read_volume` distinguishes three outcomes:
 A file that stays incomplete while its size no longer changes is truncated; the folder watcher decides
 that (:mod:`brain2music.live.sources`).
 
-:class:`VoxelGrid` maps a volume onto the decoder's voxels by world coordinates: an incoming grid may be
-the decoder's grid with axes permuted or flipped (DICOM stores rows x columns x slices in patient LPS,
-converters write RAS NIfTI), which is resolved once per geometry into one gather of flat indices.
+:class:`~brain2music.results.grid.VoxelGrid` (the decoder's voxels, read from the results folder) maps a
+volume onto the decoder's voxels by world coordinates: an incoming grid may be the decoder's grid with
+axes permuted or flipped (DICOM stores rows x columns x slices in patient LPS, converters write RAS NIfTI),
+which is resolved once per geometry into one gather of flat indices.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from brain2music.live.raw import IncompleteFile, RawVolume
 __all__ = [
     "IncompleteFile",
     "VOLUME_SUFFIXES",
-    "VoxelGrid",
     "is_volume_file",
     "read_volume",
     "volume_number",
@@ -112,67 +112,3 @@ def _read_nifti(path: Path) -> RawVolume:
     if data.ndim != 3:
         raise DataError(f"{path}: expected one 3-D volume; found an image of shape {data.shape}")
     return RawVolume(data=data, affine=np.asarray(img.affine, dtype=np.float64))
-
-
-class VoxelGrid:
-    """The decoder's voxels: flat C-order ``voxel_indices`` into a grid of ``shape`` with ``affine``.
-
-    :meth:`extract` returns the voxel values ``(n_voxels,)`` of a volume whose grid is this grid up to a
-    permutation / flip of the axes (checked on the affines, tolerance 1 % of a voxel); anything else (other
-    shape, resolution, rotation or offset) raises :class:`DataError` naming the file.
-    """
-
-    def __init__(self, shape, affine, voxel_indices):
-        self.shape = tuple(int(s) for s in shape)
-        self.affine = np.asarray(affine, dtype=np.float64)
-        self.voxel_indices = np.asarray(voxel_indices, dtype=np.int64)
-        if self.voxel_indices.size and (
-            self.voxel_indices.min() < 0 or self.voxel_indices.max() >= int(np.prod(self.shape))
-        ):
-            raise DataError(
-                f"voxel indices reach {int(self.voxel_indices.max())} but the grid {self.shape} has "
-                f"{int(np.prod(self.shape))} voxels"
-            )
-        self._coords = np.stack(np.unravel_index(self.voxel_indices, self.shape), axis=1)  # (n, 3)
-        self._plans: dict[tuple, np.ndarray] = {}
-
-    @property
-    def n_voxels(self) -> int:
-        return int(self.voxel_indices.size)
-
-    def _plan(self, shape: tuple, affine: np.ndarray, source: str) -> np.ndarray:
-        key = (shape, np.round(affine, 4).tobytes())
-        plan = self._plans.get(key)
-        if plan is not None:
-            return plan
-        if shape == self.shape and np.allclose(affine, self.affine, atol=1e-3):
-            plan = self.voxel_indices
-        else:
-            # Incoming voxel (i', j', k') = M @ (i, j, k, 1) for each decoder voxel (i, j, k).
-            M = np.linalg.solve(affine, self.affine)
-            R, t = M[:3, :3], M[:3, 3]
-            perm = np.rint(R)
-            ok = np.allclose(R, perm, atol=1e-2) and np.allclose(np.abs(perm).sum(axis=0), 1)
-            ok = ok and np.allclose(np.abs(perm).sum(axis=1), 1) and np.allclose(t, np.rint(t), atol=1e-2)
-            # Same field of view, not merely one that happens to contain the decoder's voxels.
-            ok = ok and tuple(np.abs(perm).T.astype(int) @ np.asarray(shape)) == self.shape
-            mapped = np.rint(self._coords @ perm.T + np.rint(t)).astype(np.int64) if ok else None
-            if not ok or mapped.min() < 0 or np.any(mapped.max(axis=0) >= np.asarray(shape)):
-                raise DataError(
-                    f"{source}: volume grid {shape} (voxel size "
-                    f"{np.round(np.linalg.norm(affine[:3, :3], axis=0), 3).tolist()} mm) does not match the "
-                    f"decoder's grid {self.shape} (voxel size "
-                    f"{np.round(np.linalg.norm(self.affine[:3, :3], axis=0), 3).tolist()} mm) up to a flip "
-                    "or permutation of the axes; export the volumes on the grid the decoder was trained on"
-                )
-            plan = np.ravel_multi_index(tuple(mapped.T), shape)
-        self._plans[key] = plan
-        return plan
-
-    def extract(self, volume: RawVolume, *, source: str = "volume") -> np.ndarray:
-        """The decoder's voxels of ``volume``, ``(n_voxels,)`` float32."""
-        data = volume.data
-        if data.ndim != 3:
-            raise DataError(f"{source}: expected a 3-D volume; found shape {data.shape}")
-        plan = self._plan(tuple(data.shape), np.asarray(volume.affine, dtype=np.float64), source)
-        return np.ascontiguousarray(data).reshape(-1)[plan]

@@ -27,8 +27,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from brain2music.errors import ConfigError
+from brain2music.results import KINDS, Score
 
-__all__ = ["DEFAULT_TAGGERS", "KINDS", "ReconstructionTagging", "TagAgreement", "field_name", "score_tags"]
+__all__ = [
+    "DEFAULT_TAGGERS",
+    "ReconstructionTagging",
+    "TagAgreement",
+    "field_name",
+    "metric_name",
+    "score_tags",
+]
 
 #: which musicnn tagger scores each group (see the module docstring for why)
 DEFAULT_TAGGERS: dict[str, str] = {"genre": "musicnn-msd", "instrument": "musicnn-mtt", "mood": "musicnn-msd"}
@@ -125,15 +133,21 @@ class TagAgreement:
 
 
 # ------------------------------------------------------------------------- one subject's reconstruction
-#: reconstruction kinds scored, and which of them get a CI over clips / a paired p-value against chance
-KINDS = ("retrieval", "generation", "chance", "true_embedding", "true_embedding_generation")
+# Which reconstruction kinds (all of :data:`~brain2music.results.KINDS` are scored) get a CI over clips
+# and a paired p-value against chance.
 _WITH_CI = ("retrieval", "generation", "true_embedding")
 _WITH_P = ("retrieval", "generation")
 
 
 def field_name(kind: str, group: str) -> str:
-    """``ReconstructionScores`` field of a kind and group, e.g. ``retrieval_tag_agreement_genre``."""
-    return f"{kind}_tag_agreement_{group}"
+    """The flat name of a kind's agreement in a group, e.g. ``retrieval_tag_agreement_genre`` (summaries,
+    clip scores); the per-subject :class:`~brain2music.results.Score` is ``scores[kind][metric_name(group)]``."""
+    return f"{kind}_{metric_name(group)}"
+
+
+def metric_name(group: str) -> str:
+    """The metric of a tag group: ``tag_agreement_genre``."""
+    return f"tag_agreement_{group}"
 
 
 def audio_loader(path: str, duration: float | None = 15.0, **clip) -> Loader:
@@ -151,9 +165,8 @@ def score_tags(
     *,
     n_bootstrap: int = 1000,
     random_state: int = 0,
-) -> tuple[dict[str, float | list[float] | None], dict[str, np.ndarray]]:
-    """Per-subject tag agreement fields of :class:`~brain2music.study.results.ReconstructionScores`,
-    and the per-clip agreements they are means of.
+) -> tuple[dict[str, dict[str, Score]], dict[str, np.ndarray]]:
+    """Per-subject tag agreement scores of every kind, and the per-clip agreements they are means of.
 
     Parameters
     ----------
@@ -164,10 +177,11 @@ def score_tags(
 
     Returns
     -------
-    ``({field: value}, {field: (n,)})``: mean agreement per kind and group, a 95 % bootstrap CI over
-    clips (``..._ci``) for retrieval, generation and true_embedding, and a two-sided paired sign-flip
-    p-value of the per-clip difference from chance (``..._p``) for retrieval and generation; then each
-    clip's agreement (what the summaries over subjects resample).
+    ``({kind: {metric: Score}}, {flat name: (n,)})``: per kind made and group (metric
+    :func:`metric_name`), the mean agreement over the ``n`` clips with a 95 % bootstrap CI over clips for
+    retrieval, generation and true_embedding and a two-sided paired sign-flip p-value of the per-clip
+    difference from chance for retrieval and generation; then each clip's agreement, keyed
+    :func:`field_name` (what the summaries over subjects resample).
     """
     from brain2music.evaluate.stats import bootstrap_ci, paired_test
 
@@ -177,24 +191,25 @@ def score_tags(
         for kind, probs in reconstructions.items()
         if probs is not None
     }
-    out: dict[str, float | list[float] | None] = {}
+    out: dict[str, dict[str, Score]] = {}
     clip_values: dict[str, np.ndarray] = {}
     for kind in KINDS:
         for group in scorer.taggers:
-            name = field_name(kind, group)
             values = per_clip.get(kind, {}).get(group)
-            out[name] = None if values is None else float(np.mean(values))
-            if values is not None:
-                clip_values[name] = np.asarray(values, dtype=np.float64)
-            if kind in _WITH_CI:
-                ci = None if values is None else bootstrap_ci(values, n_bootstrap=n_bootstrap,
-                                                               random_state=random_state)  # fmt: skip
-                out[name + "_ci"] = None if ci is None else [float(ci[0]), float(ci[1])]
-            if kind in _WITH_P:
-                test = (
-                    None if values is None else paired_test(values, chance[group], random_state=random_state)
-                )
-                out[name + "_p"] = None if test is None else test.p_value
+            if values is None:
+                continue
+            values = np.asarray(values, dtype=np.float64)
+            clip_values[field_name(kind, group)] = values
+            ci = (
+                bootstrap_ci(values, n_bootstrap=n_bootstrap, random_state=random_state)
+                if kind in _WITH_CI
+                else None
+            )
+            test = paired_test(values, chance[group], random_state=random_state) if kind in _WITH_P else None
+            out.setdefault(kind, {})[metric_name(group)] = Score(
+                float(np.mean(values)), None if ci is None else [float(ci[0]), float(ci[1])],
+                None if test is None else test.p_value, n_clips=int(len(values)),
+            )  # fmt: skip
     return out, clip_values
 
 
@@ -256,7 +271,7 @@ class ReconstructionTagging:
         return cls(scorer, info, config, int(max_library), random_state, progress)
 
     def subject(self, run, ids, found, gen_paths) -> tuple[dict, list, dict]:
-        """``(ReconstructionScores fields, per-clip tag classes, {field: per-clip agreement (n,)})`` of
+        """``({kind: {metric: Score}}, per-clip tag classes, {flat name: per-clip agreement (n,)})`` of
         one subject's reconstructions."""
         if self.scorer is None:
             return {}, [None] * len(ids), {}
@@ -279,7 +294,7 @@ class ReconstructionTagging:
         if run.true_embedding_generation and all(c in run.truth_cache for c in ids):
             made["true_embedding_generation"] = self._files([run.out / run.truth_cache[c][0] for c in ids])
         library = self._library(found.allowed, tracks)
-        fields, per_clip = score_tags(self.scorer, original, made, library, n_bootstrap=run.n_bootstrap,
+        scores, per_clip = score_tags(self.scorer, original, made, library, n_bootstrap=run.n_bootstrap,
                                       random_state=self.random_state)  # fmt: skip
         names = {
             "retrieval": "retrieved",
@@ -290,7 +305,7 @@ class ReconstructionTagging:
             names.get(k, k): self.scorer.top_tags(p) for k, p in made.items()
         }
         classes = [{kind: rows[i] for kind, rows in per_kind.items()} for i in range(len(ids))]
-        return fields, classes, per_clip
+        return scores, classes, per_clip
 
     def _probs(self, keys, loaders, what):
         from tqdm.auto import tqdm

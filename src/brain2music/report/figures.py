@@ -34,7 +34,7 @@ def plot_id_acc_by_subject(
 ):
     """Bars of identification accuracy per subject (one group per subject, one bar per method).
 
-    ``rows``: :class:`~brain2music.study.results.MethodResult` records of one encoder's test split; their
+    ``rows``: :class:`~brain2music.results.MethodResult` records of one encoder's test split; their
     95 % CIs are drawn as error bars. ``published`` figures are drawn as horizontal lines: pass them only
     when the rows are in the paper's metric space.
     """
@@ -68,7 +68,7 @@ def plot_id_acc_by_subject(
 def plot_per_genre(rows: Sequence, *, chance: float = 0.5, title: str | None = None, ax=None):
     """Mean identification accuracy per genre over subjects (error bars: sd over subjects, ddof=1).
 
-    ``rows``: :class:`~brain2music.study.results.GenreScore` records of one encoder and method.
+    ``rows``: :class:`~brain2music.results.GenreScore` records of one encoder and method.
     """
     from brain2music.evaluate.stats import subject_sd
 

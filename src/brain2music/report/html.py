@@ -30,8 +30,8 @@ from brain2music.report.figures import (
     plot_per_genre,
     plot_spectrogram,
 )
-from brain2music.study.results import ResultsFolder, StudyResults
-from brain2music.study.table import METRICS, table_rows
+from brain2music.results import ResultsFolder, StudyResults
+from brain2music.results.table import METRICS, table_rows
 
 ASSETS = "report_assets"
 
@@ -44,7 +44,7 @@ def _savefig(fig, path: Path) -> None:
 
 
 def _table_html(results: StudyResults, split: str = "test") -> str:
-    """Paper Table 2 layout, one table per metric of :data:`~brain2music.study.table.METRICS` (the rows
+    """Paper Table 2 layout, one table per metric of :data:`~brain2music.results.table.METRICS` (the rows
     and cells of ``table2.csv``): embeddings, Chance and Split-half; the n behind each interval."""
     html = []
     for key, title in METRICS:
@@ -286,12 +286,12 @@ def _shown_method(results: StudyResults, enc: str) -> str:
 
 def _brain_figures(results: StudyResults, results_dir: Path, assets: Path) -> list[dict]:
     figures = []
+    folder = ResultsFolder(results_dir)
     for entry in results.encoding:
-        if entry.map is None or not (results_dir / entry.map).is_file():
+        image = folder.encoding_map(entry.subject, entry.encoder, results)
+        if image is None:
             continue
-        fig = plot_encoding_map(
-            str(results_dir / entry.map), title=f"{entry.subject} · {entry.encoder}", threshold=0.1
-        )
+        fig = plot_encoding_map(image, title=f"{entry.subject} · {entry.encoder}", threshold=0.1)
         name = f"encoding_{entry.encoder}_{entry.subject}.png"
         _savefig(fig, assets / name)
         caption = (

@@ -30,7 +30,7 @@ TAG_KINDS = METRICS + (("true_embedding_generation", "generation from the true e
 
 
 def sample_size(stat) -> str:
-    """``n = 2 subjects × 60 clips, CI over clips`` for a :class:`~brain2music.study.results.SummaryStat`."""
+    """``n = 2 subjects × 60 clips, CI over clips`` for a :class:`~brain2music.results.SummaryStat`."""
     clips = f" × {stat.n_clips} clips" if stat.n_clips else ""
     over = f", CI resamples {stat.ci_resamples}" if stat.ci is not None and stat.ci_resamples else ""
     return f"n = {stat.n_subjects} subject{'s' if stat.n_subjects != 1 else ''}{clips}{over}"
@@ -38,12 +38,15 @@ def sample_size(stat) -> str:
 
 def _stat_cell(recon, key: str) -> str:
     """``mean ± sd [CI] p=…`` and its n for one summary metric; p: the largest over subjects."""
-    from brain2music.study.table import cell
+    from brain2music.results.reconstruction import split_name
+    from brain2music.results.table import cell
 
     s = recon.summary.get(key)
     if s is None:
         return "–"
-    ps = [getattr(x, f"{key}_p", None) for x in recon.per_subject]
+    named = split_name(key)
+    per_subject = [x.get(*named) for x in recon.per_subject] if named else []
+    ps = [None if score is None else score.p for score in per_subject]
     p = max(ps) if ps and all(v is not None for v in ps) else None
     return f"{cell(s.mean, s.sd, s.ci, p)}<br><small>{sample_size(s)}</small>"
 
@@ -165,7 +168,7 @@ def load_reconstruction(
     ``compare``: other reconstruction folders of the same results (e.g. another generator): their
     generated clips are played beside this one's, clip by clip.
     """
-    from brain2music.study.results import ResultsFolder
+    from brain2music.results import ResultsFolder
 
     recon = ResultsFolder.read_reconstruction(recon_dir)
     others = [(Path(d), ResultsFolder.read_reconstruction(d)) for d in compare]

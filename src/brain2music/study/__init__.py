@@ -1,14 +1,12 @@
-"""The study stages and the results model they share.
+"""The study stages, which write and read the results model of :mod:`brain2music.results`.
 
 - :func:`~brain2music.study.reproduce.reproduce` — decoders + the paper's evaluation → a results folder;
 - :func:`~brain2music.study.reconstruct.reconstruct` — retrieval and generation from its predictions;
 - :func:`~brain2music.study.experiment.run_experiment` — every stage from one config file (and the demo);
-- :mod:`~brain2music.study.results` — the typed results model (:class:`StudyResults`,
-  :class:`ReconstructionResults`, ...) with its one reader and writer, :class:`ResultsFolder`;
 - :mod:`~brain2music.study.methods` — the decoder-method registry;
 - :mod:`~brain2music.study.context` — data sources and the per-subject context methods share.
 
-Names are imported lazily so ``import brain2music.study.results`` stays light.
+Names are imported lazily so importing one stage does not import the others.
 """
 
 from __future__ import annotations
@@ -21,9 +19,6 @@ _EXPORTS = {
     "reconstruct": "brain2music.study.reconstruct",
     "run_experiment": "brain2music.study.experiment",
     "run_demo": "brain2music.study.experiment",
-    "ResultsFolder": "brain2music.study.results",
-    "StudyResults": "brain2music.study.results",
-    "ReconstructionResults": "brain2music.study.results",
     "DataSource": "brain2music.study.context",
     "load_subject_for_study": "brain2music.study.context",
     "get_method": "brain2music.study.methods",

@@ -32,7 +32,7 @@ from brain2music import __version__
 from brain2music._io import to_json, write_json
 from brain2music.config import Config, load_config, parse_config
 from brain2music.errors import ConfigError
-from brain2music.study.results import ResultsFolder
+from brain2music.results import ResultsFolder
 
 STAGES = ("simulate", "reproduce", "library", "reconstruct", "report")
 
@@ -282,7 +282,7 @@ def _simulate(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
 
 
 def _reproduce(plan: _Plan, stages: _StageRunner, verbose: bool) -> None:
-    from brain2music.study.results import SCHEMA_VERSION
+    from brain2music.results import SCHEMA_VERSION
 
     cfg = plan.cfg
 

@@ -1,7 +1,7 @@
 """``brain2music reconstruct``: music from predicted embeddings, by retrieval and by generation, evaluated.
 
 Reads a results folder written by ``brain2music reproduce`` (through
-:class:`~brain2music.study.results.ResultsFolder`) and a music library built with the same encoder. For
+:class:`~brain2music.results.ResultsFolder`) and a music library built with the same encoder. For
 each selected subject and test clip it retrieves the top-``k`` library tracks for the predicted embedding
 and generates new audio conditioned on it, then scores both against the originals.
 
@@ -13,7 +13,9 @@ choose it: they are the clips the reconstructions are scored on.
 
 Evaluation (per subject, then mean ± sd (``ddof=1``) over subjects with a hierarchical bootstrap CI of
 the per-clip scores, :mod:`brain2music.study.recon_scoring`), always in the metric space the predictions
-were scored in by ``reproduce`` (saved with them):
+were scored in by ``reproduce`` (saved with them). Each subject's scores nest kind → metric →
+:class:`~brain2music.results.Score` (``per_subject[i].get("retrieval", "id_acc")``); summaries and
+clip scores are keyed ``<kind>_<metric>`` (``summary["retrieval_id_acc"]``). The metrics:
 
 - ``*_id_acc``: identification accuracy (paper Eq. 2–3, windows averaged) between the embeddings of the
   reconstructions and of the originals (the ``target`` embeddings); ``*_top1_acc`` / ``*_top5_acc``: the
@@ -43,7 +45,6 @@ Output folder::
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,16 +65,18 @@ from brain2music.reconstruct.generators import (
 from brain2music.reconstruct.library import MusicLibrary
 from brain2music.reconstruct.selection import EmbeddingScore, EncodingScore, check_score
 from brain2music.reconstruct.tag_agreement import ReconstructionTagging as _Tagging
-from brain2music.study.recon_scoring import chance_levels, identification_fields, summarise_subjects
-from brain2music.study.results import (
+from brain2music.results import (
     Predictions,
     ReconstructedClip,
     ReconstructionResults,
     ReconstructionScores,
     ResultsFolder,
+    Score,
     StudyResults,
     one_writer,
 )
+from brain2music.results.reconstruction import flat_name, split_name
+from brain2music.study.recon_scoring import chance_levels, identification_fields, summarise_subjects
 from brain2music.windows import clip_vectors
 
 __all__ = ["GenreTagger", "check_reconstruct", "cosine_pairs", "reconstruct", "summarise_subjects"]
@@ -193,7 +196,7 @@ def reconstruct(
 
     Returns
     -------
-    The :class:`~brain2music.study.results.ReconstructionResults` written to ``reconstruction.json``.
+    The :class:`~brain2music.results.ReconstructionResults` written to ``reconstruction.json``.
     """
     folder, out = ResultsFolder(results), Path(out)
     study = folder.read()
@@ -295,10 +298,7 @@ def check_reconstruct(
 # ------------------------------------------------------------------------------------------ the steps
 def _check_library(study: StudyResults, folder: ResultsFolder, lib: MusicLibrary) -> str:
     enc_name = lib.encoder_name
-    known = set(study.encoders)
-    pred_root = folder.root / "predictions"
-    if pred_root.is_dir():
-        known |= {p.name for p in pred_root.iterdir() if p.is_dir()}
+    known = set(study.encoders) | set(folder.prediction_encoders())
     if enc_name not in known:
         raise DataError(
             f"the library {lib.path} was built with encoder {enc_name!r} but the results folder {folder.root} "
@@ -312,11 +312,10 @@ def _choose_method(
 ) -> tuple[str, str]:
     """``(method, "user")`` for a given method, else the best by training CV: ``(method, "nested_train_cv")``
     (``"train_cv"`` when the folder's scores are not nested)."""
-    pred_root = folder.root / "predictions" / encoder
-    available = sorted(p.name for p in pred_root.iterdir() if p.is_dir()) if pred_root.is_dir() else []
+    available = folder.prediction_methods(encoder)
     if not available:
         raise DataFileNotFoundError(
-            f"{pred_root}: no predictions of encoder {encoder!r} in the results folder"
+            f"{folder.root / 'predictions' / encoder}: no predictions of encoder {encoder!r} in the results folder"
         )
     if method is not None:
         if method not in available:
@@ -497,8 +496,8 @@ class _Run:
             pred, ids, genres, T, found, generated, truth_generated, tags, gen_info
         )
         if self.tagging is not None:
-            fields, classes, tag_clip = self.tagging.subject(self, ids, found, gen_paths)
-            scores = dataclasses.replace(scores, **fields)
+            tag_scores, classes, tag_clip = self.tagging.subject(self, ids, found, gen_paths)
+            scores.merge(tag_scores)
             per_clip |= tag_clip
             for clip, tag_classes in zip(clips, classes, strict=True):
                 clip.tag_classes = tag_classes
@@ -635,12 +634,15 @@ class _Run:
         space, seed = pred.space, int(self.rng.integers(2**31))
         made = {"retrieval": found.windows, "generation": generated, "chance": found.chance_windows,
                 "true_embedding": found.true_windows, "true_embedding_generation": truth_generated}  # fmt: skip
-        fields, per_clip = chance_levels(len(ids)), {}
+        scores = ReconstructionScores(subject=pred.subject, n_clips=int(len(ids)), space=space.name,
+                                      **chance_levels(len(ids)))  # fmt: skip
+        per_clip = {}
         for kind, x in made.items():
             if x is not None:
                 f, c = identification_fields(kind, space.transform(x), space.transform(T),
                                              n_bootstrap=self.n_bootstrap, random_state=seed)  # fmt: skip
-                fields, per_clip = fields | f, per_clip | c
+                scores.merge({kind: f})
+                per_clip |= c
         tag_of = {
             "retrieval": "retrieved",
             "generation": "generated",
@@ -648,17 +650,19 @@ class _Run:
             "true_embedding": "true_embedding",
             "true_embedding_generation": "true_embedding_generated",
         }
-        for kind, t in tag_of.items():
-            per_clip[f"{kind}_genre_agreement"] = _matches(tags.get(t), tags.get("original"))
-        per_clip["tagger_accuracy"] = _matches(tags.get("original"), genres)
-        per_clip["retrieval_score_mean"] = found.scores[:, 0].astype(np.float64)
+        means = {flat_name(kind, "genre_agreement"): _matches(tags.get(t), tags.get("original"))
+                 for kind, t in tag_of.items()}  # fmt: skip
+        means["retrieval_score_mean"] = found.scores[:, 0].astype(np.float64)
         if generated is not None:
-            per_clip["generation_score_mean"] = np.array([g["score"] for g in gen_info])
-        per_clip |= _selection_scores(gen_info)
-        means = {k: float(v.mean()) for k, v in per_clip.items() if v is not None and not k.endswith("_acc")}
-        scores = ReconstructionScores(subject=pred.subject, n_clips=int(len(ids)), space=space.name,
-                                      **(fields | means))  # fmt: skip
-        return scores, per_clip
+            means["generation_score_mean"] = np.array([g["score"] for g in gen_info])
+        for key, values in means.items():
+            if values is not None:
+                kind, metric = split_name(key)
+                scores.put(kind, metric, Score(float(values.mean()), n_clips=int(len(values))))
+        outside = {"tagger_accuracy": _matches(tags.get("original"), genres)} | _selection_scores(gen_info)
+        for key, values in outside.items():
+            setattr(scores, key, None if values is None else float(values.mean()))
+        return scores, per_clip | means | outside
 
 
 def _selection_scores(gen_info) -> dict[str, np.ndarray]:

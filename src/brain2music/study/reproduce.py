@@ -32,6 +32,15 @@ import numpy as np
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.evaluate.space import MetricSpace, check_space
 from brain2music.evaluate.stats import group_p_value, paired_test, subject_sd
+from brain2music.results import (
+    EncoderInfo,
+    EncodingResult,
+    PairedTest,
+    ResultsFolder,
+    StudyResults,
+    SummaryRow,
+    one_writer,
+)
 from brain2music.study.context import (
     DataSource,
     SubjectContext,
@@ -42,15 +51,6 @@ from brain2music.study.context import (
 )
 from brain2music.study.methods import DEFAULT_METHODS, GroupMethod, get_method, list_methods
 from brain2music.study.nested import nested_group_scores, nested_scores, reference_folds
-from brain2music.study.results import (
-    EncoderInfo,
-    EncodingResult,
-    PairedTest,
-    ResultsFolder,
-    StudyResults,
-    SummaryRow,
-    one_writer,
-)
 from brain2music.study.scoring import (
     MethodOutcome,
     fit_and_score,
@@ -211,7 +211,7 @@ def reproduce(
     device, dtype : placement of the neural encoders (``auto``/``cpu``/``cuda``/``mps``; ``float16``, ...).
     verbose : progress bars (stderr) and the printed table (stdout).
     """
-    from brain2music.study.table import format_table
+    from brain2music.results.table import format_table
 
     t_start = time.time()
     settings = _settings(locals())
@@ -241,7 +241,7 @@ def reproduce(
             _fit_group(folder, results, scores, get_method(m), states, folds)
     results.paired_tests = _paired_tests(scores, settings)
     results.summary = _summarise(results, scores, settings)
-    results.config["elapsed_s"] = round(time.time() - t_start, 1)
+    results.elapsed_s = round(time.time() - t_start, 1)
     folder.write(results)
     if verbose:
         print(format_table(results))

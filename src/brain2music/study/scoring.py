@@ -23,9 +23,7 @@ from brain2music.evaluate import (
 )
 from brain2music.evaluate.genre import leave_one_genre_out as _logo
 from brain2music.evaluate.stats import bootstrap_ci, identification_p_value
-from brain2music.study.context import SubjectContext, Targets
-from brain2music.study.methods.base import DecoderMethod, FittedMethod, flat
-from brain2music.study.results import (
+from brain2music.results import (
     ChanceResult,
     GenreScore,
     HeldOutGenreScore,
@@ -33,6 +31,8 @@ from brain2music.study.results import (
     Predictions,
     SplitHalfResult,
 )
+from brain2music.study.context import SubjectContext, Targets
+from brain2music.study.methods.base import DecoderMethod, FittedMethod, flat
 
 __all__ = [
     "TOP_K",

@@ -39,7 +39,7 @@ class FittedMethod:
         recorded as ``train_cv_r_inner``. Methods are compared by the nested score of
         :mod:`brain2music.study.nested`, which refits those choices in every outer fold.
     n_inputs : voxels the decoder reads.
-    records : extra result records (e.g. :class:`~brain2music.study.results.EnsembleParcels`).
+    records : extra result records (e.g. :class:`~brain2music.results.EnsembleParcels`).
     """
 
     decoder: Any

@@ -16,7 +16,7 @@ class EnsembleMethod(DecoderMethod):
     description = "one ridge per parcel; the n_top parcels with the best training CV r averaged (Denk et al.)"
 
     def fit(self, ctx, targets) -> FittedMethod:
-        from brain2music.study.results import EnsembleParcels
+        from brain2music.results import EnsembleParcels
 
         x_train, _ = ctx.windowed(targets.window)
         X, Y, groups = flat(x_train), flat(targets.train), ctx.groups(targets.r)

@@ -1,4 +1,4 @@
-"""The paper's Table 2 from a :class:`~brain2music.study.results.StudyResults`: CSV and plain text.
+"""The paper's Table 2 from a :class:`~brain2music.results.StudyResults`: CSV and plain text.
 
 One block per metric (:data:`METRICS`): the paper's pairwise identification accuracy, the peers' N-way
 top-1 and top-5 identification among the test clips, and Pearson r. In each block the rows are the
