@@ -496,21 +496,16 @@ def subject_parcels(parcels: str | None, sub) -> tuple[np.ndarray | None, dict[i
         raise DataFileNotFoundError(f"parcel label file not found: {path}")
     if path.suffix == ".npy":
         return _npy_parcels(path, sub), None
-    from brain2music.data.parcels import label_names, labels_on_grid, load_label_image
+    from brain2music.data.parcels import parcels_on_grid
 
     if sub.mask is None or sub.affine is None:
         raise DataError(
             f"{path}: a parcel image needs responses on a voxel grid, but {sub.subject} comes from "
             "derivative arrays; pass a .npy with one label per array column instead"
         )
-    img = load_label_image(path)
-    grid = labels_on_grid(img, _grid_image(sub.mask.shape, sub.affine), source=str(path))
-    labels = grid.reshape(-1)[sub.voxel_indices].astype(int)
-    if not labels.any():
-        raise DataError(
-            f"{path}: no parcel label falls on a voxel of {sub.subject} (BOLD grid {sub.mask.shape})"
-        )
-    return labels, label_names(path, labels) or None
+    grid = _grid_image(sub.mask.shape, sub.affine)
+    labels, names, _ = parcels_on_grid(parcels, sub.subject, grid, voxels=sub.voxel_indices)
+    return labels.astype(int), names or None
 
 
 def _npy_parcels(path: Path, sub) -> np.ndarray:
@@ -526,7 +521,7 @@ def _npy_parcels(path: Path, sub) -> np.ndarray:
 
 def _destrieux_parcels(sub) -> tuple[np.ndarray, dict[int, str]]:
     """The subject's cortical Destrieux labels on its kept voxels (fMRIPrep T1w-space data)."""
-    from brain2music.data.parcels import check_subject_space, destrieux_labels, find_aparc, label_names
+    from brain2music.data.parcels import check_subject_space, find_aparc, parcels_on_grid
 
     if sub.info.get("source") != "fmriprep":
         raise ConfigError(
@@ -537,10 +532,9 @@ def _destrieux_parcels(sub) -> tuple[np.ndarray, dict[int, str]]:
     aparc = find_aparc(
         sub.subject, fmriprep_dir=sub.info["fmriprep"], freesurfer_dir=sub.info.get("freesurfer_dir")
     )
-    labels = destrieux_labels(aparc, _grid_image(sub.mask.shape, sub.affine)).reshape(-1)[sub.voxel_indices]
-    if not labels.any():
-        raise DataError(f"{aparc}: no Destrieux label falls on a kept voxel of {sub.subject}")
-    return labels.astype(int), label_names(aparc, labels)
+    grid = _grid_image(sub.mask.shape, sub.affine)
+    labels, names, _ = parcels_on_grid("destrieux", sub.subject, grid, aparc=aparc, voxels=sub.voxel_indices)
+    return labels.astype(int), names
 
 
 def _grid_image(shape, affine):
