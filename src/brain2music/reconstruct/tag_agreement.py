@@ -169,7 +169,7 @@ def score_tags(
     p-value of the per-clip difference from chance (``..._p``) for retrieval and generation; then each
     clip's agreement (what the summaries over subjects resample).
     """
-    from brain2music.evaluate.stats import bootstrap_ci, paired_test
+    from brain2music.evaluate.stats import bootstrap_ci, ci_list, paired_test
 
     chance = scorer.chance(original, library)
     per_clip = {"chance": chance} | {
@@ -189,7 +189,7 @@ def score_tags(
             if kind in _WITH_CI:
                 ci = None if values is None else bootstrap_ci(values, n_bootstrap=n_bootstrap,
                                                                random_state=random_state)  # fmt: skip
-                out[name + "_ci"] = None if ci is None else [float(ci[0]), float(ci[1])]
+                out[name + "_ci"] = ci_list(ci)
             if kind in _WITH_P:
                 test = (
                     None if values is None else paired_test(values, chance[group], random_state=random_state)

@@ -41,7 +41,7 @@ def identification_fields(
     ``_ci`` and ``_p`` for every metric of :data:`IDENTIFICATION`.
     """
     from brain2music.evaluate import identification_scores, similarity_matrix, topk_scores
-    from brain2music.evaluate.stats import bootstrap_ci, group_p_value
+    from brain2music.evaluate.stats import bootstrap_ci, ci_list, group_p_value
 
     x = np.asarray(reconstructed, dtype=np.float64)
     draws = x if x.ndim == np.asarray(originals).ndim + 1 else x[None]
@@ -52,7 +52,7 @@ def identification_fields(
         clip = np.mean([identification_scores(C) if k is None else topk_scores(C, k) for C in sims], axis=0)
         ci = bootstrap_ci(clip, n_bootstrap=n_bootstrap, random_state=random_state)
         fields[name] = float(clip.mean())
-        fields[name + "_ci"] = None if ci is None else [float(ci[0]), float(ci[1])]
+        fields[name + "_ci"] = ci_list(ci)
         fields[name + "_p"] = group_p_value(sims, random_state=random_state, top_k=k)
         per_clip[name] = clip
     return fields, per_clip
@@ -80,7 +80,12 @@ def summarise_subjects(
     single clip and fewer than 3 subjects, gets no interval. Each :class:`SummaryStat` records
     ``n_subjects``, ``n_clips`` (distinct clips) and what was resampled.
     """
-    from brain2music.evaluate.stats import MIN_SUBJECTS_RESAMPLED, hierarchical_bootstrap_ci, subject_sd
+    from brain2music.evaluate.stats import (
+        MIN_SUBJECTS_RESAMPLED,
+        ci_list,
+        hierarchical_bootstrap_ci,
+        subject_sd,
+    )
 
     by_subject: dict[str, list[ReconstructedClip]] = {}
     for c in clips:
@@ -100,7 +105,7 @@ def summarise_subjects(
                                            random_state=random_state)  # fmt: skip
             resamples = "clips, subjects" if len(parts) >= MIN_SUBJECTS_RESAMPLED else "clips"
         out[key] = SummaryStat(
-            float(np.mean(vals)), subject_sd(vals), None if ci is None else [float(ci[0]), float(ci[1])],
+            float(np.mean(vals)), subject_sd(vals), ci_list(ci),
             len(vals), n_clips=int(n_clips), ci_resamples=None if ci is None else resamples,
         )  # fmt: skip
     return out
