@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from brain2music._registry import Registry
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.evaluate.space import MetricSpace
 
@@ -162,11 +163,10 @@ def _check_fmriprep(source: DataSource, subject: str, parcels: str | None) -> No
 
 
 #: ``kind -> loader(source, subject) -> SubjectData``.
-SUBJECT_LOADERS: dict[str, Callable[[DataSource, str], Any]] = {
-    "bids": _load_bids,
-    "derivatives": _load_derivatives,
-    "fmriprep": _load_fmriprep,
-}
+SUBJECT_LOADERS: Registry[Callable[[DataSource, str], Any]] = Registry("data source")
+SUBJECT_LOADERS.register("bids", _load_bids)
+SUBJECT_LOADERS.register("derivatives", _load_derivatives)
+SUBJECT_LOADERS.register("fmriprep", _load_fmriprep)
 
 #: ``kind -> check(source, subject, parcels)``: raises naming the file before anything is written.
 SUBJECT_CHECKS: dict[str, Callable[[DataSource, str, str | None], None]] = {"fmriprep": _check_fmriprep}
@@ -174,7 +174,7 @@ SUBJECT_CHECKS: dict[str, Callable[[DataSource, str, str | None], None]] = {"fmr
 
 def register_subject_loader(kind: str, loader: Callable[[DataSource, str], Any]) -> None:
     """Make ``DataSource(kind=kind)`` load subjects with ``loader(source, subject) -> SubjectData``."""
-    SUBJECT_LOADERS[kind] = loader
+    SUBJECT_LOADERS.register(kind, loader)
 
 
 def check_study_inputs(source: DataSource, subjects, parcels: str | None) -> None:
@@ -184,8 +184,7 @@ def check_study_inputs(source: DataSource, subjects, parcels: str | None) -> Non
     missing column for the strategy, a mask on another grid, a missing FreeSurfer file, a space with no
     files, a parcel file that is not there).
     """
-    if source.kind not in SUBJECT_LOADERS:
-        raise ConfigError(f"unknown data source {source.kind!r}; known: {', '.join(sorted(SUBJECT_LOADERS))}")
+    SUBJECT_LOADERS.get(source.kind)  # an unknown kind raises, naming the known ones
     if parcels == "destrieux" and source.kind != "fmriprep":
         raise ConfigError(
             "parcels 'destrieux' come from FreeSurfer's aparc.a2009s+aseg.mgz of fMRIPrep derivatives "
@@ -224,9 +223,7 @@ def subject_grid(source: DataSource, subject: str) -> tuple[float, int]:
 
 def load_subject_for_study(source: DataSource, subject: str):
     """The :class:`~brain2music.data.SubjectData` of ``subject`` from ``source``."""
-    if source.kind not in SUBJECT_LOADERS:
-        raise ConfigError(f"unknown data source {source.kind!r}; known: {', '.join(sorted(SUBJECT_LOADERS))}")
-    return SUBJECT_LOADERS[source.kind](source, subject)
+    return SUBJECT_LOADERS.get(source.kind)(source, subject)
 
 
 @dataclass
