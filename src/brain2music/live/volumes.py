@@ -138,6 +138,7 @@ class VoxelGrid:
 
     @property
     def n_voxels(self) -> int:
+        """Number of voxels the decoder reads."""
         return int(self.voxel_indices.size)
 
     def _plan(self, shape: tuple, affine: np.ndarray, source: str) -> np.ndarray:

@@ -68,6 +68,7 @@ class DataSource:
     fmriprep: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The source as JSON-ready values (paths resolved), as the results folder records it."""
         return {
             "kind": self.kind,
             "bids_root": str(Path(self.bids_root).resolve()) if self.bids_root else None,
@@ -245,10 +246,12 @@ class Targets:
 
     @property
     def r(self) -> int:
+        """Windows per clip."""
         return int(self.train.shape[1])
 
     @property
     def dim(self) -> int:
+        """Embedding dimensions."""
         return int(self.train.shape[2])
 
 
@@ -284,22 +287,27 @@ class SubjectContext:
     # -- identity -----------------------------------------------------------------------------------------
     @property
     def subject(self) -> str:
+        """The subject's id (``sub-001``)."""
         return self.data.subject
 
     @property
     def n_voxels(self) -> int:
+        """Voxels of this context (fewer than the subject's after :meth:`subset`)."""
         return self.data.n_voxels
 
     @property
     def train_clips(self):
+        """The clip table of the training clips this context keeps."""
         return self.data.train_clips[self.train_keep].reset_index(drop=True)
 
     @property
     def test_clips(self):
+        """The clip table of the test clips."""
         return self.data.test_clips
 
     @property
     def train_runs(self) -> np.ndarray:
+        """``(n_train,)`` run of each kept training clip (the CV groups)."""
         return np.asarray(self.data.train_runs)[self.train_keep]
 
     @property
