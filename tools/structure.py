@@ -84,8 +84,8 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
     else:
         target = node.module or ""
     names = [target]
-    if not node.module or node.level:
-        # `from . import x` may import the sub-module x
+    if not node.module or node.level or target == PACKAGE:
+        # `from . import x` and `from brain2music import commands` may import the sub-module x
         names += [f"{target}.{alias.name}" for alias in node.names]
     return names
 
@@ -232,6 +232,8 @@ def measure(root: Path) -> dict:
     functions, files, parameters, shims, undocumented = [], [], [], [], []
     graph: dict[str, set[str]] = {}
     edges: dict[tuple[str, str], str] = {}
+    # Names imported from the package itself (`__version__`) are not sub-packages.
+    known = {_subpackage(_module_name(path, src)) for path in package.rglob("*.py")}
     for path in sorted(package.rglob("*.py")):
         text = path.read_text(encoding="utf-8")
         rel = path.relative_to(root).as_posix()
@@ -262,7 +264,7 @@ def measure(root: Path) -> dict:
         graph.setdefault(source, set())
         for target, lineno in _imports(tree, module, is_package):
             sub = _subpackage(target)
-            if sub is None or sub == source or sub == "__init__":
+            if sub is None or sub == source or sub == "__init__" or sub not in known:
                 continue
             graph[source].add(sub)
             edges.setdefault((source, sub), f"{rel}:{lineno}")
