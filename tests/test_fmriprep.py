@@ -417,3 +417,29 @@ def test_destrieux_table_is_complete():
 def test_confounds_frame_helper_has_fmriprep_columns():
     t = confounds_frame(np.zeros((410, 6)))
     assert {"trans_x_derivative1_power2", "framewise_displacement", "std_dvars", "cosine07"} <= set(t.columns)
+
+
+def test_parcels_on_grid_on_the_grid_and_on_kept_voxels(tmp_path):
+    from brain2music.data.parcels import parcels_on_grid
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    labels = np.zeros((4, 3, 2), np.int32)
+    labels[0], labels[3, 2, 1] = 5, 7
+    (tmp_path / "sub-001").mkdir()
+    nib.save(nib.Nifti1Image(labels, affine), tmp_path / "sub-001" / "atlas.nii.gz")
+    (tmp_path / "sub-001" / "atlas.tsv").write_text("index\tname\n5\tfive\n7\tseven\n9\tnine\n")
+    ref = nib.Nifti1Image(np.zeros(labels.shape, np.uint8), affine)  # the same grid: labels unchanged
+    pattern = str(tmp_path / "{subject}" / "atlas.nii.gz")
+    grid, names, source = parcels_on_grid(pattern, "sub-001", ref)
+    np.testing.assert_array_equal(grid, labels)
+    assert names == {5: "five", 7: "seven"} and source == str(tmp_path / "sub-001" / "atlas.nii.gz")
+    kept = np.array([0, 1, labels.size - 1, 10])  # flat indices of the kept voxels
+    on_voxels, names, _ = parcels_on_grid(pattern, "sub-001", ref, voxels=kept)
+    np.testing.assert_array_equal(on_voxels, [5, 5, 7, 0])
+    assert names == {5: "five", 7: "seven"}
+    _, names, _ = parcels_on_grid(pattern, "sub-001", ref, voxels=np.array([0, 1]))
+    assert names == {5: "five"}  # names of the labels on the kept voxels only
+    with pytest.raises(DataError, match=r"atlas.nii.gz: no parcel label falls on a kept voxel of sub-001"):
+        parcels_on_grid(pattern, "sub-001", ref, voxels=np.array([10, 11]))
+    with pytest.raises(ConfigError, match="parcels 'destrieux' of sub-001 need its FreeSurfer"):
+        parcels_on_grid("destrieux", "sub-001", ref)

@@ -8,7 +8,10 @@ from brain2music._checks import check_choice
 from brain2music._registry import Registry
 from brain2music.embeddings import list_encoders
 from brain2music.errors import ConfigError, DataError
+from brain2music.models._backend import BACKENDS
 from brain2music.reconstruct.generators import describe_generators, list_generators
+from brain2music.study.context import SUBJECT_LOADERS
+from brain2music.study.methods import DEFAULT_METHODS, get_method, list_methods
 
 
 def test_registry_names_get_and_error():
@@ -31,6 +34,17 @@ def test_every_list_function_returns_names():
     assert encoders == sorted(encoders) and {"acoustic", "debug"} <= set(encoders)
     assert generators == sorted(generators) and {"debug", "offline"} <= set(generators)
     assert list(describe_generators()) == generators and all(describe_generators().values())
+    methods = list_methods()  # registration order: the default methods first, then debug
+    assert isinstance(methods, list) and methods[: len(DEFAULT_METHODS)] == list(DEFAULT_METHODS)
+    assert (
+        "debug" in methods and get_method("krr-rbf").kernel == "rbf" and get_method("encsel").kernel is None
+    )
+    assert get_method("krr-rbf").needs == get_method("encsel").needs == {"encoding"}
+    with pytest.raises(ConfigError, match="unknown method 'nope'; known methods: ridge, ensemble"):
+        get_method("nope")
+    assert SUBJECT_LOADERS.names() == ["bids", "derivatives", "fmriprep"] and BACKENDS[0] == "numpy"
+    with pytest.raises(ConfigError, match="unknown data source 'xnat'; known data sources: bids"):
+        SUBJECT_LOADERS.get("xnat")
 
 
 def test_check_choice():

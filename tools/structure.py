@@ -1,5 +1,6 @@
 """Measure the shape of the brain2music package: long functions, long files, long parameter lists,
-import cycles between sub-packages and re-export-only ("shim") modules.
+import cycles between sub-packages, re-export-only ("shim") modules, imports against the layering rule
+of ``docs/architecture.md`` and public functions without a docstring.
 
 Run from the repository root::
 
@@ -19,6 +20,12 @@ Definitions
   count as well as those at module level: a cycle through a lazy import is still a cycle.
 - A shim is a module whose body (docstring aside) holds only imports plus ``__all__`` or trivial
   assignments of imported names, and that imports from another module of the package.
+- The layering rule: :data:`LAYERS` lists the sub-packages lowest first; a sub-package may import from
+  the layers below its own, never from its own layer's other members or from a layer above. Every such
+  import (lazy ones included) is reported with its line, and so is a sub-package missing from the table.
+- A public function is a module-level function, or a method of a module-level class, whose name, class
+  name and module path have no leading underscore (``__init__.py`` aside); dunder methods and property
+  setters/deleters are not counted. It is undocumented when its body does not start with a docstring.
 """
 
 from __future__ import annotations
@@ -33,6 +40,24 @@ PACKAGE = "brain2music"
 MAX_FUNCTION_LINES = 80
 MAX_FILE_LINES = 600
 MAX_PARAMETERS = 12
+
+#: Sub-packages by layer, lowest first (``docs/architecture.md``). A sub-package imports only from lower
+#: layers. The package's own ``__init__`` sits above everything (the public API re-exports all stages).
+LAYERS: list[tuple[str, ...]] = [
+    ("errors",),
+    ("_registry", "_checks", "_io", "_paths", "windows"),
+    ("data",),
+    ("stimuli",),
+    ("simulate", "embeddings", "models"),
+    ("evaluate",),
+    ("results",),
+    ("reconstruct", "config"),
+    ("checkpoints",),
+    ("study", "report", "live"),
+    ("experiment",),
+    ("commands",),
+    ("cli",),
+]
 
 
 def _module_name(path: Path, src: Path) -> str:
@@ -59,8 +84,8 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
     else:
         target = node.module or ""
     names = [target]
-    if not node.module or node.level:
-        # `from . import x` may import the sub-module x
+    if not node.module or node.level or target == PACKAGE:
+        # `from . import x` and `from brain2music import commands` may import the sub-module x
         names += [f"{target}.{alias.name}" for alias in node.names]
     return names
 
@@ -115,6 +140,55 @@ def _is_shim(tree: ast.Module, module: str, is_package: bool) -> bool:
     return imports_package
 
 
+def _public_functions(tree: ast.Module):
+    """``(qualified name, node)`` of the module's public functions and public classes' public methods."""
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+            yield node.name, node
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            for item in node.body:
+                if not isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) or item.name.startswith("_"):
+                    continue
+                if any(
+                    isinstance(d, ast.Attribute) and d.attr in ("setter", "deleter")
+                    for d in item.decorator_list
+                ):
+                    continue  # documented on the getter
+                yield f"{node.name}.{item.name}", item
+
+
+def _is_private_module(module: str) -> bool:
+    return any(part.startswith("_") for part in module.split(".")[1:])
+
+
+def layer_of(subpackage: str) -> int | None:
+    """Index in :data:`LAYERS` of ``subpackage`` (``None`` when the table does not place it)."""
+    for rank, members in enumerate(LAYERS):
+        if subpackage in members:
+            return rank
+    return None
+
+
+def _layering(graph: dict[str, set[str]], edges: dict[tuple[str, str], str]) -> tuple[list, list]:
+    """Imports that break the layering rule, and sub-packages the table does not place."""
+    upward, unplaced = [], set()
+    for source in sorted(graph):
+        if source == "__init__":
+            continue
+        low = layer_of(source)
+        if low is None:
+            unplaced.add(source)
+            continue
+        for target in sorted(graph[source]):
+            high = layer_of(target)
+            if high is None:
+                unplaced.add(target)
+            elif high >= low:
+                kind = "same layer" if high == low else "upward"
+                upward.append({"from": source, "to": target, "kind": kind, "where": edges[(source, target)]})
+    return upward, sorted(unplaced)
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one node (Tarjan)."""
     index: dict[str, int] = {}
@@ -155,9 +229,11 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def measure(root: Path) -> dict:
     src = root / "src"
     package = src / PACKAGE
-    functions, files, parameters, shims = [], [], [], []
+    functions, files, parameters, shims, undocumented = [], [], [], [], []
     graph: dict[str, set[str]] = {}
     edges: dict[tuple[str, str], str] = {}
+    # Names imported from the package itself (`__version__`) are not sub-packages.
+    known = {_subpackage(_module_name(path, src)) for path in package.rglob("*.py")}
     for path in sorted(package.rglob("*.py")):
         text = path.read_text(encoding="utf-8")
         rel = path.relative_to(root).as_posix()
@@ -176,13 +252,19 @@ def measure(root: Path) -> dict:
                     parameters.append({"where": where, "name": node.name, "parameters": n_params})
         module = _module_name(path, src)
         is_package = path.name == "__init__.py"
+        if not _is_private_module(module):
+            undocumented += [
+                {"where": f"{rel}:{node.lineno}", "name": name}
+                for name, node in _public_functions(tree)
+                if ast.get_docstring(node) is None
+            ]
         if _is_shim(tree, module, is_package):
             shims.append({"where": f"{rel}:1", "module": module})
         source = _subpackage(module)
         graph.setdefault(source, set())
         for target, lineno in _imports(tree, module, is_package):
             sub = _subpackage(target)
-            if sub is None or sub == source or sub == "__init__":
+            if sub is None or sub == source or sub == "__init__" or sub not in known:
                 continue
             graph[source].add(sub)
             edges.setdefault((source, sub), f"{rel}:{lineno}")
@@ -201,6 +283,8 @@ def measure(root: Path) -> dict:
         result[key] = sorted(result[key], key=lambda item, n=number: -item[n])
     result["cycles"] = cycles
     result["shims"] = shims
+    result["layering"], result["unplaced"] = _layering(graph, edges)
+    result["undocumented"] = undocumented
     result["limits"] = {
         "function_lines": MAX_FUNCTION_LINES,
         "file_lines": MAX_FILE_LINES,
@@ -223,6 +307,12 @@ def report(result: dict) -> str:
         lines += [f"    {link['from']} -> {link['to']}  {link['where']}" for link in cycle["imports"]]
     lines.append(f"shim modules (re-exports only): {len(result['shims'])}")
     lines += [f"  {s['where']}  {s['module']}" for s in result["shims"]]
+    lines.append(f"imports against the layering rule: {len(result['layering'])}")
+    lines += [f"  {x['from']} -> {x['to']} ({x['kind']})  {x['where']}" for x in result["layering"]]
+    if result["unplaced"]:
+        lines.append(f"sub-packages not in the layer table: {', '.join(result['unplaced'])}")
+    lines.append(f"public functions without a docstring: {len(result['undocumented'])}")
+    lines += [f"  {u['where']}  {u['name']}" for u in result["undocumented"]]
     return "\n".join(lines)
 
 

@@ -421,19 +421,13 @@ def subject_mask(plan: SubjectPlan, mask) -> tuple[np.ndarray, str]:
 
 
 def subject_parcels(plan: SubjectPlan, parcels) -> tuple[np.ndarray | None, dict | None, str | None]:
-    """Parcel labels on the BOLD grid (3-D int) and their names, from FreeSurfer or an atlas file."""
-    from brain2music.data.parcels import destrieux_labels, label_names, labels_on_grid, load_label_image
+    """Parcel labels on the BOLD grid (3-D int), their names and the file read, from FreeSurfer or an atlas
+    (:func:`brain2music.data.parcels.parcels_on_grid`)."""
+    from brain2music.data.parcels import parcels_on_grid
 
     if parcels is None:
         return None, None, None
-    if str(parcels) == "destrieux":
-        labels = destrieux_labels(plan.aparc, _reference(plan))
-        return labels, label_names(plan.aparc, labels), str(plan.aparc)
-    path = Path(str(parcels).format(subject=plan.subject))
-    labels = labels_on_grid(load_label_image(path), _reference(plan), source=str(path))
-    if not labels.any():
-        raise DataError(f"{path}: no parcel label falls inside the BOLD grid of {plan.subject}")
-    return labels, label_names(path, labels), str(path)
+    return parcels_on_grid(parcels, plan.subject, _reference(plan), aparc=plan.aparc)
 
 
 def _clean_fmriprep_run(plan: SubjectPlan, fp: FmriprepRun, n_vol: int, mask_arr, detrend_window):

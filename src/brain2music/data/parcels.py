@@ -176,6 +176,34 @@ def destrieux_labels(path: str | os.PathLike, reference) -> np.ndarray:
     return labels
 
 
+def parcels_on_grid(parcels, subject: str, reference, *, aparc=None, voxels=None):
+    """``(labels, {label: name}, source)`` of a parcellation on the grid of the image ``reference``.
+
+    ``parcels``: ``"destrieux"`` (the cortical labels of the subject's FreeSurfer ``aparc``,
+    ``aparc.a2009s+aseg.mgz``) or a label image (NIfTI / ``.mgz``; ``{subject}`` replaced by
+    ``subject``), put on the grid by world coordinates, nearest neighbour. ``voxels``: flat indices into
+    the grid; when given, ``labels`` is ``(n_voxels,)``, the label of each of those voxels, else the 3-D
+    grid. The names are those of the labels present (:func:`label_names`); ``source`` is the file read.
+    Raises :class:`DataError` when no label falls on the grid (or on ``voxels``).
+    """
+    if str(parcels) == "destrieux":
+        if aparc is None:
+            raise ConfigError(f"parcels 'destrieux' of {subject} need its FreeSurfer aparc.a2009s+aseg.mgz")
+        source, kind = Path(aparc), "Destrieux"
+        labels = destrieux_labels(source, reference)
+    else:
+        source, kind = Path(str(parcels).format(subject=subject)), "parcel"
+        labels = labels_on_grid(load_label_image(source), reference, source=str(source))
+    where = "inside the BOLD grid"
+    if voxels is not None:
+        labels, where = labels.reshape(-1)[voxels], "on a kept voxel"
+    if not labels.any():
+        raise DataError(
+            f"{source}: no {kind} label falls {where} of {subject} (BOLD grid {tuple(reference.shape[:3])})"
+        )
+    return labels, label_names(source, labels), str(source)
+
+
 def cortex_mask(path: str | os.PathLike, reference) -> np.ndarray:
     """Cortical voxels (any Destrieux cortical label of ``aparc.a2009s+aseg``) on ``reference``'s grid."""
     return destrieux_labels(path, reference) > 0

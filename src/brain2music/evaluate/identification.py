@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from brain2music._checks import check_choice
 from brain2music.errors import ConfigError, DataError
 from brain2music.windows import clip_vectors as window_mean
 
@@ -41,8 +42,7 @@ def clip_vectors(embeddings: np.ndarray, windows: str = "mean") -> np.ndarray:
 
     2-D input ``(n_clips, dim)`` is returned unchanged.
     """
-    if windows not in _WINDOW_MODES:
-        raise ConfigError(f"windows must be one of {_WINDOW_MODES}; got {windows!r}")
+    check_choice(windows, _WINDOW_MODES, what="windows")
     embeddings = np.asarray(embeddings, dtype=np.float64)
     if windows == "mean" or embeddings.ndim == 2:
         return window_mean(embeddings)

@@ -2,9 +2,8 @@
 
 One measure per direction:
 
-- :func:`split_half_oracle` (decoding, the "Split-half" row of Table 2, named "Oracle" before the results
-  model of issue 11; the function keeps its old name). It is a reproducibility measure, not a noise ceiling:
-  it bounds nothing about the id acc against the true embeddings. The test repeats are split into two
+- :func:`split_half_oracle` (decoding, the "Split-half" row of Table 2). It is a reproducibility measure,
+  not a noise ceiling or an oracle: it bounds nothing about the id acc against the true embeddings. The test repeats are split into two
   halves (repeats {a, b} vs {c, d}; all 3 distinct 2+2 splits, averaged); the *same* fitted decoder
   decodes each half's mean response, and the identification accuracy / Pearson r is computed between the
   two decoded halves (``C_ij = pearson(P^A_i, P^B_j)``). It measures how reproducible the decoded

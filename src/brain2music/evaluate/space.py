@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brain2music.errors import ConfigError, DataError
+from brain2music._checks import check_choice
+from brain2music.errors import DataError
 
 __all__ = ["METRIC_SPACES", "MetricSpace", "check_space"]
 
@@ -31,9 +32,7 @@ METRIC_SPACES = ("paper", "standardized")
 
 def check_space(space: str, *, what: str = "metric space") -> str:
     """Return ``space`` if it is one of :data:`METRIC_SPACES`, else raise :class:`ConfigError`."""
-    if space not in METRIC_SPACES:
-        raise ConfigError(f"{what} must be one of {', '.join(METRIC_SPACES)}; got {space!r}")
-    return space
+    return check_choice(space, METRIC_SPACES, what=what)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ __all__ = [
     "PairedTestResult",
     "MIN_SUBJECTS_RESAMPLED",
     "bootstrap_ci",
+    "ci_list",
     "group_p_value",
     "hierarchical_bootstrap_ci",
     "identification_p_value",
@@ -68,6 +69,11 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
+
+
+def ci_list(ci: Sequence[float] | None) -> list[float] | None:
+    """An interval ``(low, high)`` as the plain ``[low, high]`` floats a JSON record holds (``None`` stays)."""
+    return None if ci is None else [float(ci[0]), float(ci[1])]
 
 
 def hierarchical_bootstrap_ci(

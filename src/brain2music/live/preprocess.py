@@ -67,7 +67,7 @@ def _median_kernel():
     sorted *band* of consecutive order statistics around it (``band[v, :k]`` holds ranks
     ``below[v] .. below[v] + k - 1``). An update touches the ring slot and the band only — about 200 bytes
     per voxel instead of a whole sorted window, which is what matters at 60,000 voxels (memory traffic, not
-    arithmetic, was the cost). When the median leaves the band, the band over- or underflows, or a value's
+    arithmetic, is the cost). When the median leaves the band, the band over- or underflows, or a value's
     side cannot be told, the band is rebuilt by sorting that voxel's ring (exact at all times; ties are
     harmless because every value below the band is <= its first and every value above >= its last).
     """

@@ -43,19 +43,23 @@ class LiveState:
         self._lock = threading.Lock()
 
     def add_record(self, record: dict) -> None:
+        """Append one TR record for the page (its ``prediction`` vector left out)."""
         slim = {k: v for k, v in record.items() if k != "prediction"}
         with self._lock:
             self.records.append(slim)
 
     def add_issue(self, issue: dict) -> None:
+        """Append a warning the page shows (a late or missing volume, a dropped TR)."""
         with self._lock:
             self.issues.append(dict(issue))
 
     def finish(self) -> None:
+        """Mark the session done (the page stops polling)."""
         with self._lock:
             self.done = True
 
     def snapshot(self, since: int = 0) -> dict:
+        """What the page polls: the meta, the records from index ``since`` on, the last 200 issues."""
         with self._lock:
             return {"meta": self.meta, "records": self.records[max(0, since) :], "n": len(self.records),
                     "issues": self.issues[-200:], "done": self.done}  # fmt: skip
@@ -170,13 +174,16 @@ class LiveServer:
 
     @property
     def url(self) -> str:
+        """The page's address on this machine."""
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/"
 
     def start(self) -> LiveServer:
+        """Serve the page from a daemon thread; returns ``self``."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self._httpd.shutdown()
         self._httpd.server_close()
 

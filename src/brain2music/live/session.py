@@ -175,6 +175,7 @@ class LiveOutput:
         return True
 
     def close(self) -> None:
+        """Close the log file and detach the session's log handler."""
         self._fh.close()
         log.removeHandler(self._log_handler)
         self._log_handler.close()

@@ -183,7 +183,7 @@ def score_tags(
     difference from chance for retrieval and generation; then each clip's agreement, keyed
     :func:`field_name` (what the summaries over subjects resample).
     """
-    from brain2music.evaluate.stats import bootstrap_ci, paired_test
+    from brain2music.evaluate.stats import bootstrap_ci, ci_list, paired_test
 
     chance = scorer.chance(original, library)
     per_clip = {"chance": chance} | {
@@ -207,7 +207,7 @@ def score_tags(
             )
             test = paired_test(values, chance[group], random_state=random_state) if kind in _WITH_P else None
             out.setdefault(kind, {})[metric_name(group)] = Score(
-                float(np.mean(values)), None if ci is None else [float(ci[0]), float(ci[1])],
+                float(np.mean(values)), ci_list(ci),
                 None if test is None else test.p_value, n_clips=int(len(values)),
             )  # fmt: skip
     return out, clip_values

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from brain2music._registry import Registry
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.evaluate.space import MetricSpace
 
@@ -67,6 +68,7 @@ class DataSource:
     fmriprep: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The source as JSON-ready values (paths resolved), as the results folder records it."""
         return {
             "kind": self.kind,
             "bids_root": str(Path(self.bids_root).resolve()) if self.bids_root else None,
@@ -162,11 +164,10 @@ def _check_fmriprep(source: DataSource, subject: str, parcels: str | None) -> No
 
 
 #: ``kind -> loader(source, subject) -> SubjectData``.
-SUBJECT_LOADERS: dict[str, Callable[[DataSource, str], Any]] = {
-    "bids": _load_bids,
-    "derivatives": _load_derivatives,
-    "fmriprep": _load_fmriprep,
-}
+SUBJECT_LOADERS: Registry[Callable[[DataSource, str], Any]] = Registry("data source")
+SUBJECT_LOADERS.register("bids", _load_bids)
+SUBJECT_LOADERS.register("derivatives", _load_derivatives)
+SUBJECT_LOADERS.register("fmriprep", _load_fmriprep)
 
 #: ``kind -> check(source, subject, parcels)``: raises naming the file before anything is written.
 SUBJECT_CHECKS: dict[str, Callable[[DataSource, str, str | None], None]] = {"fmriprep": _check_fmriprep}
@@ -174,7 +175,7 @@ SUBJECT_CHECKS: dict[str, Callable[[DataSource, str, str | None], None]] = {"fmr
 
 def register_subject_loader(kind: str, loader: Callable[[DataSource, str], Any]) -> None:
     """Make ``DataSource(kind=kind)`` load subjects with ``loader(source, subject) -> SubjectData``."""
-    SUBJECT_LOADERS[kind] = loader
+    SUBJECT_LOADERS.register(kind, loader)
 
 
 def check_study_inputs(source: DataSource, subjects, parcels: str | None) -> None:
@@ -184,8 +185,7 @@ def check_study_inputs(source: DataSource, subjects, parcels: str | None) -> Non
     missing column for the strategy, a mask on another grid, a missing FreeSurfer file, a space with no
     files, a parcel file that is not there).
     """
-    if source.kind not in SUBJECT_LOADERS:
-        raise ConfigError(f"unknown data source {source.kind!r}; known: {', '.join(sorted(SUBJECT_LOADERS))}")
+    SUBJECT_LOADERS.get(source.kind)  # an unknown kind raises, naming the known ones
     if parcels == "destrieux" and source.kind != "fmriprep":
         raise ConfigError(
             "parcels 'destrieux' come from FreeSurfer's aparc.a2009s+aseg.mgz of fMRIPrep derivatives "
@@ -224,9 +224,7 @@ def subject_grid(source: DataSource, subject: str) -> tuple[float, int]:
 
 def load_subject_for_study(source: DataSource, subject: str):
     """The :class:`~brain2music.data.SubjectData` of ``subject`` from ``source``."""
-    if source.kind not in SUBJECT_LOADERS:
-        raise ConfigError(f"unknown data source {source.kind!r}; known: {', '.join(sorted(SUBJECT_LOADERS))}")
-    return SUBJECT_LOADERS[source.kind](source, subject)
+    return SUBJECT_LOADERS.get(source.kind)(source, subject)
 
 
 @dataclass
@@ -248,10 +246,12 @@ class Targets:
 
     @property
     def r(self) -> int:
+        """Windows per clip."""
         return int(self.train.shape[1])
 
     @property
     def dim(self) -> int:
+        """Embedding dimensions."""
         return int(self.train.shape[2])
 
 
@@ -288,22 +288,27 @@ class SubjectContext:
     # -- identity -----------------------------------------------------------------------------------------
     @property
     def subject(self) -> str:
+        """The subject's id (``sub-001``)."""
         return self.data.subject
 
     @property
     def n_voxels(self) -> int:
+        """Voxels of this context (fewer than the subject's after :meth:`subset`)."""
         return self.data.n_voxels
 
     @property
     def train_clips(self):
+        """The clip table of the training clips this context keeps."""
         return self.data.train_clips[self.train_keep].reset_index(drop=True)
 
     @property
     def test_clips(self):
+        """The clip table of the test clips."""
         return self.data.test_clips
 
     @property
     def train_runs(self) -> np.ndarray:
+        """``(n_train,)`` run of each kept training clip (the CV groups)."""
         return np.asarray(self.data.train_runs)[self.train_keep]
 
     @property
@@ -506,21 +511,16 @@ def subject_parcels(parcels: str | None, sub) -> tuple[np.ndarray | None, dict[i
         raise DataFileNotFoundError(f"parcel label file not found: {path}")
     if path.suffix == ".npy":
         return _npy_parcels(path, sub), None
-    from brain2music.data.parcels import label_names, labels_on_grid, load_label_image
+    from brain2music.data.parcels import parcels_on_grid
 
     if sub.mask is None or sub.affine is None:
         raise DataError(
             f"{path}: a parcel image needs responses on a voxel grid, but {sub.subject} comes from "
             "derivative arrays; pass a .npy with one label per array column instead"
         )
-    img = load_label_image(path)
-    grid = labels_on_grid(img, _grid_image(sub.mask.shape, sub.affine), source=str(path))
-    labels = grid.reshape(-1)[sub.voxel_indices].astype(int)
-    if not labels.any():
-        raise DataError(
-            f"{path}: no parcel label falls on a voxel of {sub.subject} (BOLD grid {sub.mask.shape})"
-        )
-    return labels, label_names(path, labels) or None
+    grid = _grid_image(sub.mask.shape, sub.affine)
+    labels, names, _ = parcels_on_grid(parcels, sub.subject, grid, voxels=sub.voxel_indices)
+    return labels.astype(int), names or None
 
 
 def _npy_parcels(path: Path, sub) -> np.ndarray:
@@ -536,7 +536,7 @@ def _npy_parcels(path: Path, sub) -> np.ndarray:
 
 def _destrieux_parcels(sub) -> tuple[np.ndarray, dict[int, str]]:
     """The subject's cortical Destrieux labels on its kept voxels (fMRIPrep T1w-space data)."""
-    from brain2music.data.parcels import check_subject_space, destrieux_labels, find_aparc, label_names
+    from brain2music.data.parcels import check_subject_space, find_aparc, parcels_on_grid
 
     if sub.info.get("source") != "fmriprep":
         raise ConfigError(
@@ -547,10 +547,9 @@ def _destrieux_parcels(sub) -> tuple[np.ndarray, dict[int, str]]:
     aparc = find_aparc(
         sub.subject, fmriprep_dir=sub.info["fmriprep"], freesurfer_dir=sub.info.get("freesurfer_dir")
     )
-    labels = destrieux_labels(aparc, _grid_image(sub.mask.shape, sub.affine)).reshape(-1)[sub.voxel_indices]
-    if not labels.any():
-        raise DataError(f"{aparc}: no Destrieux label falls on a kept voxel of {sub.subject}")
-    return labels.astype(int), label_names(aparc, labels)
+    grid = _grid_image(sub.mask.shape, sub.affine)
+    labels, names, _ = parcels_on_grid("destrieux", sub.subject, grid, aparc=aparc, voxels=sub.voxel_indices)
+    return labels.astype(int), names
 
 
 def _grid_image(shape, affine):

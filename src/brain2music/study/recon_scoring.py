@@ -42,7 +42,7 @@ def identification_fields(
     p, n) for every metric of :data:`IDENTIFICATION`; the per-clip scores are keyed ``<kind>_<metric>``.
     """
     from brain2music.evaluate import identification_scores, similarity_matrix, topk_scores
-    from brain2music.evaluate.stats import bootstrap_ci, group_p_value
+    from brain2music.evaluate.stats import bootstrap_ci, ci_list, group_p_value
 
     x = np.asarray(reconstructed, dtype=np.float64)
     draws = x if x.ndim == np.asarray(originals).ndim + 1 else x[None]
@@ -52,7 +52,7 @@ def identification_fields(
         clip = np.mean([identification_scores(C) if k is None else topk_scores(C, k) for C in sims], axis=0)
         ci = bootstrap_ci(clip, n_bootstrap=n_bootstrap, random_state=random_state)
         scores[metric] = Score(
-            float(clip.mean()), None if ci is None else [float(ci[0]), float(ci[1])],
+            float(clip.mean()), ci_list(ci),
             group_p_value(sims, random_state=random_state, top_k=k), n_clips=int(len(clip)),
         )  # fmt: skip
         per_clip[flat_name(kind, metric)] = clip
@@ -81,7 +81,12 @@ def summarise_subjects(
     single clip and fewer than 3 subjects, gets no interval. Each :class:`SummaryStat` records
     ``n_subjects``, ``n_clips`` (distinct clips) and what was resampled.
     """
-    from brain2music.evaluate.stats import MIN_SUBJECTS_RESAMPLED, hierarchical_bootstrap_ci, subject_sd
+    from brain2music.evaluate.stats import (
+        MIN_SUBJECTS_RESAMPLED,
+        ci_list,
+        hierarchical_bootstrap_ci,
+        subject_sd,
+    )
 
     by_subject: dict[str, list[ReconstructedClip]] = {}
     for c in clips:
@@ -101,7 +106,7 @@ def summarise_subjects(
                                            random_state=random_state)  # fmt: skip
             resamples = "clips, subjects" if len(parts) >= MIN_SUBJECTS_RESAMPLED else "clips"
         out[key] = SummaryStat(
-            float(np.mean(vals)), subject_sd(vals), None if ci is None else [float(ci[0]), float(ci[1])],
+            float(np.mean(vals)), subject_sd(vals), ci_list(ci),
             len(vals), n_clips=int(n_clips), ci_resamples=None if ci is None else resamples,
         )  # fmt: skip
     return out

@@ -31,7 +31,7 @@ import numpy as np
 
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.evaluate.space import MetricSpace, check_space
-from brain2music.evaluate.stats import group_p_value, paired_test, subject_sd
+from brain2music.evaluate.stats import ci_list, group_p_value, paired_test, subject_sd
 from brain2music.results import (
     EncoderInfo,
     EncodingResult,
@@ -467,12 +467,12 @@ def _paired_tests(scores: dict, settings: StudySettings) -> list[PairedTest]:
             space = pa[0].space.name
             for s, x, y in zip(subjects, pa, pb):
                 t = paired_test(x.clip_scores, y.clip_scores, **kw)
-                out.append(PairedTest(enc, a, b, s, space, t.diff, _ci(t.ci), t.p_value, t.n))
+                out.append(PairedTest(enc, a, b, s, space, t.diff, ci_list(t.ci), t.p_value, t.n))
             if len(subjects) > 1 and all(list(x.clip_ids) == list(pa[0].clip_ids) for x in pa + pb):
                 t = paired_test(
                     np.stack([x.clip_scores for x in pa]), np.stack([y.clip_scores for y in pb]), **kw
                 )
-                out.append(PairedTest(enc, a, b, "mean", space, t.diff, _ci(t.ci), t.p_value, t.n))
+                out.append(PairedTest(enc, a, b, "mean", space, t.diff, ci_list(t.ci), t.p_value, t.n))
     return out
 
 
@@ -522,7 +522,7 @@ def _test_summary(preds: list, settings: StudySettings) -> dict:
         ci = hierarchical_bootstrap_ci(
             parts, same_clips=same, n_bootstrap=settings.n_bootstrap, random_state=settings.random_state
         )
-        out[f"{key}_ci"] = _ci(ci) if resample else None
+        out[f"{key}_ci"] = ci_list(ci) if resample else None
         out[f"{key}_p"] = group_p_value(sims, top_k=k, **kw)
         if k is not None:
             means = [float(np.mean(x)) for x in parts]
@@ -805,7 +805,3 @@ def _drop_unavailable(methods: list[str], parcels, subjects, default_parcels) ->
         else:
             keep.append(m)
     return keep
-
-
-def _ci(ci):
-    return None if ci is None else [float(ci[0]), float(ci[1])]

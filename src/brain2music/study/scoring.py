@@ -22,7 +22,7 @@ from brain2music.evaluate import (
     topk_scores,
 )
 from brain2music.evaluate.genre import leave_one_genre_out as _logo
-from brain2music.evaluate.stats import bootstrap_ci, identification_p_value
+from brain2music.evaluate.stats import bootstrap_ci, ci_list, identification_p_value
 from brain2music.results import (
     ChanceResult,
     GenreScore,
@@ -91,7 +91,7 @@ def score_fitted(name: str, ctx: SubjectContext, targets: Targets, fitted: Fitte
         split="test",
         id_acc=float(clip_scores.mean()),
         pearson_r=mean_pearson_r(space.transform(pred_test), space.transform(targets.test)),
-        id_acc_ci=_ci(bootstrap_ci(clip_scores, n_bootstrap=s.n_bootstrap, random_state=s.random_state)),
+        id_acc_ci=ci_list(bootstrap_ci(clip_scores, n_bootstrap=s.n_bootstrap, random_state=s.random_state)),
         id_acc_p=identification_p_value(sim, n_permutations=s.n_permutations_id, random_state=s.random_state),
         n_clips=int(len(clip_scores)),
         **topk_fields(sim, s.n_bootstrap, s.n_permutations_id, s.random_state),
@@ -125,7 +125,9 @@ def topk_fields(sim: np.ndarray, n_bootstrap: int, n_permutations: int, random_s
     for k in TOP_K:
         hits = topk_scores(sim, k)
         out[f"top{k}_acc"] = float(hits.mean())
-        out[f"top{k}_acc_ci"] = _ci(bootstrap_ci(hits, n_bootstrap=n_bootstrap, random_state=random_state))
+        out[f"top{k}_acc_ci"] = ci_list(
+            bootstrap_ci(hits, n_bootstrap=n_bootstrap, random_state=random_state)
+        )
         out[f"top{k}_acc_p"] = identification_p_value(
             sim, n_permutations=n_permutations, random_state=random_state, top_k=k
         )
@@ -197,7 +199,3 @@ def leave_one_genre_out(
         HeldOutGenreScore(ctx.subject, targets.encoder, method.name, g, acc, targets.space.name)
         for g, acc in scores.items()
     ]
-
-
-def _ci(ci):
-    return None if ci is None else [float(ci[0]), float(ci[1])]

@@ -6,6 +6,7 @@ subclass) and one line in :func:`_register_builtins`.
 
 from __future__ import annotations
 
+from brain2music._registry import Registry
 from brain2music.errors import ConfigError
 from brain2music.study.methods.base import NEEDS, DecoderMethod, FittedMethod, GroupMethod
 
@@ -19,7 +20,7 @@ __all__ = [
     "register_method",
 ]
 
-_REGISTRY: dict[str, type[DecoderMethod]] = {}
+_REGISTRY: Registry[type[DecoderMethod]] = Registry("method", order="registration")
 
 #: The methods ``reproduce`` runs by default (the paper's and its peers'; not ``debug``).
 DEFAULT_METHODS = ("ridge", "ensemble", "encsel", "aligned", "krr-rbf")
@@ -32,20 +33,17 @@ def register_method(cls: type[DecoderMethod]) -> type[DecoderMethod]:
         raise ConfigError(
             f"method {cls.name!r} declares unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}"
         )
-    _REGISTRY[cls.name] = cls
-    return cls
+    return _REGISTRY.register(cls.name, cls)
 
 
 def list_methods() -> list[str]:
     """Registered method names (registration order)."""
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_method(name: str) -> DecoderMethod:
-    """A new instance of the method registered as ``name``."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown method {name!r}; choose from {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]()
+    """A new instance of the method registered as ``name`` (an unknown name raises :class:`ConfigError`)."""
+    return _REGISTRY.get(name)()
 
 
 def _register_builtins() -> None:

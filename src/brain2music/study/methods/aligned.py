@@ -29,6 +29,8 @@ class AlignedMethod(GroupMethod):
         return ctx.subset(ctx.selected_voxels(targets))
 
     def fit_group(self, states, targets):
+        """Map every subject into the reference subject's voxel space (ridge on the shared training clips),
+        fit one ridge on the pooled aligned responses; each subject's decoder reads through its own map."""
         subjects = list(states)
         reference = next(iter(states.values())).settings.reference or subjects[0]
         ref, ref_t = states[reference], targets[reference]

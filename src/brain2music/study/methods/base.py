@@ -77,12 +77,15 @@ class GroupMethod(DecoderMethod):
     needs: ClassVar[frozenset[str]] = frozenset({"subjects"})
 
     def prepare(self, ctx, targets) -> Any:  # pragma: no cover - abstract
+        """The (small) per-subject state :meth:`fit_group` needs, made in the subject loop."""
         raise NotImplementedError
 
     def fit_group(
         self, states: dict[str, Any], targets: dict[str, Any]
     ) -> dict[str, tuple[Any, FittedMethod]]:
+        """Fit on every subject's state at once; ``{subject: (ctx_for_scoring, FittedMethod)}``."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def fit(self, ctx, targets) -> FittedMethod:
+        """Raises :class:`TypeError`: a group method is fitted with :meth:`prepare` and :meth:`fit_group`."""
         raise TypeError(f"method {self.name!r} pools subjects; use prepare() and fit_group()")

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import time
+from typing import ClassVar
 
-import numpy as np
-
-from brain2music.models import SubsetDecoder
-from brain2music.study.methods.base import DecoderMethod, FittedMethod, flat
+from brain2music.study.methods.base import DecoderMethod, FittedMethod
+from brain2music.study.methods.subset import fit_on_voxels
 
 
 class EncselMethod(DecoderMethod):
+    """Ridge on the encoding-selected voxels; subclasses change the ridge's ``kernel`` (``krr-rbf``)."""
+
     name = "encsel"
     needs = frozenset({"encoding"})
     description = "voxels with encoding-model CV r > threshold on the training clips; ridge"
+    #: ``kernel`` of :class:`~brain2music.models.RidgeDecoder`; ``None`` keeps the study's linear ridge.
+    kernel: ClassVar[str | None] = None
 
     def fit(self, ctx, targets) -> FittedMethod:
-        x_train, _ = ctx.windowed(targets.window)
-        selected = ctx.selected_voxels(targets)  # from this context's training clips only
-        t0 = time.perf_counter()
-        dec = SubsetDecoder(selected, ctx.ridge(), n_features=ctx.n_voxels)
-        dec.fit(flat(x_train), flat(targets.train), ctx.groups(targets.r))
-        return FittedMethod(
-            dec,
-            float(np.mean(dec.decoder.cv_scores_)),
-            int(selected.size),
-            fit_seconds=time.perf_counter() - t0,
-        )
+        """Select voxels on ``ctx``'s training clips only, then fit the ridge on them."""
+        selected = ctx.selected_voxels(targets)
+        ridge = ctx.ridge() if self.kernel is None else ctx.ridge(kernel=self.kernel)
+        return fit_on_voxels(ctx, targets, selected, ridge)

@@ -16,6 +16,7 @@ class EnsembleMethod(DecoderMethod):
     description = "one ridge per parcel; the n_top parcels with the best training CV r averaged (Denk et al.)"
 
     def fit(self, ctx, targets) -> FittedMethod:
+        """Fit one ridge per parcel, keep the ``n_top_parcels`` best by training CV r, and record them."""
         from brain2music.results import EnsembleParcels
 
         x_train, _ = ctx.windowed(targets.window)

@@ -14,6 +14,7 @@ class RidgeMethod(DecoderMethod):
     description = "all mask voxels; ridge, one penalty per dimension by run-grouped CV (Denk et al.)"
 
     def fit(self, ctx, targets) -> FittedMethod:
+        """Fit one ridge on every voxel of ``ctx``, reusing the subject's kernel of this window."""
         x_train, _ = ctx.windowed(targets.window)
         t0 = time.perf_counter()
         dec = ctx.ridge()
