@@ -178,3 +178,28 @@ def test_outer_folds_hold_out_whole_runs_and_fold_contexts_hold_no_test_data():
     # 6 runs in 5 folds: one fold holds out 2 runs, so its inner CV has 4 folds.
     inner = [fold_context(few, targets, held)[0].settings.cv for held in outer_folds(few)]
     assert sorted(inner) == [4, 5, 5, 5, 5]
+
+
+def test_too_few_runs_for_folds_inside_folds_give_no_selection_score_not_the_inflated_one():
+    from brain2music.evaluate.space import MetricSpace
+    from brain2music.study.context import SubjectContext, Targets
+    from brain2music.study.nested import nested_scores
+
+    ids = design_clips().clip_id.tolist()
+    emb = make_embeddings(ids, r=1, dim=4, seed=0)
+    sub, _, _ = make_subject(emb, ids, n_voxels=24, n_parcels=2, noise=0.5)
+    settings = rep.StudySettings(
+        source=None, encoders=[ENC], subjects=["sub-001"], methods=["ridge"], out=".", cv=2
+    )
+    runs = np.asarray(sub.train_runs)
+    two = SubjectContext(dataclasses.replace(sub, train_runs=(runs - 1) % 2 + 1), settings)  # 2 runs
+    train = emb[: len(runs)]
+    targets = Targets(ENC, 15.0, train, emb[len(runs) :], MetricSpace.fit("standardized", train))
+    with pytest.warns(UserWarning, match="keeps 1 training run"):
+        scores, states = nested_scores([rep.get_method("ridge")], two, targets)
+    assert scores == {} and states == {}
+    from brain2music.results import MethodResult
+
+    row = MethodResult("sub-001", ENC, "ridge", "test", "standardized", 0.9, 0.5, train_cv_r=0.4)
+    rep._set_nested([row], None)
+    assert row.train_cv_r is None and row.train_cv_r_inner == 0.4  # the old score never stands in

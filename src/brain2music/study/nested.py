@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ from brain2music.study.context import SubjectContext, Targets
 from brain2music.study.methods.base import flat
 
 __all__ = [
+    "MIN_RUNS",
     "FoldState",
     "NestedScore",
     "fold_context",
@@ -39,6 +41,10 @@ __all__ = [
     "outer_folds",
     "reference_folds",
 ]
+
+
+#: Fewest training runs every outer fold must keep for its inner cross-validation.
+MIN_RUNS = 2
 
 
 @dataclass
@@ -137,6 +143,16 @@ def nested_scores(
     for m in own + ref:
         if not any(np.array_equal(m, u) for u in masks):
             masks.append(m)
+    runs = ctx.train_runs
+    fewest = min((np.unique(runs[~m]).size for m in masks), default=MIN_RUNS)
+    if fewest < MIN_RUNS:
+        warnings.warn(
+            f"{ctx.subject}: an outer fold keeps {fewest} training run(s); a nested selection score needs "
+            f"at least {MIN_RUNS} in every fold (for the inner cross-validation), so no method of this "
+            "study has a selection score: choose one explicitly (reconstruct --method)",
+            stacklevel=3,
+        )
+        return {}, {m.name: [] for m in group_methods}
     x_train, _ = ctx.windowed(targets.window)
     rows = np.flatnonzero(ctx.train_keep)
     ids = ctx.train_clips.clip_id.to_numpy().astype(str)

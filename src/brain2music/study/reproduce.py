@@ -336,8 +336,8 @@ def _study_embedding(
     single = [get_method(m) for m in settings.methods if not _is_group(m)]
     group = tuple(get_method(m) for m in settings.methods if _is_group(m))
     nested, states = nested_scores(single, ctx, targets, group_methods=group, fold_of_clip=fold_of_clip)
-    for name, score in nested.items():
-        _set_nested(rows[name], score)
+    for name, pair in rows.items():
+        _set_nested(pair, nested.get(name))
     for name, folds in states.items():
         outcome.nested_states[(name, targets.encoder)] = folds
     # Chance and the split-half reproducibility use the paper's decoder, whatever the methods asked for.
@@ -355,18 +355,22 @@ def _fit_group(folder, results, scores, method: GroupMethod, states: dict, folds
         outcome = score_fitted(method.name, ctx, targets[subject], fitted)
         _record(folder, records, scores, ctx, targets[subject], outcome)
         rows[subject] = (outcome.test, outcome.train)
-    if folds:
-        for subject, score in nested_group_scores(method, folds).items():
-            _set_nested(rows[subject], score)
+    nested = nested_group_scores(method, folds) if folds else {}
+    for subject, pair in rows.items():
+        _set_nested(pair, nested.get(subject))
     results.add(*records)
 
 
 def _set_nested(rows, score) -> None:
-    """Record the nested selection score on a method's test and train rows; the old one as ``_inner``."""
+    """Record the nested selection score on a method's test and train rows; the old one as ``_inner``.
+
+    Without a nested score (too few training runs for folds inside folds) the rows get none: the score
+    read after the method's own choices never stands in for it.
+    """
     for row in rows:
         row.train_cv_r_inner = row.train_cv_r
-        row.train_cv_r = score.r
-        row.selection_seconds = round(float(score.seconds), 3)
+        row.train_cv_r = None if score is None else score.r
+        row.selection_seconds = None if score is None else round(float(score.seconds), 3)
 
 
 def _reference_folds(settings: StudySettings) -> dict[str, int] | None:
