@@ -69,10 +69,12 @@ class LiveModel:
 
     @property
     def n_voxels(self) -> int:
+        """Number of voxels the decoder reads (the voxels of its grid)."""
         return self.grid.n_voxels
 
     @property
     def dim(self) -> int:
+        """Embedding dimension of the decoder's output (length of ``embedding_mean``)."""
         return int(self.embedding_mean.shape[0])
 
     def describe(self) -> dict:

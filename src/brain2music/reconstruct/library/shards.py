@@ -67,6 +67,7 @@ class ShardWriter:
         self.refresh(lib._manifest)
 
     def refresh(self, doc: dict) -> None:
+        """Add the track paths of the shards of manifest ``doc`` not read before to ``present`` (reads only their ``path`` column)."""
         import pyarrow.parquet as pq
 
         for shard in doc["shards"]:
