@@ -257,10 +257,12 @@ def _live_tr(tr: float | None, train_tr: float | None, bids_root: Path | None) -
 
 def _training_prior(bolds: list, grid: VoxelGrid, *, tr: float, subject: str, bids_root: Path | None,
                     training_stats: bool, detrend_window: float, cache_dir, progress: bool):  # fmt: skip
-    """``(prior_cv (n_voxels,) or None, its source)`` from the training runs; a warning when none are found."""
+    """``(prior_cv (n_voxels,) or None, its source)`` from the training runs; warns when there are none."""
     if training_stats and bolds:
-        stats = training_statistics(bolds, grid.voxel_indices, grid.shape, tr=tr, detrend_window=detrend_window,
-                                    cache_dir=cache_dir, progress=progress)  # fmt: skip
+        stats = training_statistics(
+            bolds, grid.voxel_indices, grid.shape, tr=tr, detrend_window=detrend_window, cache_dir=cache_dir,
+            progress=progress,
+        )  # fmt: skip
         return stats["prior_cv"], f"{stats['n_runs']} training runs ({stats['source']})"
     if training_stats:
         warnings.warn(

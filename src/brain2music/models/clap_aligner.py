@@ -40,7 +40,8 @@ class ClapAligner:
 
         Parameters
         ----------
-        audio_embeddings : ndarray ``(n, dim_audio)``, ``(n, r, dim_audio)`` (window-averaged) or ``(dim_audio,)``
+        audio_embeddings : ndarray ``(n, dim_audio)``, ``(n, r, dim_audio)`` (window-averaged) or
+            ``(dim_audio,)``
         text_embeddings : ndarray ``(n, dim_text)`` or ``(n, 1, dim_text)``
             The caption embedding of each clip, in the same order.
 
@@ -70,8 +71,8 @@ class ClapAligner:
         return self
 
     def transform(self, audio_embeddings: np.ndarray) -> np.ndarray:
-        """Map CLAP-audio embeddings into the text space: ``(n, [r,] dim_audio)`` → ``(n, dim_text)`` float64,
-        each row L2-normalised.
+        """Map CLAP-audio embeddings into the text space: ``(n, [r,] dim_audio)`` → ``(n, dim_text)``
+        float64, each row L2-normalised.
 
         Raises
         ------
@@ -91,7 +92,10 @@ class ClapAligner:
         return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``coef``, ``intercept``, ``alpha`` and the package version to ``path`` (``.npz``, atomically); return the path."""
+        """Write ``coef``, ``intercept``, ``alpha`` and the package version to ``path`` (``.npz``, atomic).
+
+        Returns the path.
+        """
         from brain2music import __version__
 
         return save_npz(

@@ -199,9 +199,10 @@ class BestOfN(Generator):
     def generate(self, target_embedding, *, n_samples=1, duration=15.0, random_state=None):
         """Generate ``n_samples`` clips, each the best-scoring of ``n`` candidates of ``base``.
 
-        Each candidate is embedded with ``encoder`` (from its first ``min(duration, 15)`` s) and scored against
-        ``target_embedding`` with ``scorer`` (default: cosine of the window averages); the argmax is kept. Sample
-        ``i`` uses seed ``random_state`` when ``n_samples == 1``, else the ``i``-th seed drawn from it.
+        Each candidate is embedded with ``encoder`` (from its first ``min(duration, 15)`` s) and scored
+        against ``target_embedding`` with ``scorer`` (default: cosine of the window averages); the argmax is
+        kept. Sample ``i`` uses seed ``random_state`` when ``n_samples == 1``, else the ``i``-th seed drawn
+        from it.
 
         Returns
         -------
@@ -242,7 +243,8 @@ class BestOfN(Generator):
 
     @property
     def config(self) -> dict:
-        """``{"generator": "best-of", "n", "score": the scorer's name (default "embedding"), "base": base.config}``."""
+        """``{"generator": "best-of", "n", "score", "base"}``: ``score`` is the scorer's name (default
+        ``"embedding"``), ``base`` the base generator's config."""
         return {"generator": "best-of", "n": self.n, "score": getattr(self.scorer, "name", "embedding"),
                 "base": self.base.config}  # fmt: skip
 

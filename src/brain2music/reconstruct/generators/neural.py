@@ -221,7 +221,8 @@ class MusicLDMGenerator(Generator):
 
     @property
     def config(self) -> dict:
-        """The checkpoint, whether an aligner is used, the checked pairing (``pairing_``), the sampling options and dtype."""
+        """The checkpoint, whether an aligner is used, the checked pairing (``pairing_``), the sampling
+        options and the dtype."""
         return {
             "generator": self.name,
             "checkpoint": "<pipeline object>" if self._given else self.checkpoint,

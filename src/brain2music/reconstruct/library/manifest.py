@@ -106,12 +106,12 @@ class ManifestView:
 
     @property
     def coverage(self) -> str:
-        """``"first15"`` (each track's first 15 s, the default) or ``"full"`` (every window of the whole track)."""
+        """``"first15"`` (each track's first 15 s, the default) or ``"full"`` (every window of each track)."""
         return str(self._manifest.get("coverage", "first15"))
 
     @property
     def hop(self) -> float:
-        """Seconds between search windows: the manifest's ``hop``, else the encoder's ``tr``, else the study TR."""
+        """Seconds between search windows: the manifest's ``hop``, else the encoder's ``tr``, else the TR."""
         return float(self._manifest.get("hop") or self.encoder_config.get("tr", TR))
 
     @property
