@@ -56,9 +56,11 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
+        """Whether the component is usable: status ``"ok"`` or ``"no weights"`` (nothing to load)."""
         return self.status in ("ok", "no weights")
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict, with ``ok`` added."""
         return {**asdict(self), "ok": self.ok}
 
 

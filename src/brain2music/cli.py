@@ -18,6 +18,11 @@ from brain2music.errors import Brain2MusicError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``brain2music`` argument parser, with one sub-command per module of :mod:`brain2music.commands`.
+
+    Every module there whose name has no leading underscore is imported and its ``register(subparsers)``
+    adds its sub-parser; ``--version`` prints the package version.
+    """
     parser = argparse.ArgumentParser(
         prog="brain2music",
         description="Reconstruct the music a person heard from fMRI (Brain2Music, open re-implementation).",
@@ -34,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``brain2music`` on ``argv`` (default: ``sys.argv[1:]``) and return the exit status.
+
+    Without a command the help is printed (status 0). A :class:`~brain2music.errors.Brain2MusicError` is
+    printed as ``brain2music <command>: error: <message>`` on stderr and gives status 2; a closed output pipe
+    gives 0, Ctrl-C 130; otherwise the command's own return value (``None``: 0).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

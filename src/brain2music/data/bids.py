@@ -50,6 +50,7 @@ class Run:
 
     @property
     def name(self) -> str:
+        """The run's BIDS stem, ``sub-01[_ses-01]_task-Training_run-01`` (no suffix or extension)."""
         ses = f"_{self.session}" if self.session else ""
         return f"{self.subject}{ses}_task-{self.task}_run-{self.run:02d}"
 

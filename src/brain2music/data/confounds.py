@@ -170,6 +170,7 @@ class ConfoundStrategy:
 
     @property
     def enabled(self) -> bool:
+        """Whether any confound component is asked for (``False`` for the strategy ``"none"``)."""
         return bool(self.components)
 
     def required_columns(self) -> list[str]:
@@ -197,7 +198,7 @@ class ConfoundStrategy:
             "global_signal": self.global_signal,
             "scrub": self.scrub_segment,
             "fd_threshold": self.fd_threshold,
-            # The issue of record asks for FD scrubbing; DVARS censoring stays off (an infinite threshold).
+            # Scrubbing censors by framewise displacement only: DVARS censoring stays off (threshold inf).
             "std_dvars_threshold": math.inf,
             "compcor": self.compcor,
             "n_compcor": self.n_compcor,

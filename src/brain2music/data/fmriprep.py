@@ -71,10 +71,12 @@ class FmriprepRun:
 
     @property
     def key(self) -> tuple:
+        """``(task, session, run)``: what pairs this run with its raw BIDS run and events."""
         return (self.task, self.session, self.run)
 
     @property
     def name(self) -> str:
+        """The run's BIDS stem, ``sub-01[_ses-01]_task-Training[_run-01]`` (no space, suffix or extension)."""
         ses = f"_{self.session}" if self.session else ""
         run = f"_run-{self.run:02d}" if self.run is not None else ""
         return f"{self.subject}{ses}_task-{self.task}{run}"
@@ -174,6 +176,16 @@ def resolve_space(spaces: dict[str, list], requested: str, *, where: str) -> str
 
 
 def default_bids_root(fmriprep: Path, subject: str) -> Path:
+    """The raw BIDS folder beside an fMRIPrep output folder, where ``subject``'s events are read.
+
+    Looks for a ``<subject>/`` folder two levels up (``bids/derivatives/fmriprep``), then one level up
+    (``fmriprep`` beside the subjects).
+
+    Raises
+    ------
+    DataFileNotFoundError
+        When neither holds ``<subject>/``; the message asks for the BIDS root.
+    """
     for candidate in (fmriprep.parent.parent, fmriprep.parent):
         if (candidate / subject).is_dir() and candidate != fmriprep:
             return candidate
@@ -214,6 +226,26 @@ def _run_tr(ev: Run, fp: FmriprepRun, bids_root: Path, header) -> float:
 
 
 def match_runs(events: list[Run], runs: list[FmriprepRun], fmriprep: Path, space: str, subject: str):
+    """Pair each raw run with events with its fMRIPrep run of the same ``(task, session, run)``.
+
+    Parameters
+    ----------
+    events : list of Run
+        The raw BIDS runs that have events.
+    runs : list of FmriprepRun
+        The subject's preprocessed runs in one output space.
+    fmriprep, space, subject
+        Used only to spell the expected paths of missing runs.
+
+    Returns
+    -------
+    pairs : list of ``(Run, FmriprepRun)``
+        In the order of ``events``.
+    missing : list of str
+        The expected ``*_desc-preproc_bold.nii.gz`` path of every event run without a preprocessed run.
+    extra : list of FmriprepRun
+        Preprocessed runs without events (the caller warns about them).
+    """
     by_key = {r.key: r for r in runs}
     pairs, missing = [], []
     for ev in events:

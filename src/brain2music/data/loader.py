@@ -76,14 +76,17 @@ class SubjectData:
 
     @property
     def n_voxels(self) -> int:
+        """Number of voxels (the last axis of ``train`` and ``test``)."""
         return int(self.train.shape[-1])
 
     @property
     def train_clips(self) -> pd.DataFrame:
+        """The rows of ``clips`` of the training split, in the order of ``train``, index reset."""
         return self.clips[self.clips.split == "train"].reset_index(drop=True)
 
     @property
     def test_clips(self) -> pd.DataFrame:
+        """The rows of ``clips`` of the test split, in the order of ``test``, index reset."""
         return self.clips[self.clips.split == "test"].reset_index(drop=True)
 
     def windowed(self, window: float) -> tuple[np.ndarray, np.ndarray]:

@@ -91,10 +91,12 @@ class EmbeddingSet:
 
     @property
     def encoder(self) -> str:
+        """The encoder name recorded in ``config`` (``""`` when absent)."""
         return str(self.config.get("encoder", ""))
 
     @property
     def window(self) -> float:
+        """The encoder's window length in seconds recorded in ``config`` (NaN when absent)."""
         return float(self.config.get("window", np.nan))
 
     def __len__(self) -> int:
@@ -175,12 +177,22 @@ class EmbeddingCache:
         )
 
     def key(self, audio_digest: str) -> str:
+        """The cache key of a clip: SHA-256 of the encoder name, config, package version and ``audio_digest``.
+
+        ``audio_digest`` is :func:`~brain2music.embeddings.clips.audio_hash` of the samples actually embedded.
+        """
         return hashlib.sha256((self._prefix + audio_digest).encode()).hexdigest()
 
     def path(self, key: str) -> Path:
+        """The entry file of ``key``: ``<folder>/<encoder>/<key[:2]>/<key>.npy``."""
         return self.folder / key[:2] / f"{key}.npy"
 
     def get(self, key: str) -> np.ndarray | None:
+        """The cached ``(r, dim)`` embedding of ``key``, or ``None`` when absent or unreadable.
+
+        A damaged or foreign file counts as a miss, so the clip is recomputed and the entry overwritten; the
+        caller checks the shape against its encoder.
+        """
         path = self.path(key)
         if not path.is_file():
             return None
@@ -190,6 +202,7 @@ class EmbeddingCache:
             return None
 
     def put(self, key: str, embedding: np.ndarray) -> None:
+        """Store ``embedding`` ``(r, dim)`` as float32 under ``key``, atomically (temp file + rename)."""
         with atomic_path(self.path(key), suffix=".npy") as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(embedding, dtype=np.float32))
@@ -240,6 +253,23 @@ def _chunks(n: int, size: int) -> list[range]:
 
 @contextlib.contextmanager
 def dask_client(scheduler: Any, workers: int | None):
+    """Context manager yielding a ``distributed.Client`` for ``scheduler``.
+
+    Parameters
+    ----------
+    scheduler : str or Client
+        A running client (yielded as it is and left running), ``"local"`` (a :func:`local_cluster` of
+        ``workers`` processes, default all cores, closed on exit) or a scheduler address such as
+        ``"tcp://host:8786"`` (connected for the block, closed on exit). Validate it first with
+        :func:`check_scheduler`; ``None`` is not accepted here.
+    workers : int or None
+        Worker processes of the ``"local"`` cluster.
+
+    Raises
+    ------
+    ConfigError
+        When the scheduler at the address cannot be reached within 20 s.
+    """
     import distributed  # a core dependency, imported only when a cluster is asked for
 
     if not isinstance(scheduler, str):  # the caller's client: use it, leave it running

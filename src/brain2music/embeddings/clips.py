@@ -57,6 +57,7 @@ class AudioClip:
 
     @property
     def is_stimulus(self) -> bool:
+        """Whether the clip gets stimulus processing (fades, RMS); short audio is then an error."""
         return self.fade > 0 or self.target_rms is not None
 
     def load(self) -> tuple[np.ndarray, int]:

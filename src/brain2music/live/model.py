@@ -69,10 +69,12 @@ class LiveModel:
 
     @property
     def n_voxels(self) -> int:
+        """Number of voxels the decoder reads (the voxels of its grid)."""
         return self.grid.n_voxels
 
     @property
     def dim(self) -> int:
+        """Embedding dimension of the decoder's output (length of ``embedding_mean``)."""
         return int(self.embedding_mean.shape[0])
 
     def describe(self) -> dict:
@@ -219,6 +221,57 @@ def _training_runs(bids_root: Path | None, subject: str):
     return [r.bold for r in runs], tr
 
 
+def _decoder_record(decoder_path: Path) -> tuple[dict, dict]:
+    """The decoder file's record and its config, which must name what the live model is built from."""
+    from brain2music.models import load_decoder_record
+
+    record = load_decoder_record(decoder_path)
+    cfg = record.get("config", {})
+    missing = [k for k in ("subject", "encoder", "method", "window", "r") if k not in cfg]
+    if missing:
+        raise DataError(f"{decoder_path}: the decoder's config lacks {missing} (written by an old version?)")
+    return record, cfg
+
+
+def _bids_root(results_dir: Path, rconf) -> Path | None:
+    """The BIDS root the results were computed on; decoders fitted on derivative arrays are refused."""
+    bids_root = Path(rconf["bids_root"]) if rconf.get("bids_root") else None
+    if (rconf.get("source") or {}).get("kind") == "derivatives" or rconf.get("use_derivatives"):
+        raise DataError(
+            f"{results_dir}: the decoders were fitted on derivative arrays ({rconf.get('derivatives')}), "
+            "whose columns have no voxel grid; live decoding needs decoders fitted on BIDS images"
+        )
+    return bids_root
+
+
+def _live_tr(tr: float | None, train_tr: float | None, bids_root: Path | None) -> float:
+    """The TR of the live volumes: ``tr`` if given, else the training runs'; the two must agree."""
+    if tr is None:
+        tr = train_tr
+    if tr is None:
+        raise ConfigError(f"the TR is unknown (no training runs under {bids_root}); pass tr= (--tr)")
+    if train_tr is not None and abs(train_tr - tr) > 1e-3:
+        raise DataError(f"TR {tr} s differs from the decoder's training runs' TR {train_tr} s ({bids_root})")
+    return tr
+
+
+def _training_prior(bolds: list, grid: VoxelGrid, *, tr: float, subject: str, bids_root: Path | None,
+                    training_stats: bool, detrend_window: float, cache_dir, progress: bool):  # fmt: skip
+    """``(prior_cv (n_voxels,) or None, its source)`` from the training runs; warns when there are none."""
+    if training_stats and bolds:
+        stats = training_statistics(
+            bolds, grid.voxel_indices, grid.shape, tr=tr, detrend_window=detrend_window, cache_dir=cache_dir,
+            progress=progress,
+        )  # fmt: skip
+        return stats["prior_cv"], f"{stats['n_runs']} training runs ({stats['source']})"
+    if training_stats:
+        warnings.warn(
+            f"no training runs found for {subject} (BIDS root {bids_root}); the live z-score has no prior",
+            stacklevel=3,
+        )
+    return None, None
+
+
 def load_live_model(
     decoder: str | os.PathLike,
     *,
@@ -240,49 +293,35 @@ def load_live_model(
     training_stats : compute the z-score prior from the training runs (needs the BIDS root)
     cache_dir : where the training statistics are cached
     progress : a progress bar while the training statistics are computed (once per subject)
+
+    Raises
+    ------
+    ConfigError
+        The decoder lies outside a results folder and ``results`` is not given, or the TR is unknown.
+    DataError
+        The decoder's config lacks subject/encoder/method/window/r; the decoders were fitted on derivative
+        arrays (no voxel grid); the decoder does not take the grid's voxels; ``tr`` differs from the
+        training runs'; the results folder has no embeddings of the encoder or fewer than 2 training clips.
     """
-    from brain2music.models import load_decoder_record
     from brain2music.results import ResultsFolder
 
     decoder_path = Path(decoder)
-    record = load_decoder_record(decoder_path)
-    cfg = record.get("config", {})
-    missing = [k for k in ("subject", "encoder", "method", "window", "r") if k not in cfg]
-    if missing:
-        raise DataError(f"{decoder_path}: the decoder's config lacks {missing} (written by an old version?)")
+    record, cfg = _decoder_record(decoder_path)
     results_dir = _results_dir(decoder_path, results)
     folder = ResultsFolder(results_dir)
     res = folder.read()
     subject, encoder = cfg["subject"], cfg["encoder"]
     entry = folder.encoding_entry(subject, encoder, res)
-    npz = results_dir / entry.npz
     rconf = res.config
-    bids_root = Path(rconf["bids_root"]) if rconf.get("bids_root") else None
-    if (rconf.get("source") or {}).get("kind") == "derivatives" or rconf.get("use_derivatives"):
-        raise DataError(
-            f"{results_dir}: the decoders were fitted on derivative arrays ({rconf.get('derivatives')}), "
-            "whose columns have no voxel grid; live decoding needs decoders fitted on BIDS images"
-        )
+    bids_root = _bids_root(results_dir, rconf)
     grid = folder.grid(subject, encoder, res)
-    voxel_indices = grid.voxel_indices
-    _check_decoder_inputs(record["decoder"], grid.n_voxels, decoder_path, npz)
+    _check_decoder_inputs(record["decoder"], grid.n_voxels, decoder_path, results_dir / entry.npz)
     bolds, train_tr = _training_runs(bids_root, subject)
-    if tr is None:
-        tr = train_tr
-    if tr is None:
-        raise ConfigError(f"the TR is unknown (no training runs under {bids_root}); pass tr= (--tr)")
-    if train_tr is not None and abs(train_tr - tr) > 1e-3:
-        raise DataError(f"TR {tr} s differs from the decoder's training runs' TR {train_tr} s ({bids_root})")
-    prior_cv, stats_source = None, None
-    if training_stats and bolds:
-        stats = training_statistics(bolds, voxel_indices, grid.shape, tr=tr, detrend_window=detrend_window,
-                                    cache_dir=cache_dir, progress=progress)  # fmt: skip
-        prior_cv, stats_source = stats["prior_cv"], f"{stats['n_runs']} training runs ({stats['source']})"
-    elif training_stats:
-        warnings.warn(
-            f"no training runs found for {subject} (BIDS root {bids_root}); the live z-score has no prior",
-            stacklevel=2,
-        )
+    tr = _live_tr(tr, train_tr, bids_root)
+    prior_cv, stats_source = _training_prior(
+        bolds, grid, tr=tr, subject=subject, bids_root=bids_root, training_stats=training_stats,
+        detrend_window=detrend_window, cache_dir=cache_dir, progress=progress,
+    )  # fmt: skip
     mean, sd, genres, protos = _embedding_space(folder, res, encoder, subject, bids_root)
     return LiveModel(
         decoder=record["decoder"],

@@ -36,6 +36,24 @@ class ClapAligner:
         self.alphas = alphas
 
     def fit(self, audio_embeddings: np.ndarray, text_embeddings: np.ndarray) -> ClapAligner:
+        """Fit the ridge map from paired clips: a ``RidgeCV`` over ``alphas`` (efficient leave-one-out).
+
+        Parameters
+        ----------
+        audio_embeddings : ndarray ``(n, dim_audio)``, ``(n, r, dim_audio)`` (window-averaged) or
+            ``(dim_audio,)``
+        text_embeddings : ndarray ``(n, dim_text)`` or ``(n, 1, dim_text)``
+            The caption embedding of each clip, in the same order.
+
+        Returns
+        -------
+        self, with ``coef_``, ``intercept_`` and ``alpha_`` set.
+
+        Raises
+        ------
+        DataError
+            When the two counts differ, there are fewer than 3 pairs, or an array is not 1-, 2- or 3-d.
+        """
         from sklearn.linear_model import RidgeCV
 
         x = as_vectors(audio_embeddings, "audio_embeddings")
@@ -53,6 +71,16 @@ class ClapAligner:
         return self
 
     def transform(self, audio_embeddings: np.ndarray) -> np.ndarray:
+        """Map CLAP-audio embeddings into the text space: ``(n, [r,] dim_audio)`` → ``(n, dim_text)``
+        float64, each row L2-normalised.
+
+        Raises
+        ------
+        ConfigError
+            When the aligner is not fitted.
+        DataError
+            When the embedding dimension differs from the one it was fitted on.
+        """
         if not hasattr(self, "coef_"):
             raise ConfigError("ClapAligner is not fitted; call fit() or ClapAligner.load()")
         x = as_vectors(audio_embeddings, "audio_embeddings")
@@ -64,6 +92,10 @@ class ClapAligner:
         return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Write ``coef``, ``intercept``, ``alpha`` and the package version to ``path`` (``.npz``, atomic).
+
+        Returns the path.
+        """
         from brain2music import __version__
 
         return save_npz(
@@ -76,6 +108,13 @@ class ClapAligner:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ClapAligner:
+        """An aligner read from a file :meth:`save` wrote (fitted, ``alphas`` at the default).
+
+        Raises
+        ------
+        DataFileNotFoundError
+            When ``path`` is not a file.
+        """
         path = Path(path)
         if not path.is_file():
             raise DataFileNotFoundError(f"aligner file not found: {path}")

@@ -58,14 +58,17 @@ class SubjectKernel:
 
     @property
     def n_clips(self) -> int:
+        """Number of clips (first axis of ``responses``; the samples of a 2-d input)."""
         return self.responses.shape[0]
 
     @property
     def n_trs(self) -> int:
+        """TRs per clip (second axis of ``responses``; 1 for a 2-d input)."""
         return self.responses.shape[1]
 
     @property
     def n_features(self) -> int:
+        """Number of voxels (last axis of ``responses``)."""
         return self.responses.shape[2]
 
     def tr_kernel(self):
@@ -130,14 +133,17 @@ class KernelView:
 
     @property
     def n_samples(self) -> int:
+        """Rows of the view's kernel: ``len(clips) * r``."""
         return int(self.clips.size * self.r)
 
     @property
     def n_features(self) -> int:
+        """Number of voxels of the parent's responses."""
         return self.parent.n_features
 
     @property
     def backend(self) -> str:
+        """The parent's himalaya backend name (``"numpy"``, ``"torch"``, ``"torch_cuda"``, ``"cupy"``)."""
         return self.parent.backend
 
     def kernel(self):

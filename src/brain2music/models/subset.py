@@ -42,8 +42,27 @@ class SubsetDecoder(BaseEstimator):
         return self.alignment.transform(Xs) if self.alignment is not None else Xs
 
     def fit(self, X, Y, groups=None) -> SubsetDecoder:
+        """Fit the wrapped decoder on ``X[:, voxels]`` (aligned when an alignment is set) and ``Y``.
+
+        Parameters
+        ----------
+        X : ndarray ``(n_samples, n_voxels)``
+            Full voxel vectors of the subject.
+        Y : ndarray ``(n_samples, dim)``
+        groups : ndarray ``(n_samples,)``, optional
+            Cross-validation groups passed on to the decoder's ``fit``.
+
+        Raises
+        ------
+        DataError
+            When ``X`` is not 2-d, has other than ``n_features`` columns, or a voxel index is out of range.
+        """
         self.decoder.fit(self._prepare(X), Y, groups)
         return self
 
     def predict(self, X) -> np.ndarray:
+        """Predict from full voxel vectors ``X (n_samples, n_voxels)``: ``(n_samples, dim)`` float32.
+
+        Raises the same :class:`~brain2music.errors.DataError` as :meth:`fit` for a bad ``X``.
+        """
         return np.asarray(self.decoder.predict(self._prepare(X)), dtype=np.float32)

@@ -87,6 +87,7 @@ class TagAgreement:
 
     @property
     def config(self) -> dict:
+        """The tagger and ``top_k`` of each group and the tags it compares (stored with the scores)."""
         return {"taggers": dict(self.taggers), "top_k": dict(self.top_k),
                 "groups": {g: list(t) for g, t in self.group_tags.items()}}  # fmt: skip
 

@@ -86,6 +86,7 @@ class WindowStore:
 
     @property
     def n_items(self) -> int:
+        """Number of library items with windows in the store (``len(bounds) - 1``)."""
         return len(self.bounds) - 1
 
     @property
@@ -128,6 +129,11 @@ class WindowStore:
 
 
 def to_space(embeddings: np.ndarray, space: dict) -> np.ndarray:
+    """Window embeddings ``(n, dim)`` in a store's search space: z-scored with ``space["mean"]`` and
+    ``space["scale"]`` when ``space["kind"] == "zscore"``, then L2-normalised rows, float32.
+
+    Raises :class:`~brain2music.errors.DataError` when ``embeddings`` is not ``(n, dim)`` or holds NaN or inf.
+    """
     from brain2music.reconstruct.index import l2_normalize
 
     x = np.asarray(embeddings, dtype=np.float32)

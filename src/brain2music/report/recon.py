@@ -152,6 +152,113 @@ def _excerpt(path: str | Path, start: float = 0.0) -> np.ndarray:
     return rms_normalize(apply_fades(audio, SR, 0.05))
 
 
+class _Assets:
+    """Writes the 15-s excerpt and spectrogram of each audio item into the report's asset folder."""
+
+    def __init__(self, folder: Path, prefix: str, write_audio: Callable, spectrogram: Callable):
+        self.folder, self.prefix = folder, prefix
+        self.write_audio, self.spectrogram = write_audio, spectrogram
+        self.n = 0
+
+    def item(self, label: str, source: Path | str | None, start: float, score, detail: str) -> dict | None:
+        """The template's record of one audio item, ``None`` (nothing written) when ``source`` is no file."""
+        if source is None or not Path(source).is_file():
+            return None
+        k, self.n = self.n, self.n + 1
+        audio = _excerpt(source, start)
+        self.write_audio(audio, SR, self.folder / f"audio_{k:04d}.wav")
+        self.spectrogram(audio, SR, self.folder / f"spec_{k:04d}.png")
+        return {
+            "label": label,
+            "audio": f"{self.prefix}/audio_{k:04d}.wav",
+            "spectrogram": f"{self.prefix}/spec_{k:04d}.png",
+            "score": None if score is None else float(score),
+            "detail": detail,
+        }
+
+
+def _generated_items(assets: _Assets, versions) -> list:
+    """The generated clip of each ``(folder, reconstruction, clip)`` version that has one."""
+    items = []
+    for folder, rec, clip in versions:
+        gen, gen_tags = clip.generated, clip.tags or {}
+        if gen and gen.get("path"):
+            items.append(
+                assets.item(
+                    f"generated · {generator_label(rec.generator)}",
+                    folder / gen["path"],
+                    0.0,
+                    gen.get("score"),
+                    f"new music · cos to true {gen.get('score_true', float('nan')):.3f} · tagger: "
+                    f"{gen_tags.get('generated') or '–'}{_sources_note(clip.segments)}"
+                    + _tag_line(clip, "generated"),
+                )
+            )
+    return items
+
+
+def _clip_items(assets: _Assets, c, start: float, versions) -> list:
+    """The original, the top-3 retrieved, every generated version and the true-embedding retrieval of one
+    reconstructed clip ``c`` (``start``: the original's excerpt start); items without a file are dropped."""
+    tags = c.tags or {}
+    items = [
+        assets.item(
+            "original stimulus",
+            (c.original or {}).get("path"),
+            start,
+            None,
+            f"{c.clip_id} · tagger: {tags.get('original') or '–'}{_tag_line(c, 'original')}",
+        )
+    ]
+    for r in c.retrieved[:3]:
+        items.append(
+            assets.item(
+                f"retrieved #{r.get('rank', '?')}",
+                r.get("path"),
+                0.0,
+                r.get("score"),
+                f"{r.get('title') or Path(str(r.get('path'))).name} · {r.get('genre') or ''}"
+                + (_tag_line(c, "retrieved") if r.get("rank") == 1 else ""),
+            )
+        )
+    items += _generated_items(assets, versions)
+    if c.true_embedding:
+        items.append(
+            assets.item(
+                "retrieved with the true embedding",
+                c.true_embedding.get("path"),
+                0.0,
+                c.true_embedding.get("score"),
+                f"{c.true_embedding.get('title') or ''} · {c.true_embedding.get('genre') or ''}",
+            )
+        )
+    return [i for i in items if i]
+
+
+def _compared_clips(compare) -> dict:
+    """``{(subject, clip_id): [(folder, reconstruction, clip)]}`` of the other reconstruction folders."""
+    from brain2music.results import ResultsFolder
+
+    beside: dict = {}
+    for folder in map(Path, compare):
+        other = ResultsFolder.read_reconstruction(folder)
+        for c in other.clips:
+            beside.setdefault((c.subject, c.clip_id), []).append((folder, other, c))
+    return beside
+
+
+def _note(recon, n_clips: int, subject) -> str:
+    """The sentence above the clips: how many, of whom, which decoder, encoder and library."""
+    how = {"train_cv": "chosen by training cross-validation", "user": "chosen by the user",
+           "nested_train_cv": "chosen by nested run-grouped training cross-validation"}  # fmt: skip
+    return (
+        f"{n_clips} test clip(s) of {subject}, decoder '{recon.method}' "
+        f"({how.get(recon.method_selected_by, recon.method_selected_by)}), encoder '{recon.encoder}', library of "
+        f"{recon.library.get('n_items', '?')} tracks. Scores are cosine similarities to the predicted embedding. "
+        "The evaluation covers every reconstructed clip and subject."
+    )
+
+
 def load_reconstruction(
     recon_dir: Path,
     assets: Path,
@@ -163,93 +270,49 @@ def load_reconstruction(
     results_config: dict | None = None,
     compare: list[Path] = (),
 ):
-    """Return ``(clips, note, summary_table_html)`` for the template; writes audio and PNGs into ``assets``.
+    """The listening section of one reconstruction folder, for the report template.
 
-    ``compare``: other reconstruction folders of the same results (e.g. another generator): their
-    generated clips are played beside this one's, clip by clip.
+    Parameters
+    ----------
+    recon_dir : Path
+        The folder with ``reconstruction.json``.
+    assets : Path
+        Where the 15-s excerpts (``audio_NNNN.wav``) and their spectrograms (``spec_NNNN.png``) are written.
+    max_clips : int
+        Clips shown, all of the first subject.
+    write_audio, spectrogram : callable
+        ``write_audio(audio, sr, path)`` and ``spectrogram(audio, sr, path)``.
+    asset_prefix : str
+        The assets' folder as the page links it.
+    results_config : dict, optional
+        The results' config; its ``bids_root`` gives each original's excerpt start (else 0).
+    compare : list of Path
+        Other reconstruction folders of the same results (e.g. another generator): their generated clips
+        are played beside this one's, clip by clip.
+
+    Returns
+    -------
+    clips : list of ``{"title", "items"}``
+    note : str
+    summary_table_html : str
+
+    Raises
+    ------
+    DataFileNotFoundError, DataError, ResultsLayoutError
+        From :meth:`~brain2music.results.ResultsFolder.read_reconstruction`, for this folder or one of
+        ``compare``: no ``reconstruction.json``, not a JSON object, or another schema version.
     """
     from brain2music.results import ResultsFolder
 
     recon = ResultsFolder.read_reconstruction(recon_dir)
-    others = [(Path(d), ResultsFolder.read_reconstruction(d)) for d in compare]
-    beside = {}  # (subject, clip_id) -> [(folder, recon, clip)] of the other reconstructions
-    for folder, other in others:
-        for c in other.clips:
-            beside.setdefault((c.subject, c.clip_id), []).append((folder, other, c))
+    beside = _compared_clips(compare)
     starts = _clip_starts(results_config or {})
     first_subject = (recon.subjects or [None])[0]
     entries = [c for c in recon.clips if c.subject == first_subject][:max_clips]
-    counter = iter(range(10**6))
-
-    def item(label: str, source: Path | str | None, start: float, score, detail: str):
-        if source is None or not Path(source).is_file():
-            return None
-        k = next(counter)
-        audio = _excerpt(source, start)
-        write_audio(audio, SR, assets / f"audio_{k:04d}.wav")
-        spectrogram(audio, SR, assets / f"spec_{k:04d}.png")
-        return {
-            "label": label,
-            "audio": f"{asset_prefix}/audio_{k:04d}.wav",
-            "spectrogram": f"{asset_prefix}/spec_{k:04d}.png",
-            "score": None if score is None else float(score),
-            "detail": detail,
-        }
-
+    writer = _Assets(assets, asset_prefix, write_audio, spectrogram)
     clips = []
     for c in entries:
-        tags = c.tags or {}
-        items = [
-            item(
-                "original stimulus",
-                (c.original or {}).get("path"),
-                starts.get(c.clip_id, 0.0),
-                None,
-                f"{c.clip_id} · tagger: {tags.get('original') or '–'}{_tag_line(c, 'original')}",
-            )
-        ]
-        for r in c.retrieved[:3]:
-            items.append(
-                item(
-                    f"retrieved #{r.get('rank', '?')}",
-                    r.get("path"),
-                    0.0,
-                    r.get("score"),
-                    f"{r.get('title') or Path(str(r.get('path'))).name} · {r.get('genre') or ''}"
-                    + (_tag_line(c, "retrieved") if r.get("rank") == 1 else ""),
-                )
-            )
-        for folder, rec, clip in [(recon_dir, recon, c)] + beside.get((c.subject, c.clip_id), []):
-            gen, gen_tags = clip.generated, clip.tags or {}
-            if gen and gen.get("path"):
-                items.append(
-                    item(
-                        f"generated · {generator_label(rec.generator)}",
-                        folder / gen["path"],
-                        0.0,
-                        gen.get("score"),
-                        f"new music · cos to true {gen.get('score_true', float('nan')):.3f} · tagger: "
-                        f"{gen_tags.get('generated') or '–'}{_sources_note(clip.segments)}"
-                        + _tag_line(clip, "generated"),
-                    )
-                )
-        if c.true_embedding:
-            items.append(
-                item(
-                    "retrieved with the true embedding",
-                    c.true_embedding.get("path"),
-                    0.0,
-                    c.true_embedding.get("score"),
-                    f"{c.true_embedding.get('title') or ''} · {c.true_embedding.get('genre') or ''}",
-                )
-            )
-        clips.append({"title": f"{c.subject} · {c.clip_id} ({c.genre})", "items": [i for i in items if i]})
-    how = {"train_cv": "chosen by training cross-validation", "user": "chosen by the user",
-           "nested_train_cv": "chosen by nested run-grouped training cross-validation"}  # fmt: skip
-    note = (
-        f"{len(clips)} test clip(s) of {first_subject}, decoder '{recon.method}' "
-        f"({how.get(recon.method_selected_by, recon.method_selected_by)}), encoder '{recon.encoder}', library of "
-        f"{recon.library.get('n_items', '?')} tracks. Scores are cosine similarities to the predicted embedding. "
-        "The evaluation covers every reconstructed clip and subject."
-    )
-    return clips, note, _summary_table(recon)
+        versions = [(recon_dir, recon, c)] + beside.get((c.subject, c.clip_id), [])
+        items = _clip_items(writer, c, starts.get(c.clip_id, 0.0), versions)
+        clips.append({"title": f"{c.subject} · {c.clip_id} ({c.genre})", "items": items})
+    return clips, _note(recon, len(clips), first_subject), _summary_table(recon)

@@ -209,7 +209,8 @@ class ResultsFolder:
         return rel
 
     def read_embeddings(self, results: StudyResults, encoder: str):
-        """The :class:`~brain2music.embeddings.EmbeddingSet` of ``encoder``."""
+        """The :class:`~brain2music.embeddings.EmbeddingSet` of ``encoder``: the file ``results`` records for
+        it, else ``embeddings/<encoder>.npz`` (errors of :func:`~brain2music.embeddings.load_embeddings`)."""
         from brain2music.embeddings import load_embeddings
 
         info = results.encoders.get(encoder)
@@ -313,7 +314,9 @@ class ResultsFolder:
     # -- encoding maps and the voxel grid ---------------------------------------------------------------
     def encoding_entry(self, subject: str, encoder: str | None = None, results: StudyResults | None = None):
         """The :class:`~brain2music.results.EncodingResult` of ``subject`` in ``results.json``: the one of
-        ``encoder``, else any of the subject (all encoders of a subject share its voxels)."""
+        ``encoder``, else any of the subject (all encoders of a subject share its voxels); ``results`` is
+        read from ``results.json`` when not given. A subject without an entry raises
+        :class:`~brain2music.errors.DataError`."""
         results = self.read() if results is None else results
         entries: list[EncodingResult] = [e for e in results.encoding if e.subject == subject]
         exact = [e for e in entries if e.encoder == encoder]
@@ -326,7 +329,8 @@ class ResultsFolder:
 
     def read_encoding(self, subject: str, encoder: str | None = None, results: StudyResults | None = None):
         """The arrays of ``encoding/<encoder>/<subject>_encoding.npz`` (``test_r``, ``p_permutation``,
-        ``q_fdr``, ``significant``, ``noise_ceiling``, ``cv_r``, ``selected``, ``voxel_indices``)."""
+        ``q_fdr``, ``significant``, ``noise_ceiling``, ``cv_r``, ``selected``, ``voxel_indices``); a file
+        listed in ``results.json`` but absent raises :class:`~brain2music.errors.DataFileNotFoundError`."""
         entry = self.encoding_entry(subject, encoder, results)
         path = self.root / entry.npz
         if not path.is_file():
@@ -337,7 +341,11 @@ class ResultsFolder:
             return {k: z[k] for k in z.files}
 
     def subject_voxels(self, subject: str, encoder: str | None = None, results: StudyResults | None = None):
-        """``(n_voxels,)`` int64: flat C-order indices into the BOLD grid of the decoder's input columns."""
+        """``(n_voxels,)`` int64: flat C-order indices into the BOLD grid of the decoder's input columns.
+
+        Encoding arrays without ``voxel_indices`` (decoders fitted on derivative arrays) raise
+        :class:`~brain2music.results.ResultsLayoutError`.
+        """
         arrays = self.read_encoding(subject, encoder, results)
         if "voxel_indices" not in arrays:
             entry = self.encoding_entry(subject, encoder, results)
@@ -361,7 +369,8 @@ class ResultsFolder:
         self, subject: str, encoder: str | None = None, results: StudyResults | None = None
     ) -> VoxelGrid:
         """The subject's :class:`~brain2music.results.VoxelGrid`: the voxel indices of its encoding arrays
-        on the grid (shape, affine) of its encoding map's header."""
+        on the grid (shape, affine) of its encoding map's header. A subject without an encoding map raises
+        :class:`~brain2music.errors.DataError` (no grid)."""
         results = self.read() if results is None else results
         voxels = self.subject_voxels(subject, encoder, results)
         image = self.encoding_map(subject, encoder, results)
@@ -377,7 +386,8 @@ class ResultsFolder:
 
     # -- clip ids ---------------------------------------------------------------------------------------
     def test_clip_ids(self, encoder: str, subject: str) -> list[str]:
-        """The clip ids of ``subject``'s test predictions of ``encoder``, over every method, sorted."""
+        """The clip ids of ``subject``'s test predictions of ``encoder``, over every method, sorted (empty
+        where there are none)."""
         ids: set[str] = set()
         for method in self.prediction_methods(encoder):
             path = self.predictions_path(encoder, method, subject)

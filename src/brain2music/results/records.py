@@ -302,7 +302,10 @@ class StudyResults(_Record):
             setattr(self, name, [v if isinstance(v, cls) else cls.from_dict(v) for v in getattr(self, name)])
 
     def add(self, *records: _Record) -> None:
-        """Append records to the list of their type (e.g. an :class:`EnsembleParcels` of a method)."""
+        """Append records to the list of their type (e.g. an :class:`EnsembleParcels` of a method).
+
+        A record of a type the results hold no list of raises ``TypeError``.
+        """
         for record in records:
             name = next((n for n, cls in _LISTS.items() if type(record) is cls), None)
             if name is None:
@@ -311,7 +314,7 @@ class StudyResults(_Record):
 
     # -- queries ----------------------------------------------------------------------------------------
     def space(self, encoder: str) -> str:
-        """The metric space of every number of ``encoder``."""
+        """The metric space of every number of ``encoder`` (``KeyError`` for one not in ``encoders``)."""
         return self.encoders[encoder].space
 
     def results_for(
@@ -335,7 +338,9 @@ class StudyResults(_Record):
         """The method with the best mean training-CV r for ``encoder`` (never a test score).
 
         The score is ``train_cv_r_mean``: nested (every choice refitted in each outer fold) in folders
-        that record ``train_cv_r_inner_mean`` beside it (see :meth:`selection_is_nested`).
+        that record ``train_cv_r_inner_mean`` beside it (see :meth:`selection_is_nested`). ``among``
+        restricts the candidates to those methods. Raises :class:`~brain2music.errors.DataError` when no
+        candidate has a training-CV score.
         """
         cands = [
             s

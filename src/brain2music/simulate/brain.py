@@ -65,10 +65,12 @@ class Atlas:
 
     @property
     def n_voxels(self) -> int:
+        """Number of voxels in the mask."""
         return int(self.voxel_parcel.size)
 
     @property
     def auditory(self) -> list:
+        """The auditory parcel ids (core and belt), sorted."""
         return sorted(self.core + self.belt)
 
 

@@ -177,6 +177,9 @@ class SubjectMotion:
         return motion
 
     def truth(self) -> dict[str, np.ndarray]:
+        """The ground-truth arrays of the subject's motion: ``motion_position`` ``(6, n_voxels)`` and
+        ``motion_spike`` ``(n_voxels,)`` artifact loadings (float32) and ``motion_scale``.
+        """
         return {
             "motion_position": self.position,
             "motion_spike": self.spike,
@@ -184,6 +187,9 @@ class SubjectMotion:
         }
 
     def summary(self) -> dict:
+        """The subject's motion over its runs so far: ``motion_scale``, mean of the runs' mean FD, max FD,
+        mean of the runs' maximal displacement (mm) and the count of volumes with FD over 0.5 mm.
+        """
         per_run = [motion_summary(m) for m in self.runs.values()]
         return {
             "motion_scale": self.scale,

@@ -109,6 +109,7 @@ class StudyTruth:
 
     @property
     def feature_names(self) -> list[str]:
+        """Names of the design's feature columns, in column order."""
         return list(self.features["feature_names"])
 
     def design(self, split: str, run: int) -> np.ndarray:

@@ -305,6 +305,7 @@ class CheckpointReader:
         self._shards: dict[int, bytes] = {}
 
     def shard_path(self, shard: int) -> Path:
+        """The data file of shard ``shard``: ``<prefix>.data-<shard>-of-<n_shards>`` (5 digits each)."""
         return Path(f"{self.prefix}.data-{shard:05d}-of-{self.n_shards:05d}")
 
     def __contains__(self, name: str) -> bool:

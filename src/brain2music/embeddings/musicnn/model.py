@@ -84,6 +84,9 @@ class PretrainedMusicnn:
 
     @property
     def network(self) -> Network:
+        """The :class:`~brain2music.embeddings.musicnn.network.Network` with the checkpoint's weights, loaded
+        on first access (errors of :func:`~brain2music.embeddings.musicnn.weights.load_weights` surface here).
+        """
         if self._network is None:
             self._network = Network(load_weights(self.checkpoint, self.folder), self.arch)
         return self._network

@@ -130,6 +130,7 @@ class Generator:
 
     @property
     def config(self) -> dict:
+        """What identifies the generator in a reconstruction record: ``{"generator": name, "sr": sr}``."""
         return {"generator": self.name, "sr": int(self.sr)}
 
 
@@ -196,6 +197,20 @@ class BestOfN(Generator):
         self.name = f"best-of-{self.n}({base.name})"
 
     def generate(self, target_embedding, *, n_samples=1, duration=15.0, random_state=None):
+        """Generate ``n_samples`` clips, each the best-scoring of ``n`` candidates of ``base``.
+
+        Each candidate is embedded with ``encoder`` (from its first ``min(duration, 15)`` s) and scored
+        against ``target_embedding`` with ``scorer`` (default: cosine of the window averages); the argmax is
+        kept. Sample ``i`` uses seed ``random_state`` when ``n_samples == 1``, else the ``i``-th seed drawn
+        from it.
+
+        Returns
+        -------
+        audio : ndarray ``(n_samples, round(duration * sr))`` float32
+        sr : int
+
+        Sets ``last_scores_``, ``last_choice_`` and ``last_embeddings_`` (see the class).
+        """
         from brain2music.reconstruct.clip_embedding import clip_embedding, prepare_clip
 
         rng = np.random.default_rng(random_state)
@@ -228,6 +243,8 @@ class BestOfN(Generator):
 
     @property
     def config(self) -> dict:
+        """``{"generator": "best-of", "n", "score", "base"}``: ``score`` is the scorer's name (default
+        ``"embedding"``), ``base`` the base generator's config."""
         return {"generator": "best-of", "n": self.n, "score": getattr(self.scorer, "name", "embedding"),
                 "base": self.base.config}  # fmt: skip
 

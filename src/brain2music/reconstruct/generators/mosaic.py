@@ -521,6 +521,8 @@ class MosaicGenerator(Generator):
 
     @property
     def config(self) -> dict:
+        """The library path and encoder, the mosaic options (``segment`` ... ``window_weight``), ``sr`` and
+        the number of excluded tracks."""
         return {"generator": "mosaic", "library": str(self.library.path), "encoder": self.library.encoder_name,
                 "segment": self.segment, "max_segment": self.max_segment, "candidates": self.candidates,
                 "continuity": self.continuity, "min_sources": self.min_sources, "crossfade": self.crossfade,

@@ -171,10 +171,12 @@ class MosaicAnalysis:
 
     @property
     def durations(self) -> np.ndarray:
+        """``(n_items,)`` float64: the analysed duration (s) of each item, from ``info["durations"]``."""
         return np.asarray(self.info["durations"], dtype=np.float64)
 
     @property
     def rms(self) -> np.ndarray:
+        """``(n_items,)`` float64: the RMS of each analysed item, from ``info["rms"]``."""
         return np.asarray(self.info["rms"], dtype=np.float64)
 
     def frame_rows(self, items: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -202,9 +204,11 @@ class MosaicAnalysis:
         return values[bounds[item] : bounds[item + 1]]
 
     def item_onsets(self, item: int) -> np.ndarray:
+        """Onset times (s, float32) of ``item``: its slice of ``onsets``."""
         return self._times(self.onsets, self.obounds, item)
 
     def item_beats(self, item: int) -> np.ndarray:
+        """Beat times (s, float32) of ``item``: its slice of ``beats``."""
         return self._times(self.beats, self.bbounds, item)
 
     def local_tempo(self, items: np.ndarray, times: np.ndarray, span: float = 4.0) -> np.ndarray:

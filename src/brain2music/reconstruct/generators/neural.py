@@ -216,10 +216,13 @@ class MusicLDMGenerator(Generator):
 
     @property
     def sr(self) -> int:  # type: ignore[override]
+        """The vocoder's sampling rate (Hz); reading it loads and places the pipeline."""
         return int(self._pipe().vocoder.config.sampling_rate)
 
     @property
     def config(self) -> dict:
+        """The checkpoint, whether an aligner is used, the checked pairing (``pairing_``), the sampling
+        options and the dtype."""
         return {
             "generator": self.name,
             "checkpoint": "<pipeline object>" if self._given else self.checkpoint,
@@ -262,6 +265,10 @@ class MusicLDMGenerator(Generator):
         return neg.repeat(n, 1)
 
     def generate(self, target_embedding, *, n_samples=1, duration=15.0, random_state=None):
+        """Generate ``n_samples`` clips of ``duration`` s for one target ``(dim,)`` or ``(r, dim)``.
+
+        The one-target case of :meth:`generate_many`: returns ``(n_samples, n_audio)`` float32 and ``sr``.
+        """
         audio, sr = self.generate_many(
             np.asarray(target_embedding)[None],
             n_samples=n_samples,
@@ -385,6 +392,7 @@ class MusicGenGenerator(Generator):
 
     @property
     def config(self) -> dict:
+        """The checkpoint, vocabulary size, ``n_terms``, whether an aligner is used and ``guidance_scale``."""
         return {
             "generator": self.name,
             "checkpoint": self.checkpoint,
@@ -422,6 +430,7 @@ class MusicGenGenerator(Generator):
 
     @property
     def sr(self) -> int:  # type: ignore[override]
+        """The audio codec's sampling rate (Hz); reading it loads and places the model."""
         return int(self._load()[0].config.audio_encoder.sampling_rate)
 
     def _vocab_embeddings(self) -> np.ndarray:
@@ -457,6 +466,10 @@ class MusicGenGenerator(Generator):
         return ", ".join(self.vocabulary[i] for i in best)
 
     def generate(self, target_embedding, *, n_samples=1, duration=15.0, random_state=None):
+        """Generate ``n_samples`` clips of ``duration`` s for one target ``(dim,)`` or ``(r, dim)``.
+
+        The one-target case of :meth:`generate_many`: returns ``(n_samples, n_audio)`` float32 and ``sr``.
+        """
         audio, sr = self.generate_many(
             np.asarray(target_embedding)[None],
             n_samples=n_samples,

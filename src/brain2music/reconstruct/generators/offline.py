@@ -140,6 +140,7 @@ class OfflineGenerator(Generator):
     # -- helpers
     @property
     def config(self) -> dict:
+        """The encoder name, the search options, ``sr``, the genres of the sound bank and ``random_state``."""
         return {
             "generator": self.name,
             "encoder": encoder_name(self._enc()),

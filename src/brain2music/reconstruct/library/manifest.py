@@ -65,18 +65,22 @@ class ManifestView:
     # -- description
     @property
     def encoder_name(self) -> str:
+        """Registry name of the encoder that embedded the library."""
         return self._manifest["encoder"]["name"]
 
     @property
     def encoder_config(self) -> dict:
+        """The encoder's config as recorded at build time (a copy); compared with a query's encoder."""
         return dict(self._manifest["encoder"].get("config", {}))
 
     @property
     def dim(self) -> int:
+        """Embedding dimension of the library's vectors and windows."""
         return int(self._manifest["dim"])
 
     @property
     def n_windows(self) -> int:
+        """Clip windows per track (``r`` of the ``(r, dim)`` clip embedding)."""
         return int(self._manifest["n_windows"])
 
     @property
@@ -102,18 +106,22 @@ class ManifestView:
 
     @property
     def coverage(self) -> str:
+        """``"first15"`` (each track's first 15 s, the default) or ``"full"`` (every window of each track)."""
         return str(self._manifest.get("coverage", "first15"))
 
     @property
     def hop(self) -> float:
+        """Seconds between search windows: the manifest's ``hop``, else the encoder's ``tr``, else the TR."""
         return float(self._manifest.get("hop") or self.encoder_config.get("tr", TR))
 
     @property
     def skipped(self) -> list[dict]:
+        """The files the builds left out, ``[{"path", "error"}]`` (a copy)."""
         return list(self._manifest.get("skipped", []))
 
     @property
     def manifest(self) -> dict:
+        """A deep copy of the manifest document as read (changing it does not change the library)."""
         return json.loads(json.dumps(self._manifest))
 
     def __len__(self) -> int:

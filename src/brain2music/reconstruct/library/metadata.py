@@ -64,6 +64,17 @@ def _read_metadata_table(path: Path) -> pd.DataFrame:
 
 
 def describe_file(path: Path, music_dir: Path, meta: pd.DataFrame | None) -> dict:
+    """The metadata row of one audio file of a library build.
+
+    ``track_id`` and ``title`` default to the file stem, ``genre`` to a GTZAN genre named by the stem's
+    prefix (``blues.00012.wav``) or the parent folder. When ``meta`` is given, its first row whose index is
+    the path relative to ``music_dir``, the full path, the stem, or the stem without or with zero-padding to
+    6 digits (FMA's ids) fills ``title``, ``artist`` and ``genre`` where non-empty.
+
+    Returns
+    -------
+    dict with ``path`` (resolved), ``track_id``, ``title``, ``artist``, ``genre``.
+    """
     from brain2music.data.events import GENRES
 
     stem = path.stem
@@ -88,6 +99,19 @@ def describe_file(path: Path, music_dir: Path, meta: pd.DataFrame | None) -> dic
 
 
 def load_metadata(metadata, music_dir: Path) -> pd.DataFrame | None:
+    """The metadata table of a library build, indexed by path or track id, or ``None``.
+
+    ``metadata`` may be a DataFrame (used as it is), a path to a metadata CSV (columns ``path`` or
+    ``track_id`` and any of title/artist/genre) or FMA's ``tracks.csv``, or ``None``: FMA's ``tracks.csv``
+    found in or next to ``music_dir`` (``fma_metadata/tracks.csv``), else no table.
+
+    Raises
+    ------
+    DataFileNotFoundError
+        When a given path is not a file.
+    DataError
+        When the table has neither a ``path`` nor a ``track_id`` column, or is an unreadable FMA table.
+    """
     if metadata is None:
         found = _find_fma_metadata(music_dir)
         return _read_metadata_table(found) if found else None

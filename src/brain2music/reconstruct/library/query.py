@@ -71,6 +71,7 @@ class Match:
     n_windows: int
 
     def as_dict(self) -> dict:
+        """The fields as a plain, JSON-ready dict."""
         return dict(self.__dict__)
 
 

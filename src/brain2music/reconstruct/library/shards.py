@@ -67,6 +67,8 @@ class ShardWriter:
         self.refresh(lib._manifest)
 
     def refresh(self, doc: dict) -> None:
+        """Add to ``present`` the track paths of the shards of manifest ``doc`` not read before (their
+        ``path`` column only)."""
         import pyarrow.parquet as pq
 
         for shard in doc["shards"]:

@@ -37,6 +37,11 @@ class TrackStore:
 
     @property
     def metadata(self) -> pd.DataFrame:
+        """One row per committed track, in item order: ``item, path, track_id, title, artist, genre,
+        duration``.
+
+        Read from the shards on first access and kept; ``item`` is the row number (manifest's shard order).
+        """
         if self._metadata is None:
             import pyarrow.parquet as pq
 
