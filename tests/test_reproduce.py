@@ -17,6 +17,7 @@ from brain2music.errors import ConfigError, DataError
 from brain2music.models import load_decoder
 from brain2music.study.methods import DEFAULT_METHODS
 from brain2music.study.results import ResultsFolder
+from brain2music.study.settings import study_settings
 from test_models_synth import design_clips, make_embeddings, make_subject
 
 METHODS = list(DEFAULT_METHODS)
@@ -175,13 +176,19 @@ def test_reproduce_metric_space_paper_is_raw_vectors(study, tmp_path):
 
 def _logo_settings(study, tmp_path, space):
     """Settings of one subject's encsel leave-one-genre-out (20 encoding-selected voxels)."""
-    return rep._settings(
-        dict(bids_root=study["bids"], stimuli=None, encoders=["acoustic"], out=tmp_path, subjects=["sub-001"],
-             derivatives=None, source=None, methods=["encsel"], embeddings={"acoustic": study["emb"]},
-             parcels=None, delay=3, delays=(2, 3, 4), alphas=None, cv=5, n_top_parcels=6, encsel_threshold=0.05,
-             encsel_top=20, reference=None, n_permutations=10, fdr_alpha=0.05, logo=True, logo_method="encsel",
-             metric_space=space, n_bootstrap=10, random_state=0, cache_dir=None)
-    )  # fmt: skip
+    return study_settings(
+        study["bids"],
+        stimuli=None,
+        encoders=["acoustic"],
+        out=tmp_path,
+        subjects=["sub-001"],
+        methods=["encsel"],
+        embeddings={"acoustic": study["emb"]},
+        encsel_top=20,
+        n_permutations=10,
+        metric_space=space,
+        n_bootstrap=10,
+    )
 
 
 def test_leave_one_genre_out_never_sees_the_held_out_genre(study, monkeypatch, tmp_path):

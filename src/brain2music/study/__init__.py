@@ -1,8 +1,9 @@
 """The study stages and the results model they share.
 
-- :func:`~brain2music.study.reproduce.reproduce` — decoders + the paper's evaluation → a results folder;
+- :func:`~brain2music.study.reproduce.reproduce` — decoders + the paper's evaluation → a results folder
+  (its options checked into a :class:`~brain2music.results.settings.StudySettings` by
+  :func:`~brain2music.study.settings.study_settings`);
 - :func:`~brain2music.study.reconstruct.reconstruct` — retrieval and generation from its predictions;
-- :func:`~brain2music.study.experiment.run_experiment` — every stage from one config file (and the demo);
 - :mod:`~brain2music.study.results` — the typed results model (:class:`StudyResults`,
   :class:`ReconstructionResults`, ...) with its one reader and writer, :class:`ResultsFolder`;
 - :mod:`~brain2music.study.methods` — the decoder-method registry;
@@ -17,14 +18,13 @@ import importlib
 
 _EXPORTS = {
     "reproduce": "brain2music.study.reproduce",
-    "StudySettings": "brain2music.study.reproduce",
+    "study_settings": "brain2music.study.settings",
+    "StudySettings": "brain2music.results.settings",
     "reconstruct": "brain2music.study.reconstruct",
-    "run_experiment": "brain2music.study.experiment",
-    "run_demo": "brain2music.study.experiment",
     "ResultsFolder": "brain2music.study.results",
     "StudyResults": "brain2music.study.results",
     "ReconstructionResults": "brain2music.study.results",
-    "DataSource": "brain2music.study.context",
+    "DataSource": "brain2music.results.settings",
     "load_subject_for_study": "brain2music.study.context",
     "get_method": "brain2music.study.methods",
     "list_methods": "brain2music.study.methods",
