@@ -5,8 +5,10 @@ The package is organised by stage of the data flow (see ``docs`` in the reposito
 - :mod:`brain2music.data` reads a BIDS dataset laid out like OpenNeuro ds003720 and preprocesses it;
 - :mod:`brain2music.stimuli` turns GTZAN-style folders into the 15-s stimuli the subjects heard;
 - later stages (simulate, embeddings, models, evaluate, reconstruct, report) build on plain arrays;
-- :mod:`brain2music.study` holds the study stages (``reproduce``, ``reconstruct``, ``run_experiment``) and
-  the typed results model they exchange (``brain2music.study.results``).
+- :mod:`brain2music.study` holds the study stages (``reproduce``, ``reconstruct``) and the typed results
+  model they exchange (``brain2music.study.results``); :mod:`brain2music.results.settings` the frozen
+  settings each stage takes;
+- :mod:`brain2music.pipeline` runs every stage from one config file (``run_experiment``, the demo).
 """
 
 from importlib.metadata import PackageNotFoundError, version
