@@ -9,7 +9,9 @@
 - :mod:`~brain2music.study.methods` — the decoder-method registry;
 - :mod:`~brain2music.study.context` — data sources and the per-subject context methods share.
 
-Names are imported lazily so ``import brain2music.study.results`` stays light.
+Names are imported lazily so ``import brain2music.study.results`` stays light. The stage functions are
+imported from their modules (``from brain2music.study.reproduce import reproduce``): a package name
+that is also a submodule's name always gives the submodule.
 """
 
 from __future__ import annotations
@@ -17,10 +19,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "reproduce": "brain2music.study.reproduce",
     "study_settings": "brain2music.study.settings",
     "StudySettings": "brain2music.results.settings",
-    "reconstruct": "brain2music.study.reconstruct",
     "ResultsFolder": "brain2music.study.results",
     "StudyResults": "brain2music.study.results",
     "ReconstructionResults": "brain2music.study.results",
