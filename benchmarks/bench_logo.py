@@ -25,9 +25,9 @@ import numpy as np
 from brain2music.evaluate import identification_scores, similarity_matrix
 from brain2music.evaluate.space import MetricSpace
 from brain2music.results import ResultsFolder
-from brain2music.study.context import DataSource, SubjectContext, Targets, load_subject_for_study
+from brain2music.results.settings import DataSource, StudySettings
+from brain2music.study.context import SubjectContext, Targets, load_subject_for_study
 from brain2music.study.methods.base import flat
-from brain2music.study.reproduce import StudySettings
 
 
 def main() -> None:

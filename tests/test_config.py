@@ -118,13 +118,13 @@ def _recorded_run(values: dict, tmp_path, monkeypatch) -> list:
 
     import threadpoolctl
 
+    import brain2music.pipeline.experiment as experiment
     import brain2music.reconstruct
     import brain2music.report
     import brain2music.simulate
-    import brain2music.study.experiment as experiment
     import brain2music.study.reconstruct
     import brain2music.study.reproduce
-    from brain2music.study.experiment import run_experiment
+    from brain2music.pipeline.experiment import run_experiment
 
     calls = []
 

@@ -9,7 +9,7 @@ import yaml
 
 from brain2music.cli import main
 from brain2music.errors import ConfigError
-from brain2music.study.experiment import demo_config, run_experiment
+from brain2music.pipeline.experiment import demo_config, run_experiment
 from browser import browser_available, check_page, serve
 
 

@@ -176,7 +176,7 @@ def test_samples_differ_and_best_of_picks_by_embedding(lib, gen):
     out, sr = best.generate(target, random_state=1)
     assert out.shape == (1, 15 * SR) and best.last_scores_.shape == (1, 3)
     # reconstruction.json records the segments of the candidate best-of kept, not of the first one
-    from brain2music.study.reconstruct import _segments_of
+    from brain2music.study.recon_steps import _segments_of
 
     kept = gen.last_plans_[int(np.argmax(best.last_scores_[0]))]["segments"]
     assert [s["source_start"] for s in _segments_of(best)] == [s["source_start"] for s in kept]

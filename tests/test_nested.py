@@ -11,6 +11,7 @@ from threadpoolctl import threadpool_limits
 import brain2music.study.reproduce as rep
 from brain2music.models import load_decoder
 from brain2music.results import ResultsFolder
+from brain2music.results.settings import StudySettings
 from test_models_synth import design_clips, make_embeddings, make_subject
 
 SUBJECTS = ["sub-001", "sub-002"]
@@ -155,9 +156,7 @@ def test_outer_folds_hold_out_whole_runs_and_fold_contexts_hold_no_test_data():
     ids = design_clips().clip_id.tolist()
     emb = make_embeddings(ids, r=1, dim=4, seed=0)
     sub, _, _ = make_subject(emb, ids, n_voxels=24, n_parcels=2, noise=0.5)
-    settings = rep.StudySettings(
-        source=None, encoders=[ENC], subjects=["sub-001"], methods=["ridge"], out="."
-    )
+    settings = StudySettings(source=None, encoders=[ENC], subjects=["sub-001"], methods=["ridge"], out=".")
     ctx = SubjectContext(sub, settings)
     folds = outer_folds(ctx)
     runs = ctx.train_runs

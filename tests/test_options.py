@@ -242,7 +242,7 @@ def test_cli_check_of_reproduce_reconstruct_and_run(tmp_path, capsys):
     assert main([*check, "--generator", "debug", "--encoder-option", "n_mels=3"]) == 1
     assert "does not take option(s) 'n_mels'" in capsys.readouterr().out  # reported, not raised
 
-    from brain2music.study.experiment import check_experiment, demo_config
+    from brain2music.pipeline.experiment import check_experiment, demo_config
 
     cfg = demo_config(tmp_path / "exp")
     cfg["embeddings"] = {"encoders": ["debug"], "options": {"window": 5.0}}
@@ -259,7 +259,7 @@ def test_cli_check_of_reproduce_reconstruct_and_run(tmp_path, capsys):
 
 def test_config_file_neural_keys_are_checked():
     from brain2music.config import parse_config
-    from brain2music.study.experiment import demo_config
+    from brain2music.pipeline.experiment import demo_config
 
     cfg = demo_config("out")
     cfg["experiment"] |= {"device": "cuda:1", "dtype": "float16"}

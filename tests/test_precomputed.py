@@ -9,6 +9,7 @@ import pytest
 
 import brain2music.study.context as context
 import brain2music.study.reproduce as rep
+import brain2music.study.settings as study_settings
 from brain2music.cli import main
 from brain2music.embeddings import EmbeddingSet, load_embeddings
 from brain2music.errors import ConfigError, DataError
@@ -65,9 +66,9 @@ def test_space_of_a_file_named_like_a_registry_encoder(plain):
     np.savez(bare, clip_ids=plain["ids"], embeddings=plain["emb"], window=15.0)
     ours = plain["tmp"] / "ours.npz"
     EmbeddingSet(plain["ids"], plain["emb"], {"encoder": "clap", "window": 15.0}).save(ours)
-    assert rep._precomputed_space(str(bare)) == "standardized"
-    assert rep._precomputed_space(str(ours)) == "paper"  # clap's registered space
-    assert rep._precomputed_space({"clip_ids": [], "embeddings": [], "space": "paper"}) == "paper"
+    assert study_settings.precomputed_space(str(bare)) == "standardized"
+    assert study_settings.precomputed_space(str(ours)) == "paper"  # clap's registered space
+    assert study_settings.precomputed_space({"clip_ids": [], "embeddings": [], "space": "paper"}) == "paper"
     kw = dict(out=plain["tmp"] / "r", methods=["ridge"], logo=False, n_permutations=10, n_bootstrap=10,
               verbose=False, encoders=["clap"])  # fmt: skip
     res = rep.reproduce(plain["bids"], embeddings={"clap": bare}, **kw)
@@ -177,14 +178,14 @@ def test_clips_of_the_study_missing_from_the_file_are_named(plain):
 
 
 def test_options_are_resolved_for_computed_encoders_only():
-    assert rep.resolve_study_encoders(["mfcc"], None, "cuda", None, precomputed=["mfcc"]) == {}
-    out = rep.resolve_study_encoders(["mfcc", "debug"], {"window": 15.0}, precomputed=["mfcc"])
+    assert study_settings.resolve_study_encoders(["mfcc"], None, "cuda", None, precomputed=["mfcc"]) == {}
+    out = study_settings.resolve_study_encoders(["mfcc", "debug"], {"window": 15.0}, precomputed=["mfcc"])
     assert out == {"debug": {"window": 15.0}}
     with pytest.raises(ConfigError, match="every embedding of this run is precomputed"):
-        rep.resolve_study_encoders(["mfcc"], {"batch_size": 4}, precomputed=["mfcc"])
+        study_settings.resolve_study_encoders(["mfcc"], {"batch_size": 4}, precomputed=["mfcc"])
     with pytest.raises(ConfigError, match="unknown encoder 'mfcc'"):  # not precomputed: it must exist
-        rep.resolve_study_encoders(["mfcc"])
-    assert rep.check_reproduce("mfcc,debug", embeddings=["mfcc=x.npz"])[0].name.startswith("debug")
+        study_settings.resolve_study_encoders(["mfcc"])
+    assert study_settings.check_reproduce("mfcc,debug", embeddings=["mfcc=x.npz"])[0].name.startswith("debug")
 
 
 def test_config_file_runs_precomputed_embeddings_end_to_end(plain, capsys):
@@ -213,7 +214,7 @@ def test_config_file_runs_precomputed_embeddings_end_to_end(plain, capsys):
 
 def test_a_library_needs_an_encoder_of_the_registry(tmp_path):
     from brain2music.config import parse_config
-    from brain2music.study import experiment
+    from brain2music.pipeline import experiment
 
     values = {"experiment": {"out": "out"}, "data": {"bids": "bids", "stimuli": "stim"}, "library": {"music": "m"},
               "embeddings": {"encoders": ["mfcc", "acoustic"], "precomputed": {"mfcc": "mfcc.npz"}}}  # fmt: skip

@@ -13,6 +13,7 @@ from brain2music._io import write_json
 from brain2music.embeddings import EmbeddingSet
 from brain2music.errors import ConfigError, DataError
 from brain2music.evaluate import identification_scores, similarity_matrix
+from brain2music.evaluate.reconstruction import GenreTagger
 from brain2music.evaluate.space import MetricSpace
 from brain2music.reconstruct.clip_embedding import prepare_clip
 from brain2music.reconstruct.generators import (
@@ -24,7 +25,7 @@ from brain2music.reconstruct.generators import (
 )
 from brain2music.reconstruct.library import build_library
 from brain2music.results import EncoderInfo, Predictions, ResultsFolder, StudyResults, SummaryRow
-from brain2music.study.reconstruct import GenreTagger, reconstruct
+from brain2music.study.reconstruct import reconstruct
 from test_library import FakeEncoder, tone
 
 ENC = FakeEncoder()
@@ -452,7 +453,7 @@ def test_summary_intervals_resample_clips_and_honour_the_arguments(tmp_path):
 
 def test_summary_without_anything_to_resample():
     from brain2music.results import ReconstructedClip, ReconstructionScores
-    from brain2music.study.reconstruct import summarise_subjects
+    from brain2music.study.recon_scoring import summarise_subjects
 
     one = ReconstructionScores.from_flat("sub-001", 1, "paper", {"retrieval_id_acc": 1.0, "chance_id_acc": 0.5,
                                          "true_embedding_id_acc": 1.0})  # fmt: skip

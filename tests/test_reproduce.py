@@ -16,7 +16,9 @@ from brain2music.embeddings import EmbeddingSet
 from brain2music.errors import ConfigError, DataError
 from brain2music.models import load_decoder
 from brain2music.results import ResultsFolder
+from brain2music.results.settings import StudySettings
 from brain2music.study.methods import DEFAULT_METHODS
+from brain2music.study.settings import study_settings
 from test_models_synth import design_clips, make_embeddings, make_subject
 
 METHODS = list(DEFAULT_METHODS)
@@ -175,13 +177,19 @@ def test_reproduce_metric_space_paper_is_raw_vectors(study, tmp_path):
 
 def _logo_settings(study, tmp_path, space):
     """Settings of one subject's encsel leave-one-genre-out (20 encoding-selected voxels)."""
-    return rep._settings(
-        dict(bids_root=study["bids"], stimuli=None, encoders=["acoustic"], out=tmp_path, subjects=["sub-001"],
-             derivatives=None, source=None, methods=["encsel"], embeddings={"acoustic": study["emb"]},
-             parcels=None, delay=3, delays=(2, 3, 4), alphas=None, cv=5, n_top_parcels=6, encsel_threshold=0.05,
-             encsel_top=20, reference=None, n_permutations=10, fdr_alpha=0.05, logo=True, logo_method="encsel",
-             metric_space=space, n_bootstrap=10, random_state=0, cache_dir=None)
-    )  # fmt: skip
+    return study_settings(
+        study["bids"],
+        stimuli=None,
+        encoders=["acoustic"],
+        out=tmp_path,
+        subjects=["sub-001"],
+        methods=["encsel"],
+        embeddings={"acoustic": study["emb"]},
+        encsel_top=20,
+        n_permutations=10,
+        metric_space=space,
+        n_bootstrap=10,
+    )
 
 
 def test_leave_one_genre_out_never_sees_the_held_out_genre(study, monkeypatch, tmp_path):
@@ -320,3 +328,19 @@ def test_reproduce_passes_encoder_options_and_saves_the_encoding_model(study, tm
         rep.reproduce(study["bids"], encoder_options={"layr": 1}, **kw)
     with pytest.raises(ConfigError, match="options for encoder 'mert', which this run does not use"):
         rep.reproduce(study["bids"], encoder_options={"mert": {"trust_remote_code": True}}, **kw)
+
+
+def test_the_settings_form_and_the_keyword_form_write_the_same_study(study, tmp_path):
+    """``reproduce(study_settings(...))`` (the CLI's path) and ``reproduce(bids, **options)`` are one run."""
+    kw = dict(embeddings={"acoustic": study["emb"]}, methods=["debug", "ridge"], logo=False, n_permutations=20,
+              n_bootstrap=50, verbose=False)  # fmt: skip
+    by_keywords = rep.reproduce(study["bids"], out=tmp_path / "a", **kw)
+    embeddings, verbose = kw.pop("embeddings"), kw.pop("verbose")
+    settings = study_settings(study["bids"], out=tmp_path / "b", embeddings=embeddings, **kw)
+    by_settings = rep.reproduce(settings, embeddings=embeddings, verbose=verbose)
+    strip = {"out", "elapsed_s"}
+    assert {k: v for k, v in by_keywords.config.items() if k not in strip} == {
+        k: v for k, v in by_settings.config.items() if k not in strip
+    }
+    assert [r.id_acc for r in by_keywords.rows] == [r.id_acc for r in by_settings.rows]
+    assert StudySettings.from_dict(ResultsFolder(tmp_path / "b").read().config) == settings

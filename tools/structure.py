@@ -54,7 +54,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("reconstruct", "config"),
     ("checkpoints",),
     ("study", "report", "live"),
-    ("experiment",),
+    ("pipeline",),
     ("commands",),
     ("cli",),
 ]

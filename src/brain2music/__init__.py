@@ -6,8 +6,10 @@ The package is organised by stage of the data flow (see ``docs`` in the reposito
 - :mod:`brain2music.stimuli` turns GTZAN-style folders into the 15-s stimuli the subjects heard;
 - later stages (simulate, embeddings, models, evaluate, reconstruct, report) build on plain arrays;
 - :mod:`brain2music.results` is the typed results model every stage exchanges (records, the
-  :class:`~brain2music.results.ResultsFolder` that reads and writes them, the voxel grid);
-- :mod:`brain2music.study` holds the study stages (``reproduce``, ``reconstruct``, ``run_experiment``).
+  :class:`~brain2music.results.ResultsFolder` that reads and writes them, the voxel grid, and the frozen
+  settings each stage takes, :mod:`brain2music.results.settings`);
+- :mod:`brain2music.study` holds the study stages (``reproduce``, ``reconstruct``);
+- :mod:`brain2music.pipeline` runs every stage from one config file (``run_experiment``, the demo).
 """
 
 from importlib.metadata import PackageNotFoundError, version

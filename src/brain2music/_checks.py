@@ -1,4 +1,5 @@
-"""Parameter checks shared by every stage: 2-D arrays and "must be one of" choices (errors name the argument)."""
+"""Parameter checks shared by every stage: 2-D arrays, "must be one of" choices and unknown options
+(errors name the argument)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ def check_choice(value, choices: Iterable, *, what: str, error: type[Exception] 
     if value not in choices:
         raise error(f"{what} must be one of {', '.join(map(str, choices))}; got {value!r}")
     return value
+
+
+def check_known_options(options: dict, known, *, what: str) -> None:
+    """ConfigError naming every key of ``options`` that is not in ``known`` (a typo is never ignored)."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{what}: unknown option(s) {', '.join(unknown)}; known options: {', '.join(sorted(known))}"
+        )
 
 
 def check_2d(

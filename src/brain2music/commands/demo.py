@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from brain2music.study.experiment import run_demo
+    from brain2music.pipeline.experiment import run_demo
 
     summary = run_demo(args.out, seed=args.seed)
     print(f"report: {summary['report']}")

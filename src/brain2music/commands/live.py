@@ -48,27 +48,15 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from brain2music.live import run_live
+    from brain2music.live import LiveSettings, run_live
 
-    summary = run_live(
-        args.decoder,
-        args.library,
-        replay=args.replay,
-        watch=args.watch,
-        events=args.events,
-        speed=args.speed,
-        port=args.port,
-        browser=not args.no_browser,
-        open_browser=not args.no_open,
-        out=args.out,
-        k=args.k,
-        results=args.results,
-        tr=args.tr,
-        prior_volumes=args.prior_volumes,
-        idle_timeout=args.idle_timeout or None,
-        linger=0 if args.no_browser else args.linger,
-        verbose=not args.quiet,
-    )
+    settings = LiveSettings.from_options(
+        args.decoder, args.library, replay=args.replay, watch=args.watch, events=args.events, speed=args.speed,
+        port=args.port, browser=not args.no_browser, open_browser=not args.no_open, out=args.out, k=args.k,
+        results=args.results, tr=args.tr, prior_volumes=args.prior_volumes,
+        idle_timeout=args.idle_timeout or None, linger=0 if args.no_browser else args.linger,
+    )  # fmt: skip
+    summary = run_live(settings, verbose=not args.quiet)
     if summary["out"]:
         print(f"results: {summary['out']}")
     return 0

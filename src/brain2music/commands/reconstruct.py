@@ -11,7 +11,7 @@ def _run(args) -> int:
     from brain2music.report.recon import sample_size
     from brain2music.results import KINDS
     from brain2music.results.table import cell
-    from brain2music.study.reconstruct import check_reconstruct, reconstruct
+    from brain2music.study.reconstruct import check_reconstruct, reconstruct, reconstruct_settings
 
     # --option is the old name of --generator-option (kept so existing scripts run).
     options = parse_options((args.option or []) + (args.generator_option or []), flag="--generator-option")
@@ -28,29 +28,15 @@ def _run(args) -> int:
         from brain2music.errors import ConfigError
 
         raise ConfigError("reconstruct: --out (the output folder) is required unless --check is given")
-    report = reconstruct(
-        args.results,
-        args.library,
-        args.out,
-        generator=generator,
-        generator_options=options,
-        encoder_options=encoder_options,
-        device=args.device,
-        dtype=args.dtype,
-        score=args.score,
-        method=args.method,
-        subjects=args.subjects,
-        n_clips=args.n_clips,
-        k=args.k,
-        best_of=args.best_of,
-        duration=args.duration,
-        exclude_stimuli=not args.keep_stimuli,
-        random_state=args.seed,
-        true_embedding_generation=args.true_embedding_generation,
-        n_bootstrap=args.n_bootstrap,
-        progress=not args.quiet,
+    settings = reconstruct_settings(
+        args.results, args.library, args.out, generator=generator, generator_options=options,
+        encoder_options=encoder_options, device=args.device, dtype=args.dtype, score=args.score,
+        method=args.method, subjects=args.subjects, n_clips=args.n_clips, k=args.k, best_of=args.best_of,
+        duration=args.duration, exclude_stimuli=not args.keep_stimuli, random_state=args.seed,
+        true_embedding_generation=args.true_embedding_generation, n_bootstrap=args.n_bootstrap,
         tag_agreement=not args.no_tag_agreement,
-    )
+    )  # fmt: skip
+    report = reconstruct(settings, progress=not args.quiet)
     print(
         f"wrote {args.out}/reconstruction.json ({len(report.clips)} clips, encoder {report.encoder}, "
         f"method {report.method} chosen by {report.method_selected_by}, metric space {report.space})"

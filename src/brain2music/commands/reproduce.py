@@ -142,7 +142,8 @@ def _add_execution_options(p) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from brain2music.study.reproduce import check_reproduce, reproduce
+    from brain2music.study.reproduce import reproduce
+    from brain2music.study.settings import check_reproduce, study_settings
 
     options = parse_options(args.encoder_option, flag="--encoder-option")
     if args.check:
@@ -156,39 +157,16 @@ def _run(args: argparse.Namespace) -> int:
         from brain2music.errors import ConfigError
 
         raise ConfigError("reproduce: --out (the results folder) is required unless --check is given")
-    reproduce(
-        args.bids_root,
-        stimuli=args.stimuli,
-        encoders=args.encoders,
-        out=args.out,
-        subjects=args.subjects,
-        derivatives=args.derivatives,
-        fmriprep=args.fmriprep,
-        space=args.space,
-        confounds=args.confounds,
-        mask=args.mask,
-        freesurfer_dir=args.freesurfer_dir,
-        **({"methods": args.methods} if args.methods else {}),
-        embeddings=args.embeddings,
-        parcels=args.parcels,
-        reference=args.reference,
-        delay=args.delay,
-        cv=args.cv,
-        n_top_parcels=args.n_top_parcels,
-        encsel_threshold=args.encsel_threshold,
-        encsel_top=args.encsel_top,
-        n_permutations=args.n_permutations,
-        logo=not args.no_logo,
-        logo_method=args.logo_method,
-        metric_space="paper" if args.no_standardize else args.metric_space,
-        n_bootstrap=args.n_bootstrap,
-        cache_dir=args.cache_dir,
-        backend=args.backend,
-        scheduler=args.scheduler,
-        workers=args.workers,
-        encoder_options=options,
-        device=args.device,
-        dtype=args.dtype,
-        verbose=not args.quiet,
-    )
+    settings = study_settings(
+        args.bids_root, stimuli=args.stimuli, encoders=args.encoders, out=args.out, subjects=args.subjects,
+        derivatives=args.derivatives, fmriprep=args.fmriprep, space=args.space, confounds=args.confounds,
+        mask=args.mask, freesurfer_dir=args.freesurfer_dir, **({"methods": args.methods} if args.methods else {}),
+        embeddings=args.embeddings, parcels=args.parcels, reference=args.reference, delay=args.delay,
+        cv=args.cv, n_top_parcels=args.n_top_parcels, encsel_threshold=args.encsel_threshold,
+        encsel_top=args.encsel_top, n_permutations=args.n_permutations, logo=not args.no_logo,
+        logo_method=args.logo_method, metric_space="paper" if args.no_standardize else args.metric_space,
+        n_bootstrap=args.n_bootstrap, cache_dir=args.cache_dir, backend=args.backend, scheduler=args.scheduler,
+        workers=args.workers, encoder_options=options, device=args.device, dtype=args.dtype,
+    )  # fmt: skip
+    reproduce(settings, embeddings=args.embeddings, verbose=not args.quiet)
     return 0

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from brain2music.study.experiment import check_experiment, run_experiment
+    from brain2music.pipeline.experiment import check_experiment, run_experiment
 
     if args.check:
         from brain2music.checkpoints import print_check

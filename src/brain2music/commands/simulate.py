@@ -62,27 +62,15 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from brain2music.simulate import simulate_study
+    from brain2music.simulate import SimulationSettings, simulate_study
 
-    out = simulate_study(
-        args.out,
-        n_subjects=args.subjects,
-        n_voxels=args.voxels,
-        seed=args.seed,
-        clips_per_genre=args.clips_per_genre,
-        test_clips_per_genre=args.test_clips_per_genre,
-        train_runs=args.train_runs,
-        test_runs=args.test_runs,
-        test_repeats=args.test_repeats,
-        n_parcels=args.parcels,
-        n_auditory_parcels=args.auditory_parcels,
-        snr=args.snr,
-        n_jobs=args.jobs,
-        layout=args.layout,
-        music=args.music,
+    settings = SimulationSettings.from_options(
+        n_subjects=args.subjects, n_voxels=args.voxels, seed=args.seed, clips_per_genre=args.clips_per_genre,
+        test_clips_per_genre=args.test_clips_per_genre, train_runs=args.train_runs, test_runs=args.test_runs,
+        test_repeats=args.test_repeats, n_parcels=args.parcels, n_auditory_parcels=args.auditory_parcels,
+        snr=args.snr, n_jobs=args.jobs, layout=args.layout, music=args.music,
         excerpts_per_track=args.excerpts_per_track,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+    )  # fmt: skip
+    out = simulate_study(args.out, settings, overwrite=args.overwrite, progress=not args.quiet)
     print(out)
     return 0

@@ -22,7 +22,7 @@ from brain2music.live.preprocess import (
     causal_zscore,
     training_statistics,
 )
-from brain2music.live.session import LiveOutput, live_decode, open_live, run_live, summarize
+from brain2music.live.session import LiveOutput, LiveSettings, live_decode, open_live, run_live, summarize
 from brain2music.live.sources import Arrival, FolderWatcher, ReplaySource
 from brain2music.live.volumes import IncompleteFile, read_volume
 from brain2music.results.grid import VoxelGrid
@@ -35,6 +35,7 @@ __all__ = [
     "LiveModel",
     "LiveOutput",
     "LivePipeline",
+    "LiveSettings",
     "ReplaySource",
     "VoxelGrid",
     "bold_tr",

@@ -4,17 +4,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from brain2music import __version__
+from brain2music._checks import check_known_options
 from brain2music._io import to_json
 from brain2music.errors import ConfigError, DataError
 from brain2music.live.model import bold_tr, load_live_model
@@ -22,7 +25,7 @@ from brain2music.live.pipeline import LivePipeline, read_run_events
 from brain2music.live.preprocess import DEFAULT_PRIOR_VOLUMES
 from brain2music.live.sources import FolderWatcher, ReplaySource
 
-__all__ = ["LiveOutput", "default_events", "live_decode", "open_live", "run_live"]
+__all__ = ["LiveOutput", "LiveSettings", "default_events", "live_decode", "open_live", "run_live"]
 
 log = logging.getLogger("brain2music.live")
 JSONL = "live.jsonl"
@@ -232,95 +235,102 @@ def _progress_line(rec: dict) -> str:
     return "  ".join(parts)
 
 
-def run_live(
-    decoder: str | os.PathLike,
-    library: str | os.PathLike | None,
-    *,
-    replay: str | os.PathLike | None = None,
-    watch: str | os.PathLike | None = None,
-    events: str | os.PathLike | None = None,
-    speed: float = 1.0,
-    port: int = 8765,
-    browser: bool = True,
-    open_browser: bool = True,
-    out: str | os.PathLike | None = None,
-    k: int = 5,
-    results: str | os.PathLike | None = None,
-    tr: float | None = None,
-    prior_volumes: int = DEFAULT_PRIOR_VOLUMES,
-    idle_timeout: float | None = 30.0,
-    linger: float | None = None,
-    verbose: bool = True,
-    stop=None,
-) -> dict:
-    """Decode a replayed run or a watched folder live; serve the page and/or write ``OUT/live.jsonl``.
+@dataclass(frozen=True)
+class LiveSettings:
+    """Every option of a live session (``brain2music live`` and :func:`run_live` build the same one).
 
-    Parameters
+    Attributes
     ----------
     decoder, library : decoder file (``results/decoders/<enc>/<method>/<subject>.joblib``), library folder
+        (None: no retrieval)
     replay, watch : a 4-D run to replay, or the folder a real-time export writes into (exactly one)
     events : events of the run (default for ``replay``: the BIDS events file beside it)
     speed : replay speed (1 = TR pace, 0 = as fast as possible)
     port : page port on 127.0.0.1 (0: any free port); ``browser=False`` serves no page,
         ``open_browser=False`` serves it without opening a browser
     out : folder of ``live.jsonl`` and ``live.log`` (None: no files)
+    k, results, tr, prior_volumes : tracks per search, the decoder's results folder, its TR and the
+        weight of the training prior in the live z-score (:func:`open_live`)
     idle_timeout : watch mode ends after this many seconds without a new volume (None: never)
     linger : seconds the page stays up after the run ends (None: until interrupted; 0: close at once)
-    stop : a :class:`threading.Event`; setting it ends the run (and the linger) after the current volume
+    """
+
+    decoder: Path
+    library: Path | None = None
+    replay: Path | None = None
+    watch: Path | None = None
+    events: Path | None = None
+    speed: float = 1.0
+    port: int = 8765
+    browser: bool = True
+    open_browser: bool = True
+    out: Path | None = None
+    k: int = 5
+    results: Path | None = None
+    tr: float | None = None
+    prior_volumes: int = DEFAULT_PRIOR_VOLUMES
+    idle_timeout: float | None = 30.0
+    linger: float | None = None
+
+    @classmethod
+    def from_options(cls, decoder, library=None, **options) -> LiveSettings:
+        """Check the options (errors name them; an unknown one is a ConfigError) into settings."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"decoder", "library"}
+        check_known_options(options, known, what="live")
+        if (options.get("replay") is None) == (options.get("watch") is None):
+            raise ConfigError("give exactly one of --replay BOLD or --watch DIR")
+        if options.get("replay") is not None and options.get("events") is None:
+            options["events"] = default_events(options["replay"])
+        paths = ("replay", "watch", "events", "out", "results")
+        kw = {k: Path(v) if k in paths and v is not None else v for k, v in options.items()}
+        s = cls(Path(decoder), None if library is None else Path(library), **kw)
+        if int(s.k) < 1:
+            raise ConfigError(f"k must be >= 1, got {s.k!r}")
+        if float(s.speed) < 0:
+            raise ConfigError(f"speed must be >= 0 (0: as fast as possible), got {s.speed!r}")
+        if not 0 <= int(s.port) <= 65535:
+            raise ConfigError(f"port must be in 0..65535, got {s.port!r}")
+        return s
+
+
+def run_live(
+    settings: LiveSettings | str | os.PathLike,
+    library: str | os.PathLike | None = None,
+    /,
+    *,
+    verbose: bool = True,
+    stop=None,
+    **options,
+) -> dict:
+    """Decode a replayed run or a watched folder live; serve the page and/or write ``OUT/live.jsonl``.
+
+    ``run_live(settings)`` with a :class:`LiveSettings`, or ``run_live(decoder, library, **options)``
+    (its fields), which builds the same settings. ``verbose``: a line per volume on stderr; ``stop``: a
+    :class:`threading.Event` whose setting ends the run (and the linger) after the current volume.
 
     Returns the session summary (:func:`summarize`) with ``url`` and ``out``.
     """
-    if replay is not None and events is None:
-        events = default_events(replay)
-    pipeline = open_live(
-        decoder, library, results=results, events=events, k=k, tr=tr, prior_volumes=prior_volumes
-    )
-    source = _source(pipeline, replay, watch, speed=speed, idle_timeout=idle_timeout, poll=0.005)
+    if not isinstance(settings, LiveSettings):
+        settings = LiveSettings.from_options(settings, library, **options)
+    elif options or library is not None:
+        raise ConfigError("run_live(settings, ...): give the options in the LiveSettings, not beside them")
+    s = settings
+    pipeline = open_live(s.decoder, s.library, results=s.results, events=s.events, k=s.k, tr=s.tr,
+                         prior_volumes=s.prior_volumes)  # fmt: skip
+    source = _source(pipeline, s.replay, s.watch, speed=s.speed, idle_timeout=s.idle_timeout, poll=0.005)
     source.stop = stop
-    source_name = str(Path(replay if replay is not None else watch).resolve())
-    meta = {**pipeline.model.describe(), "source": source_name, "mode": "replay" if replay else "watch",
+    source_name = str(Path(s.replay if s.replay is not None else s.watch).resolve())
+    meta = {**pipeline.model.describe(), "source": source_name, "mode": "replay" if s.replay else "watch",
             "library": str(getattr(pipeline.library, "path", "")) or None,
-            "events": str(events) if events is not None else None, "version": __version__}  # fmt: skip
-    output = LiveOutput(out, source_name) if out is not None else None
-    server = state = None
-    if browser:
-        from brain2music.live.server import LiveServer, LiveState
-
-        state = LiveState(meta)
-        pipeline.issue_listeners.append(state.add_issue)
-        server = LiveServer(state, pipeline.library, port=port).start()
-        if verbose:
-            print(f"live page: {server.url}", file=sys.stderr, flush=True)
-        if open_browser:
-            import webbrowser
-
-            webbrowser.open(server.url)
-    records: list[dict] = []
-    console = None
-    if verbose:  # issues on stderr as they happen (besides live.log)
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("live: %(message)s"))
-        log.addHandler(console)
+            "events": str(s.events) if s.events is not None else None, "version": __version__}  # fmt: skip
+    output = LiveOutput(s.out, source_name) if s.out is not None else None
+    server, state = _serve(s, pipeline, meta, verbose)
+    console = _console() if verbose else None  # issues on stderr as they happen (besides live.log)
     try:
         if output is not None:
-            output.write(
-                {
-                    "type": "start",
-                    **meta,
-                    "started_at": time.time(),
-                    "resumed_volumes": len(output.done_volumes),
-                }
-            )
-        for rec in pipeline.run(source):
-            if stop is not None and stop.is_set():
-                break
-            records.append(rec)
-            if output is not None:
-                output.write(rec)
-            if state is not None:
-                state.add_record(rec)
-            if verbose:
-                print(_progress_line(rec), file=sys.stderr, flush=True)
+            output.write({"type": "start", **meta, "started_at": time.time(),
+                          "resumed_volumes": len(output.done_volumes)})  # fmt: skip
+        records = _decode(pipeline, source, output, state, verbose, stop)
         summary = summarize(records, meta.get("test_clips"))
         if output is not None:
             output.write({"type": "end", **summary, "ended_at": time.time()})
@@ -328,11 +338,11 @@ def run_live(
             state.finish()
         if verbose:
             print(to_json(summary), file=sys.stderr, flush=True)
-        if server is not None and linger != 0:
+        if server is not None and s.linger != 0:
             if verbose:
-                print(f"run finished; the page stays at {server.url} ({'Ctrl-C to stop' if linger is None else f'{linger:.0f} s'})",
+                print(f"run finished; the page stays at {server.url} ({'Ctrl-C to stop' if s.linger is None else f'{s.linger:.0f} s'})",
                       file=sys.stderr, flush=True)  # fmt: skip
-            _linger(linger, stop)
+            _linger(s.linger, stop)
     finally:
         if output is not None:
             output.close()
@@ -343,6 +353,47 @@ def run_live(
     summary["url"] = server.url if server is not None else None
     summary["out"] = str(output.path) if output is not None else None
     return summary
+
+
+def _serve(s: LiveSettings, pipeline: LivePipeline, meta: dict, verbose: bool):
+    """``(server, state)`` of the live page (``(None, None)`` without ``browser``); opens a browser on it."""
+    if not s.browser:
+        return None, None
+    from brain2music.live.server import LiveServer, LiveState
+
+    state = LiveState(meta)
+    pipeline.issue_listeners.append(state.add_issue)
+    server = LiveServer(state, pipeline.library, port=s.port).start()
+    if verbose:
+        print(f"live page: {server.url}", file=sys.stderr, flush=True)
+    if s.open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    return server, state
+
+
+def _console() -> logging.Handler:
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("live: %(message)s"))
+    log.addHandler(console)
+    return console
+
+
+def _decode(pipeline: LivePipeline, source, output, state, verbose: bool, stop) -> list[dict]:
+    """Every volume of ``source`` through the pipeline, each record written, shown and kept."""
+    records: list[dict] = []
+    for rec in pipeline.run(source):
+        if stop is not None and stop.is_set():
+            break
+        records.append(rec)
+        if output is not None:
+            output.write(rec)
+        if state is not None:
+            state.add_record(rec)
+        if verbose:
+            print(_progress_line(rec), file=sys.stderr, flush=True)
+    return records
 
 
 def _linger(seconds: float | None, stop=None) -> None:

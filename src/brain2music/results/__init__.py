@@ -13,7 +13,9 @@ them). Modules:
   (``transform`` / ``inverse_transform``);
 - :mod:`~brain2music.results.folder` — :class:`ResultsFolder` (every read and write, one writer at a
   time) and :func:`one_writer`;
-- :mod:`~brain2music.results.table` — the paper's Table 2 from a :class:`StudyResults`.
+- :mod:`~brain2music.results.table` — the paper's Table 2 from a :class:`StudyResults`;
+- :mod:`~brain2music.results.settings` — the frozen settings of every stage (:class:`StudySettings`,
+  :class:`DataSource`, :class:`ReconstructSettings`), recorded in the results they produce.
 
 The layout is documented in ``docs/results_layout.md``.
 """

@@ -22,10 +22,12 @@ from brain2music.simulate.composer import (
     sample_params,
 )
 from brain2music.simulate.features import auditory_features
+from brain2music.simulate.settings import SimulationSettings
 from brain2music.simulate.study import simulate_study
 from brain2music.simulate.truth import StudyTruth, load_truth
 
 __all__ = [
+    "SimulationSettings",
     "PARAM_NAMES",
     "StudyTruth",
     "TrackParams",

@@ -1,12 +1,15 @@
 """The study stages, which write and read the results model of :mod:`brain2music.results`.
 
-- :func:`~brain2music.study.reproduce.reproduce` — decoders + the paper's evaluation → a results folder;
+- :func:`~brain2music.study.reproduce.reproduce` — decoders + the paper's evaluation → a results folder
+  (its options checked into a :class:`~brain2music.results.settings.StudySettings` by
+  :func:`~brain2music.study.settings.study_settings`);
 - :func:`~brain2music.study.reconstruct.reconstruct` — retrieval and generation from its predictions;
-- :func:`~brain2music.study.experiment.run_experiment` — every stage from one config file (and the demo);
 - :mod:`~brain2music.study.methods` — the decoder-method registry;
 - :mod:`~brain2music.study.context` — data sources and the per-subject context methods share.
 
-Names are imported lazily so importing one stage does not import the others.
+Names are imported lazily so importing one stage does not import the others. The stage functions are
+imported from their modules (``from brain2music.study.reproduce import reproduce``): a package name
+that is also a submodule's name always gives the submodule.
 """
 
 from __future__ import annotations
@@ -14,12 +17,9 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "reproduce": "brain2music.study.reproduce",
-    "StudySettings": "brain2music.study.reproduce",
-    "reconstruct": "brain2music.study.reconstruct",
-    "run_experiment": "brain2music.study.experiment",
-    "run_demo": "brain2music.study.experiment",
-    "DataSource": "brain2music.study.context",
+    "study_settings": "brain2music.study.settings",
+    "StudySettings": "brain2music.results.settings",
+    "DataSource": "brain2music.results.settings",
     "load_subject_for_study": "brain2music.study.context",
     "get_method": "brain2music.study.methods",
     "list_methods": "brain2music.study.methods",

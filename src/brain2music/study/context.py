@@ -1,6 +1,6 @@
 """Where a study's data come from, and the per-subject context every decoder method receives.
 
-- :class:`DataSource` says where the responses come from (``kind``: ``bids``, ``derivatives`` or
+- :class:`~brain2music.results.settings.DataSource` says where the responses come from (``kind``: ``bids``, ``derivatives`` or
   ``fmriprep``);
   :func:`load_subject_for_study` dispatches on it through :data:`SUBJECT_LOADERS`, so a new source
   (e.g. fMRIPrep derivatives) is one loader function and one registry line.
@@ -16,9 +16,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,11 @@ import numpy as np
 from brain2music._registry import Registry
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
 from brain2music.evaluate.space import MetricSpace
+from brain2music.results.settings import DataSource
 
 __all__ = [
     "SUBJECT_CHECKS",
     "SUBJECT_LOADERS",
-    "DataSource",
     "SubjectContext",
     "Targets",
     "check_study_inputs",
@@ -40,93 +39,6 @@ __all__ = [
     "subject_grid",
     "subject_parcels",
 ]
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """Where a study's responses come from.
-
-    Attributes
-    ----------
-    kind : a key of :data:`SUBJECT_LOADERS` (``"bids"``: raw BOLD of a ds003720-like BIDS root;
-        ``"derivatives"``: the authors' preprocessed arrays; ``"fmriprep"``: fMRIPrep derivatives).
-    bids_root : BIDS root (events are always read from here; also the default parcel location).
-    derivatives : folder of the authors' arrays (``kind="derivatives"``).
-    delay : hemodynamic shift in volumes applied by the loader.
-    options : loader-specific options passed to the loader as keywords: ``mask`` (every kind; for
-        fMRIPrep also ``"brain"`` or ``"cortex"``), and for ``kind="fmriprep"`` ``space`` (e.g. ``"T1w"``,
-        ``"MNI152NLin2009cAsym:res-2"``), ``confounds`` (a :class:`~brain2music.data.ConfoundStrategy`
-        text, ``"none"`` to switch off) and ``freesurfer_dir``.
-    fmriprep : the fMRIPrep output folder (``kind="fmriprep"``).
-    """
-
-    kind: str = "bids"
-    bids_root: Path | None = None
-    derivatives: Path | None = None
-    delay: int = 3
-    options: dict = field(default_factory=dict)
-    fmriprep: Path | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The source as JSON-ready values (paths resolved), as the results folder records it."""
-        return {
-            "kind": self.kind,
-            "bids_root": str(Path(self.bids_root).resolve()) if self.bids_root else None,
-            "derivatives": str(Path(self.derivatives).resolve()) if self.derivatives else None,
-            "fmriprep": str(Path(self.fmriprep).resolve()) if self.fmriprep else None,
-            "delay": int(self.delay),
-            "options": {k: str(v) if isinstance(v, os.PathLike) else v for k, v in self.options.items()},
-        }
-
-    @classmethod
-    def from_options(
-        cls,
-        bids_root,
-        *,
-        derivatives=None,
-        fmriprep=None,
-        space: str | None = None,
-        confounds: str | None = None,
-        mask=None,
-        freesurfer_dir=None,
-        delay: int = 3,
-    ) -> DataSource:
-        """The source the command-line and config options describe (one place for ``reproduce``/``run``).
-
-        ``fmriprep`` selects fMRIPrep derivatives (``space`` default ``T1w``, ``confounds`` default
-        ``motion,wm_csf,high_pass``); otherwise ``derivatives`` the authors' arrays, else raw BIDS.
-        ``space``, ``confounds`` and ``freesurfer_dir`` without ``fmriprep`` are errors (they would be
-        ignored).
-        """
-        if fmriprep is not None and derivatives is not None:
-            raise ConfigError("--fmriprep and --derivatives are two data sources; give one of them")
-        if fmriprep is None:
-            given = [n for n, v in (("--space", space), ("--confounds", confounds),
-                                    ("--freesurfer-dir", freesurfer_dir)) if v is not None]  # fmt: skip
-            if given:
-                raise ConfigError(f"{', '.join(given)} only apply to fMRIPrep derivatives (--fmriprep DIR)")
-            if mask in ("brain", "cortex"):
-                raise ConfigError(
-                    f"--mask {mask} needs fMRIPrep derivatives (--fmriprep DIR); give a mask file"
-                )
-        if mask is not None and derivatives is not None and fmriprep is None:
-            raise ConfigError(
-                "--mask does not apply to the authors' arrays (--derivatives): they are masked already"
-            )
-        options = {} if mask is None else {"mask": str(mask)}
-        if fmriprep is not None:
-            from brain2music.data.confounds import ConfoundStrategy
-
-            fmriprep = Path(fmriprep)
-            if not fmriprep.is_dir():
-                raise DataFileNotFoundError(f"fMRIPrep folder not found: {fmriprep} (--fmriprep)")
-            strategy = ConfoundStrategy.parse("motion,wm_csf,high_pass" if confounds is None else confounds)
-            options |= {"space": space or "T1w", "confounds": str(strategy)}
-            if freesurfer_dir is not None:
-                options["freesurfer_dir"] = str(freesurfer_dir)
-            return cls("fmriprep", Path(bids_root), None, int(delay), options, fmriprep)
-        kind = "derivatives" if derivatives is not None else "bids"
-        return cls(kind, Path(bids_root), Path(derivatives) if derivatives else None, int(delay), options)
 
 
 def _load_bids(source: DataSource, subject: str):
@@ -261,7 +173,7 @@ class SubjectContext:
     Parameters
     ----------
     data : :class:`~brain2music.data.SubjectData`
-    settings : the study's :class:`~brain2music.study.reproduce.StudySettings` (penalties, folds, ...)
+    settings : the study's :class:`~brain2music.results.settings.StudySettings` (penalties, folds, ...)
     parcels : ``(n_voxels,)`` parcel label per voxel, or None
     parcel_names : ``{label: name}`` or None
     train_keep : boolean mask of the training clips this context uses (None = all)

@@ -45,115 +45,86 @@ Output folder::
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from brain2music._checks import check_known_options
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
-from brain2music.reconstruct.clip_embedding import clip_embedding, encoder_name, prepare_clip, resolve_encoder
+from brain2music.reconstruct.clip_embedding import encoder_name, resolve_encoder
 from brain2music.reconstruct.generators import (
     BestOfN,
-    Generator,
-    cosine_scores,
     generator_parameters,
     get_generator,
     resolve_generator_options,
 )
 from brain2music.reconstruct.library import MusicLibrary
-from brain2music.reconstruct.selection import EmbeddingScore, EncodingScore, check_score
+from brain2music.reconstruct.selection import check_score
 from brain2music.reconstruct.tag_agreement import ReconstructionTagging as _Tagging
 from brain2music.results import (
-    Predictions,
-    ReconstructedClip,
     ReconstructionResults,
-    ReconstructionScores,
     ResultsFolder,
-    Score,
     StudyResults,
-    one_writer,
 )
-from brain2music.results.reconstruction import flat_name, split_name
-from brain2music.study.recon_scoring import chance_levels, identification_fields, summarise_subjects
-from brain2music.windows import clip_vectors
+from brain2music.results.settings import ReconstructSettings
+from brain2music.study.recon_scoring import summarise_subjects
+from brain2music.study.recon_steps import CandidateSelection, ReconstructionRun, excluded_paths
 
-__all__ = ["GenreTagger", "check_reconstruct", "cosine_pairs", "reconstruct", "summarise_subjects"]
+__all__ = ["check_reconstruct", "reconstruct", "reconstruct_settings"]
 
 
-# ----------------------------------------------------------------------------------------------- tagger
-class GenreTagger:
-    """Genre classifier on window-averaged embeddings (standardise + multinomial logistic regression).
+#: The options of :func:`reconstruct` that name what a call may also give as an object
+#: (``generator=`` a Generator, ``tag_agreement=`` a TagAgreement).
+_OBJECT_OPTIONS = ("generator", "tag_agreement")
 
-    ``fit(embeddings (n, [r,] dim), genres (n,))``; ``predict(embeddings) -> (n,) genres``.
+
+def reconstruct_settings(
+    results: str | os.PathLike, library: str | os.PathLike, out: str | os.PathLike, /, **options
+) -> ReconstructSettings:
+    """Check the options of :func:`reconstruct` into :class:`ReconstructSettings` (errors name the option).
+
+    An option :class:`ReconstructSettings` does not have is a ConfigError, never ignored.
     """
-
-    def __init__(self, C: float = 1.0):
-        self.C = C
-
-    def fit(self, embeddings: np.ndarray, genres) -> GenreTagger:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        x = clip_vectors(np.asarray(embeddings, dtype=np.float64))
-        y = np.asarray(genres).astype(str)
-        if len(np.unique(y)) < 2:
-            raise DataError(f"a genre tagger needs at least 2 genres in its training set; got {np.unique(y)}")
-        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000)).fit(x, y)
-        self.classes_ = self.model_.classes_
-        return self
-
-    def predict(self, embeddings: np.ndarray) -> np.ndarray:
-        return self.model_.predict(clip_vectors(np.asarray(embeddings, dtype=np.float64)))
-
-
-def _fit_tagger(folder: ResultsFolder, study: StudyResults, encoder: str, test_ids: set[str]):
-    """The genre tagger on the training stimuli's embeddings, or None when they are not available."""
-    try:
-        es = folder.read_embeddings(study, encoder)
-    except DataFileNotFoundError:
-        return None
-    ids = np.asarray(es.clip_ids).astype(str)
-    train = np.array([c not in test_ids for c in ids])
-    genres = np.array([c.split(".")[0] for c in ids])
-    if train.sum() < 2 or len(np.unique(genres[train])) < 2:
-        return None
-    return GenreTagger().fit(es.embeddings[train], genres[train])
+    known = [f.name for f in dataclasses.fields(ReconstructSettings)]
+    check_known_options(options, set(known) - {"results", "library", "out"}, what="reconstruct")
+    s = ReconstructSettings(results, library, out, **options)
+    if s.n_clips is not None and int(s.n_clips) < 2:
+        raise ConfigError(f"n_clips must be >= 2 (identification needs two clips), got {s.n_clips!r}")
+    if int(s.k) < 1:
+        raise ConfigError(f"k must be >= 1, got {s.k!r}")
+    if int(s.best_of) < 1:
+        raise ConfigError(f"--best-of must be >= 1, got {s.best_of!r}")
+    check_score(s.score)
+    return dataclasses.replace(
+        s, n_clips=None if s.n_clips is None else int(s.n_clips), k=int(s.k), best_of=int(s.best_of),
+        generator_options=dict(s.generator_options or {}), encoder_options=dict(s.encoder_options or {}),
+        duration=float(s.duration), n_chance=int(s.n_chance), n_bootstrap=int(s.n_bootstrap),
+        tag_library=int(s.tag_library), exclude_stimuli=bool(s.exclude_stimuli),
+        true_embedding_generation=bool(s.true_embedding_generation),
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ main
-@one_writer("brain2music reconstruct", reads="results")
 def reconstruct(
-    results: str | os.PathLike,
-    library: str | os.PathLike | MusicLibrary,
-    out: str | os.PathLike,
+    settings: ReconstructSettings | str | os.PathLike,
+    library: str | os.PathLike | MusicLibrary | None = None,
+    out: str | os.PathLike | None = None,
+    /,
     *,
-    generator: str | Generator | None = "offline",
-    generator_options: dict | None = None,
     encoder: Any = None,
-    method: str | None = None,
-    subjects: list[str] | None = None,
-    n_clips: int | None = None,
-    k: int = 5,
-    best_of: int = 1,
-    score: str = "embedding",
-    encoder_options: dict | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    duration: float = 15.0,
-    exclude_stimuli: bool = True,
-    n_chance: int = 20,
-    true_embedding_generation: bool = False,
-    n_bootstrap: int = 1000,
-    random_state: int = 0,
     progress: bool = True,
-    tag_agreement: bool | Any = True,
-    taggers: dict[str, str] | None = None,
-    tag_library: int = 200,
+    **options,
 ) -> ReconstructionResults:
     """Retrieve and generate music for the predicted embeddings of a results folder; evaluate; write JSON.
+
+    ``reconstruct(settings)`` with a :class:`~brain2music.results.settings.ReconstructSettings`
+    (:func:`reconstruct_settings` builds one), or ``reconstruct(results, library, out, **options)``,
+    which builds the same settings. Beside the settings a call may give ``library`` as an opened
+    :class:`MusicLibrary`, ``generator=`` a Generator and ``tag_agreement=`` a TagAgreement.
 
     Parameters
     ----------
@@ -161,104 +132,138 @@ def reconstruct(
     library : music library built with the same encoder as the predictions to use.
     out : output folder (``reconstruction.json``, ``audio/``). One writer at a time, and ``results`` is
         not rewritten meanwhile: either running elsewhere refuses this run at once.
-    generator : registry name (``offline``, ``mosaic``, ``debug``, ``musicldm``, ``musicgen``) or Generator; ``None``
-        skips generation (retrieval only).
-    generator_options : keyword arguments for :func:`~brain2music.reconstruct.generators.get_generator`
-        (``--generator-option``), checked against the generator before anything loads. A generator that
-        takes ``encoder`` gets the library's encoder (MusicLDM then checks that it embeds into its own
-        CLAP space and refuses a mismatch unless an ``aligner`` option is given).
     encoder : encoder object used to embed generated audio; default: the library's encoder, rebuilt from
         the registry with the options recorded in the library, updated by ``encoder_options``.
-    encoder_options : options overriding the library's recorded ones (e.g. ``model=`` another copy).
-    device, dtype : placement of the neural encoder and generator (``--device``, ``--dtype``).
-    method : decoder whose predictions to use; default: the best by training cross-validation.
-    subjects : subjects to reconstruct for (default: all with predictions).
-    n_clips : reconstruct only the first ``n_clips`` test clips (default: all). At least 2.
-    k : retrieved tracks per clip.
-    best_of : generate this many candidates per clip and keep the best by ``score`` (1: plain generation).
-    score : ``"embedding"`` (cosine to the predicted embedding in the predictions' metric space) or
-        ``"encoding"`` (the subject's encoding model's predicted response to the candidate against the
-        measured response to the clip; needs ``encoding/<enc>/<subject>_model.npz`` from ``reproduce``).
-        Neither looks at the test clip's true embedding (:mod:`brain2music.reconstruct.selection`).
-    duration : seconds of generated audio.
-    exclude_stimuli : never retrieve (nor reuse in a mosaic) a library track whose id is a test clip id, nor
-        the recording a test clip was cut from (studies made with ``simulate --music``).
-    n_chance : random-track draws averaged for the Chance row.
-    true_embedding_generation : also generate from the true embedding of each clip (what the generator
-        makes of a perfect decode).
-    n_bootstrap, random_state : resamples and seed of every confidence interval (per subject over its
-        clips; over subjects the hierarchical bootstrap of :func:`summarise_subjects`), and the seed of
-        every random draw.
-    tag_agreement : score class agreement with the musicnn taggers (needs the ``musicnn`` package); a
-        :class:`~brain2music.reconstruct.tag_agreement.TagAgreement` to use that one (and its cached tags).
-    taggers : ``{group: tagger}`` (default :data:`~brain2music.reconstruct.tag_agreement.DEFAULT_TAGGERS`).
-    tag_library : at most this many library tracks (a random sample) are tagged for the Chance level.
+    progress : progress bars.
+    options : the fields of :class:`~brain2music.results.settings.ReconstructSettings`:
+
+        - ``generator``: registry name (``offline``, ``mosaic``, ``debug``, ``musicldm``, ``musicgen``)
+          or a Generator; ``None`` skips generation (retrieval only). ``generator_options``: keywords of
+          :func:`~brain2music.reconstruct.generators.get_generator` (``--generator-option``), checked
+          against the generator before anything loads; a generator that takes ``encoder`` gets the
+          library's encoder (MusicLDM then checks that it embeds into its own CLAP space and refuses a
+          mismatch unless an ``aligner`` option is given).
+        - ``encoder_options``: options overriding the library's recorded ones (e.g. ``model=`` another
+          copy); ``device``, ``dtype``: placement of the neural encoder and generator.
+        - ``method``: decoder whose predictions to use (default: the best by training cross-validation);
+          ``subjects``: subjects to reconstruct for (default: all with predictions); ``n_clips``: only
+          the first ``n_clips`` test clips (default: all; at least 2); ``k``: retrieved tracks per clip.
+        - ``best_of``: candidates generated per clip, the best by ``score`` kept: ``"embedding"`` (cosine
+          to the predicted embedding in the predictions' metric space) or ``"encoding"`` (the subject's
+          encoding model's predicted response to the candidate against the measured response; needs
+          ``encoding/<enc>/<subject>_model.npz``). Neither looks at the test clip's true embedding
+          (:mod:`brain2music.reconstruct.selection`).
+        - ``duration``: seconds of generated audio; ``exclude_stimuli``: never retrieve (nor reuse in a
+          mosaic) a library track whose id is a test clip id, nor the recording a test clip was cut
+          from (studies made with ``simulate --music``); ``n_chance``: random-track draws averaged for
+          the Chance row; ``true_embedding_generation``: also generate from the true embedding of each
+          clip (what the generator makes of a perfect decode).
+        - ``n_bootstrap``, ``random_state``: resamples and seed of every confidence interval (per subject
+          over its clips; over subjects the hierarchical bootstrap of :func:`summarise_subjects`), and
+          the seed of every random draw.
+        - ``tag_agreement``: score class agreement with the musicnn taggers (needs ``musicnn``), or a
+          :class:`~brain2music.reconstruct.tag_agreement.TagAgreement` to use (and its cached tags);
+          ``taggers``: ``{group: tagger}`` (default
+          :data:`~brain2music.reconstruct.tag_agreement.DEFAULT_TAGGERS`); ``tag_library``: at most this
+          many library tracks (a random sample) tagged for the Chance level.
 
     Returns
     -------
     The :class:`~brain2music.results.ReconstructionResults` written to ``reconstruction.json``.
     """
-    folder, out = ResultsFolder(results), Path(out)
+    objects = {k: options.pop(k) for k in _OBJECT_OPTIONS if k in options and not _plain(k, options[k])}
+    if isinstance(library, MusicLibrary):
+        objects["library"] = library
+        library = None if isinstance(settings, ReconstructSettings) else library.path
+    if isinstance(settings, ReconstructSettings):
+        if options or out is not None or library is not None:
+            raise ConfigError(
+                "reconstruct(settings, ...): give the options in the settings (reconstruct_settings), "
+                "not beside them"
+            )
+    else:
+        settings = reconstruct_settings(settings, library, out, **options,
+                                        **{k: _named(k, v) for k, v in objects.items() if k != "library"})  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(ResultsFolder(settings.out).writing("brain2music reconstruct"))
+        stack.enter_context(ResultsFolder(settings.results).reading("brain2music reconstruct"))
+        return _reconstruct(settings, objects, encoder, progress)
+
+
+def _plain(key: str, value) -> bool:
+    """Whether ``value`` of option ``key`` is a setting (a name, a flag, ``None``) rather than an object."""
+    return value is None or (isinstance(value, str) if key == "generator" else isinstance(value, bool))
+
+
+def _named(key: str, obj) -> Any:
+    """The setting an object stands for: a generator by its name, a tag scorer by ``True``."""
+    return getattr(obj, "name", type(obj).__name__) if key == "generator" else True
+
+
+def _reconstruct(s: ReconstructSettings, objects: dict, encoder, progress: bool) -> ReconstructionResults:
+    folder, out = ResultsFolder(s.results), Path(s.out)
     study = folder.read()
-    lib = library if isinstance(library, MusicLibrary) else MusicLibrary(library)
+    lib = objects.get("library") or MusicLibrary(s.library)
     enc_name = _check_library(study, folder, lib)
-    if n_clips is not None and int(n_clips) < 2:
-        raise ConfigError(f"n_clips must be >= 2 (identification needs two clips), got {n_clips!r}")
-    if int(k) < 1:
-        raise ConfigError(f"k must be >= 1, got {k!r}")
-    if int(best_of) < 1:
-        raise ConfigError(f"--best-of must be >= 1, got {best_of!r}")
-    check_score(score)
-    method, selected_by = _choose_method(study, folder, enc_name, method)
-    subjects = _choose_subjects(folder, enc_name, method, subjects)
-    if generator is not None and int(best_of) > 1 and score == "encoding":
-        for s in subjects:  # fail before generating anything
-            folder.read_encoding_model(enc_name, s)
-    placement, selection = {"device": device, "dtype": dtype}, _Selection(score, folder, enc_name)
+    method, selected_by = _choose_method(study, folder, enc_name, s.method)
+    subjects = _choose_subjects(folder, enc_name, method, s.subjects)
+    generator = objects.get("generator", s.generator)
+    if generator is not None and s.best_of > 1 and s.score == "encoding":
+        for subject in subjects:  # fail before generating anything
+            folder.read_encoding_model(enc_name, subject)
+    placement, selection = (
+        {"device": s.device, "dtype": s.dtype},
+        CandidateSelection(s.score, folder, enc_name),
+    )
     generator_options = _mosaic_options(
-        generator, generator_options, folder, study, lib, enc_name, method, subjects,
-        exclude_stimuli=exclude_stimuli, progress=progress,
+        generator, s.generator_options, folder, study, lib, enc_name, method, subjects,
+        exclude_stimuli=s.exclude_stimuli, progress=progress,
     )  # fmt: skip
     enc, gen = _make_generator(
-        generator, generator_options, encoder if encoder is not None else _library_encoder(lib, encoder_options,
-        placement), enc_name, int(best_of), out, progress, random_state, placement, selection,
+        generator, generator_options, encoder if encoder is not None else _library_encoder(lib, s.encoder_options,
+        placement), enc_name, s.best_of, out, progress, s.random_state, placement, selection,
     )  # fmt: skip
-    run = _Run(folder, study, lib, enc_name, enc, gen, out, k=int(k), duration=float(duration),
-               exclude_stimuli=exclude_stimuli, n_chance=int(n_chance),
-               true_embedding_generation=true_embedding_generation,
-               n_bootstrap=int(n_bootstrap), rng=np.random.default_rng(random_state), progress=progress,
-               selection=selection if isinstance(gen, BestOfN) else None,
-               tagging=_Tagging.make(study, tag_agreement, taggers, tag_library, random_state=random_state,
-                                     progress=progress))  # fmt: skip
+    tagging = _Tagging.make(study, objects.get("tag_agreement", s.tag_agreement), s.taggers, s.tag_library,
+                            random_state=s.random_state, progress=progress)  # fmt: skip
+    run = ReconstructionRun(folder, study, lib, enc_name, enc, gen, out, k=s.k, duration=s.duration,
+                            exclude_stimuli=s.exclude_stimuli, n_chance=s.n_chance,
+                            true_embedding_generation=s.true_embedding_generation, n_bootstrap=s.n_bootstrap,
+                            rng=np.random.default_rng(s.random_state), progress=progress,
+                            selection=selection if isinstance(gen, BestOfN) else None, tagging=tagging)  # fmt: skip
     clips, per_subject = [], []
     for subject in subjects:
-        pred = folder.read_predictions(enc_name, method, subject)
-        subject_clips, scores = run.subject(pred, n_clips)
+        subject_clips, scores = run.subject(folder.read_predictions(enc_name, method, subject), s.n_clips)
         clips += subject_clips
         per_subject.append(scores)
-    config = {
-        "results": str(folder.root), "library": str(lib.path), "out": str(out), "encoder": enc_name,
-        "method": method, "generator": None if gen is None else gen.config, "k": int(k), "n_clips": n_clips,
-        "subjects": subjects, "best_of": int(best_of), "score": score if int(best_of) > 1 else None,
-        "encoder_options": {k: v for k, v in (encoder_options or {}).items() if k != "device"},
-        "generator_options": _plain_options(generator_options), "device": device, "dtype": dtype,
-        "duration": float(duration),
-        "exclude_stimuli": bool(exclude_stimuli), "n_chance": int(n_chance),
-        "true_embedding_generation": bool(true_embedding_generation), "n_bootstrap": int(n_bootstrap),
-        "random_state": random_state,
-        "tag_agreement": tag_agreement is not False, "taggers": taggers, "tag_library": int(tag_library),
-    }  # fmt: skip
+    config = _recorded_config(s, folder, lib, out, enc_name, method, subjects, gen, generator_options)
     recon = ReconstructionResults(
         config=config, encoder=enc_name, method=method, method_selected_by=selected_by,
         space=study.space(enc_name) if enc_name in study.encoders else per_subject[0].space,
         generator=None if gen is None else gen.config,
         library={"path": str(lib.path), "n_items": len(lib), "encoder": enc_name}, subjects=subjects,
         clips=clips, per_subject=per_subject,
-        summary=summarise_subjects(per_subject, clips, n_bootstrap=int(n_bootstrap), random_state=random_state),
+        summary=summarise_subjects(per_subject, clips, n_bootstrap=s.n_bootstrap, random_state=s.random_state),
         tag_agreement=run.tagging.info if run.tagging is not None else None,
     )  # fmt: skip
     ResultsFolder.write_reconstruction(out, recon)
     return recon
+
+
+def _recorded_config(
+    s: ReconstructSettings, folder, lib, out, enc_name, method, subjects, gen, generator_options
+):
+    """``reconstruction.json``'s ``config``: the settings with what they resolved to."""
+    return {
+        "results": str(folder.root), "library": str(lib.path), "out": str(out), "encoder": enc_name,
+        "method": method, "generator": None if gen is None else gen.config, "k": s.k, "n_clips": s.n_clips,
+        "subjects": subjects, "best_of": s.best_of, "score": s.score if s.best_of > 1 else None,
+        "encoder_options": {k: v for k, v in s.encoder_options.items() if k != "device"},
+        "generator_options": _plain_options(generator_options), "device": s.device, "dtype": s.dtype,
+        "duration": s.duration, "exclude_stimuli": s.exclude_stimuli, "n_chance": s.n_chance,
+        "true_embedding_generation": s.true_embedding_generation, "n_bootstrap": s.n_bootstrap,
+        "random_state": s.random_state, "tag_agreement": s.tag_agreement is not False, "taggers": s.taggers,
+        "tag_library": s.tag_library,
+    }  # fmt: skip
 
 
 def check_reconstruct(
@@ -399,336 +404,5 @@ def _mosaic_options(
     opts.setdefault("progress", progress)
     if exclude_stimuli:
         ids = {str(c) for s in subjects for c in folder.read_predictions(enc_name, method, s).clip_ids}
-        opts.setdefault("exclude", _excluded_paths(lib, study.config, ids))
+        opts.setdefault("exclude", excluded_paths(lib, study.config, ids))
     return opts
-
-
-def _excluded_paths(lib: MusicLibrary, config: dict, ids) -> list[str]:
-    """Library tracks never to retrieve or reuse for test clips ``ids``: tracks whose id is a clip id
-    (the stimuli themselves in the library) and the recordings the clips were cut from (a study made
-    with ``simulate --music`` records them in ``stimuli/metadata.csv``)."""
-    from brain2music.simulate.music import stimulus_sources
-
-    meta, ids = lib.metadata, set(map(str, ids))
-    root = (config or {}).get("stimuli")
-    own = {str(Path(p).resolve()) for c, p in (stimulus_sources(root) if root else {}).items() if c in ids}
-    hit = meta["track_id"].astype(str).isin(ids) | meta["path"].astype(str).isin(own)
-    return list(meta.loc[hit, "path"])
-
-
-def _segments_of(gen) -> list[dict] | None:
-    """The source segments of the clip ``gen`` returned last (generators that reuse library audio)."""
-    plans, pick = getattr(gen, "last_plans_", None), 0
-    if plans is None and hasattr(gen, "base"):  # best-of-N: the plan of the candidate it kept
-        plans = getattr(gen.base, "last_plans_", None)
-        pick = int(gen.last_choice_[-1]) if plans is not None else 0
-    if not plans:
-        return None
-    keys = ("path", "source_start", "output_start", "duration")
-    return [{k: seg[k] for k in keys} for seg in plans[pick]["segments"]]
-
-
-@dataclass
-class _Retrieved:
-    """Library search results for one subject's clips (indices into the library)."""
-
-    scores: np.ndarray  # (n, k)
-    items: np.ndarray  # (n, k)
-    true_scores: np.ndarray  # (n, 1)
-    true_items: np.ndarray  # (n, 1)
-    windows: np.ndarray  # (n, r, dim) top-1
-    true_windows: np.ndarray  # (n, r, dim)
-    chance_windows: np.ndarray  # (n_chance, n, r, dim)
-    allowed: np.ndarray | None = None  # (n_allowed,) items a random draw may return
-
-
-@dataclass
-class _Run:
-    """State shared by the subjects of one reconstruction (taggers and generations from the true embeddings
-    are reused)."""
-
-    folder: ResultsFolder
-    study: StudyResults
-    lib: MusicLibrary
-    enc_name: str
-    enc: Any
-    gen: Any
-    out: Path
-    k: int
-    duration: float
-    exclude_stimuli: bool
-    n_chance: int
-    true_embedding_generation: bool
-    n_bootstrap: int
-    rng: np.random.Generator
-    progress: bool
-    selection: _Selection | None = None
-    truth_cache: dict = field(default_factory=dict)
-    taggers: dict = field(default_factory=dict)
-    tagging: _Tagging | None = None
-    segments: dict = field(default_factory=dict)  # generated file -> its mosaic's source segments
-
-    def subject(
-        self, pred: Predictions, n_clips: int | None
-    ) -> tuple[list[ReconstructedClip], ReconstructionScores]:
-        """Retrieve, tag, generate and score one subject's clips."""
-        sel = slice(None) if n_clips is None else slice(0, int(n_clips))
-        ids, genres = pred.clip_ids[sel], pred.genres[sel]
-        P, T = pred.predicted[sel], pred.target[sel]
-        self._check(pred, ids, P)
-        found = self._retrieve(ids, P, T)
-        key = frozenset(pred.clip_ids)
-        if key not in self.taggers:  # subjects share their test set: fit once
-            self.taggers[key] = _fit_tagger(self.folder, self.study, self.enc_name, set(key))
-        tagger = self.taggers[key]
-        generated, gen_paths, truth_generated = self._generate(pred, ids, P, T)
-        reconstructions = {"retrieved": found.windows, "true_embedding": found.true_windows,
-                           "chance": found.chance_windows[0], "generated": generated,
-                           "true_embedding_generated": truth_generated}  # fmt: skip
-        tags = {}
-        if tagger is not None:
-            tags = {"original": tagger.predict(T)} | {
-                name: tagger.predict(x) for name, x in reconstructions.items() if x is not None
-            }
-        gen_info = self._generation_info(generated, gen_paths, P, T)
-        clips = self._clips(pred.subject, ids, genres, found, gen_info, tags)
-        scores, per_clip = self._score(
-            pred, ids, genres, T, found, generated, truth_generated, tags, gen_info
-        )
-        if self.tagging is not None:
-            tag_scores, classes, tag_clip = self.tagging.subject(self, ids, found, gen_paths)
-            scores.merge(tag_scores)
-            per_clip |= tag_clip
-            for clip, tag_classes in zip(clips, classes, strict=True):
-                clip.tag_classes = tag_classes
-        for i, clip in enumerate(clips):  # what the summaries over subjects resample
-            clip.scores = {key: float(v[i]) for key, v in per_clip.items() if v is not None}
-        return clips, scores
-
-    def _check(self, pred: Predictions, ids, P) -> None:
-        where = self.folder.predictions_path(pred.encoder, pred.method, pred.subject)
-        if len(ids) < 2:
-            raise DataError(f"{where}: needs at least 2 test clips, found {len(ids)}")
-        if P.shape[1:] != (self.lib.n_windows, self.lib.dim):
-            raise DataError(
-                f"{where}: embeddings of shape (r, dim) = {P.shape[1:]}, but the library stores "
-                f"({self.lib.n_windows}, {self.lib.dim}) for encoder {self.enc_name!r}"
-            )
-
-    def _retrieve(self, ids, P, T) -> _Retrieved:
-        lib, meta = self.lib, self.lib.metadata
-        exclude = _excluded_paths(lib, self.study.config, ids) if self.exclude_stimuli else None
-        if exclude and len(exclude) >= len(lib):
-            raise DataError(f"{lib.path}: the library holds only the test stimuli; nothing left to retrieve")
-        r_scores, r_items = lib.search(P, self.k, encoder=self.enc_name, exclude=exclude)
-        o_scores, o_items = lib.search(T, 1, encoder=self.enc_name, exclude=exclude)
-        allowed = np.setdiff1d(np.arange(len(lib)), meta.index[meta["path"].isin(set(exclude or []))])
-        chance_draws = self.rng.choice(allowed, size=(max(1, self.n_chance), len(ids)))
-        # One read of the shards for every embedding needed (the library may be large).
-        wins = lib.windows(np.concatenate([r_items[:, 0], o_items[:, 0], chance_draws.ravel()]))
-        n = len(ids)
-        chance = wins[2 * n :].reshape(len(chance_draws), n, lib.n_windows, lib.dim)
-        return _Retrieved(r_scores, r_items, o_scores, o_items, wins[:n], wins[n : 2 * n], chance, allowed)
-
-    def _generate(self, pred: Predictions, ids, P, T):
-        """``(generated (n, r, dim) | None, paths, generated from T (n, r, dim) | None)``; writes the audio."""
-        from tqdm.auto import tqdm
-
-        if self.gen is None:
-            return None, [None] * len(ids), None
-        subject = pred.subject
-        paths, embs, self.selected = [], [], []
-        for i in tqdm(range(len(ids)), desc=f"generating for {subject}", disable=not self.progress):
-            rel = Path("audio") / subject / f"{ids[i]}.generated.wav"
-            if self.selection is not None:
-                self.selection.select(subject, ids[i], pred.space)
-            embs.append(self._generate_one(P[i], rel))
-            paths.append(str(rel))
-            self.selected.append(self._selected())
-        truth = None
-        if self.true_embedding_generation:
-            # Generation from the true embedding: the same for every subject, so made once per clip.
-            # With best-of-N its candidates are ranked by cosine to the true embedding (the ceiling).
-            todo = [i for i, c in enumerate(ids) if c not in self.truth_cache]
-            for i in tqdm(todo, desc="generating from true embeddings", disable=not self.progress):
-                rel = Path("audio") / "true_embedding" / f"{ids[i]}.generated.wav"
-                if self.selection is not None:
-                    self.selection.select(None, ids[i], pred.space)
-                self.truth_cache[ids[i]] = (str(rel), self._generate_one(T[i], rel))
-            truth = np.stack([self.truth_cache[c][1] for c in ids])
-        return np.stack(embs), paths, truth
-
-    def _generate_one(self, target: np.ndarray, rel: Path) -> np.ndarray:
-        from brain2music.stimuli import write_audio
-
-        audio, sr = self.gen.generate(
-            target, n_samples=1, duration=self.duration, random_state=int(self.rng.integers(2**31))
-        )
-        write_audio(self.out / rel, audio[0], sr)
-        self.segments[str(rel)] = _segments_of(self.gen)
-        if isinstance(self.gen, BestOfN):  # the kept candidate is embedded already
-            return self.gen.last_embeddings_[0]
-        return clip_embedding(self.enc, prepare_clip(audio[0], sr, duration=min(self.duration, 15.0)), sr)
-
-    def _selected(self) -> dict | None:
-        """The best-of-N record of the last generation: the score, every candidate's score, the kept one."""
-        if self.selection is None:
-            return None
-        scores = [float(x) for x in self.gen.last_scores_[0]]
-        return {"score": self.selection.name, "scores": scores, "kept": int(self.gen.last_choice_[0])}
-
-    def _generation_info(self, generated, gen_paths, P, T) -> list[dict | None]:
-        """Per clip: the generated file, its cosine to the predicted and the true embedding, nearest track."""
-        if generated is None:
-            return [None] * len(P)
-        meta = self.lib.metadata
-        # Scores in the library's search space, so they compare with the retrieval scores.
-        g = self.lib.query_vectors(generated)
-        gen_score = np.sum(g * self.lib.query_vectors(P), axis=1)
-        gen_true = np.sum(g * self.lib.query_vectors(T), axis=1)
-        near_s, near_i = self.lib.search(generated, 1)
-        selected = getattr(self, "selected", None) or [None] * len(P)
-        return [
-            {"path": gen_paths[i], "score": float(gen_score[i]), "score_true": float(gen_true[i]),
-             "nearest_library": {"path": str(meta.at[int(near_i[i, 0]), "path"]), "score": float(near_s[i, 0])}}
-            | ({"best_of": selected[i]} if selected[i] else {})
-            for i in range(len(P))
-        ]  # fmt: skip
-
-    def _clips(self, subject, ids, genres, found: _Retrieved, gen_info, tags) -> list[ReconstructedClip]:
-        meta = self.lib.metadata
-        out = []
-        for i, clip in enumerate(ids):
-            o = int(found.true_items[i, 0])
-            out.append(
-                ReconstructedClip(
-                    subject=subject,
-                    clip_id=str(clip),
-                    genre=str(genres[i]),
-                    original={"clip_id": str(clip), "path": _stimulus_path(self.study.config, str(clip))},
-                    retrieved=[
-                        _track(meta, it, s, rank=j + 1)
-                        for j, (s, it) in enumerate(zip(found.scores[i], found.items[i], strict=True))
-                        if it >= 0
-                    ],
-                    true_embedding={
-                        k: v
-                        for k, v in _track(meta, o, found.true_scores[i, 0]).items()
-                        if k not in ("rank", "artist")
-                    },
-                    generated=gen_info[i],
-                    true_embedding_generated={"path": self.truth_cache[clip][0]}
-                    if clip in self.truth_cache and gen_info[i]
-                    else None,
-                    tags={key: str(v[i]) for key, v in tags.items() if key != "chance"} or None,
-                    segments=self.segments.get(gen_info[i]["path"]) if gen_info[i] else None,
-                )  # fmt: skip
-            )
-        return out
-
-    def _score(
-        self, pred, ids, genres, T, found, generated, truth_generated, tags, gen_info
-    ) -> tuple[ReconstructionScores, dict[str, np.ndarray | None]]:
-        """``(scores, {metric: per-clip values})``: every metric in the predictions' metric space, the
-        identification metrics (pairwise and N-way) with a bootstrap CI over clips and a p-value."""
-        space, seed = pred.space, int(self.rng.integers(2**31))
-        made = {"retrieval": found.windows, "generation": generated, "chance": found.chance_windows,
-                "true_embedding": found.true_windows, "true_embedding_generation": truth_generated}  # fmt: skip
-        scores = ReconstructionScores(subject=pred.subject, n_clips=int(len(ids)), space=space.name,
-                                      **chance_levels(len(ids)))  # fmt: skip
-        per_clip = {}
-        for kind, x in made.items():
-            if x is not None:
-                f, c = identification_fields(kind, space.transform(x), space.transform(T),
-                                             n_bootstrap=self.n_bootstrap, random_state=seed)  # fmt: skip
-                scores.merge({kind: f})
-                per_clip |= c
-        tag_of = {
-            "retrieval": "retrieved",
-            "generation": "generated",
-            "chance": "chance",
-            "true_embedding": "true_embedding",
-            "true_embedding_generation": "true_embedding_generated",
-        }
-        means = {flat_name(kind, "genre_agreement"): _matches(tags.get(t), tags.get("original"))
-                 for kind, t in tag_of.items()}  # fmt: skip
-        means["retrieval_score_mean"] = found.scores[:, 0].astype(np.float64)
-        if generated is not None:
-            means["generation_score_mean"] = np.array([g["score"] for g in gen_info])
-        for key, values in means.items():
-            if values is not None:
-                kind, metric = split_name(key)
-                scores.put(kind, metric, Score(float(values.mean()), n_clips=int(len(values))))
-        outside = {"tagger_accuracy": _matches(tags.get("original"), genres)} | _selection_scores(gen_info)
-        for key, values in outside.items():
-            setattr(scores, key, None if values is None else float(values.mean()))
-        return scores, per_clip | means | outside
-
-
-def _selection_scores(gen_info) -> dict[str, np.ndarray]:
-    """Per clip, the selection score of the kept and of the first (= best-of-1) candidate (best-of-N)."""
-    picks = [g["best_of"] for g in gen_info if g and g.get("best_of")]
-    if not picks:
-        return {}
-    return {"selection_score_mean": np.array([p["scores"][p["kept"]] for p in picks]),
-            "selection_score_first_mean": np.array([p["scores"][0] for p in picks])}  # fmt: skip
-
-
-class _Selection:
-    """The scorer of :class:`BestOfN` in a reconstruction: switched to each (subject, clip) before it is
-    generated (:meth:`select`), since the encoding score depends on the subject and on the clip."""
-
-    def __init__(self, name: str, folder: ResultsFolder, encoder: str):
-        self.name, self.folder, self.encoder = name, folder, encoder
-        self.models: dict[str, EncodingScore] = {}
-        self.current = None
-
-    def select(self, subject: str | None, clip: str, space) -> None:
-        """Score the next candidates for ``clip`` of ``subject`` (``None``: generation from the truth,
-        ranked by the embedding score against the target it is given)."""
-        if self.name == "embedding" or subject is None:
-            self.current = EmbeddingScore(space)
-            return
-        if subject not in self.models:
-            where = self.folder.root / self.folder.encoding_model_rel(self.encoder, subject)
-            self.models[subject] = EncodingScore(
-                self.folder.read_encoding_model(self.encoder, subject), where=str(where)
-            )
-        self.current = self.models[subject].for_clip(clip)
-
-    def __call__(self, candidates, target):
-        return self.current(candidates, target)
-
-
-def _track(meta, item, score, *, rank: int | None = None) -> dict:
-    row = {"rank": rank, "path": str(meta.at[int(item), "path"]), "title": str(meta.at[int(item), "title"]),
-           "artist": str(meta.at[int(item), "artist"]), "genre": str(meta.at[int(item), "genre"]),
-           "score": float(score)}  # fmt: skip
-    return row
-
-
-def _matches(a, b) -> np.ndarray | None:
-    """Per clip 1.0 where labels ``a`` and ``b`` agree, else 0.0; ``None`` when either is missing."""
-    if a is None or b is None:
-        return None
-    return (np.asarray(a) == np.asarray(b)).astype(np.float64)
-
-
-def _stimulus_path(config: dict, clip: str) -> str | None:
-    from brain2music.stimuli import find_gtzan_file
-
-    root = (config or {}).get("stimuli")
-    if not root:
-        return None
-    try:
-        genre, track = clip.rsplit(".", 1)
-        return str(find_gtzan_file(root, genre, int(track)))
-    except (ValueError, DataFileNotFoundError):
-        return None
-
-
-def cosine_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine of window-averaged ``a`` and ``b`` ``(n, [r,] dim)`` → ``(n,)``."""
-    return np.array(
-        [cosine_scores(x[None], y)[0] for x, y in zip(clip_vectors(a), clip_vectors(b), strict=True)]
-    )

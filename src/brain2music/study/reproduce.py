@@ -21,16 +21,14 @@ import itertools
 import os
 import sys
 import time
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from brain2music.errors import ConfigError, DataError, DataFileNotFoundError
-from brain2music.evaluate.space import MetricSpace, check_space
+from brain2music.evaluate.space import MetricSpace
 from brain2music.evaluate.stats import ci_list, group_p_value, paired_test, subject_sd
 from brain2music.results import (
     EncoderInfo,
@@ -39,17 +37,16 @@ from brain2music.results import (
     ResultsFolder,
     StudyResults,
     SummaryRow,
-    one_writer,
 )
+from brain2music.results.settings import StudySettings
 from brain2music.study.context import (
-    DataSource,
     SubjectContext,
     Targets,
     check_study_inputs,
     load_subject_for_study,
     subject_parcels,
 )
-from brain2music.study.methods import DEFAULT_METHODS, GroupMethod, get_method, list_methods
+from brain2music.study.methods import GroupMethod, get_method
 from brain2music.study.nested import nested_group_scores, nested_scores, reference_folds
 from brain2music.study.scoring import (
     MethodOutcome,
@@ -58,169 +55,60 @@ from brain2music.study.scoring import (
     reference_scores,
     score_fitted,
 )
+from brain2music.study.settings import check_sources, embedding_sources, is_group, study_settings
 
-__all__ = ["DEFAULT_METHODS", "StudySettings", "check_reproduce", "reproduce", "resolve_study_encoders"]
-
-
-@dataclass
-class StudySettings:
-    """Every option of a ``reproduce`` run (recorded as ``results.json``'s ``config``)."""
-
-    source: DataSource
-    encoders: list[str]
-    subjects: list[str]
-    methods: list[str]
-    out: Path
-    stimuli: Path | None = None
-    parcels: str | None = None
-    delays: list[int] = field(default_factory=lambda: [2, 3, 4])
-    alphas: list[float] = field(default_factory=list)
-    cv: int = 5
-    n_top_parcels: int = 6
-    encsel_threshold: float | None = 0.05
-    encsel_top: int | None = None
-    reference: str | None = None
-    n_permutations: int = 1000  # of the encoding maps
-    fdr_alpha: float = 0.05
-    logo: bool = True
-    logo_method: str = "encsel"
-    metric_spaces: dict[str, str] = field(default_factory=dict)  # encoder -> space
-    n_bootstrap: int = 1000
-    n_permutations_id: int = 1000  # of the identification p-values and paired tests
-    random_state: int = 0
-    cache_dir: str | None = None
-    ridge_options: dict = field(default_factory=dict)  # extra RidgeDecoder keywords (solver, ...)
-    backend: str = "numpy"  # himalaya backend of every ridge, encoding model and alignment
-    reuse_kernels: bool = (
-        True  # one kernel per subject and window for every dual ridge (False: each fit its own)
-    )
-    scheduler: str | None = None  # None: subjects in this process; "threads", "local" or a Dask address
-    workers: int | None = None  # workers of "threads" / "local" (default: all cores)
-    # {encoder: constructor kwargs} (--encoder-option, checked against each encoder; device/dtype included)
-    encoder_options: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["source"] = self.source.to_dict()
-        d["out"] = str(Path(self.out).resolve())
-        d["stimuli"] = str(Path(self.stimuli).resolve()) if self.stimuli else None
-        # Flat copies of the data-source keys, for readers of the previous layout and for people.
-        d["bids_root"] = d["source"]["bids_root"]
-        d["derivatives"] = d["source"]["derivatives"]
-        d["delay"] = d["source"]["delay"]
-        return d
+__all__ = ["reproduce", "study_subject"]
 
 
-@one_writer("brain2music reproduce")
 def reproduce(
-    bids_root: str | os.PathLike,
+    settings: StudySettings | str | os.PathLike,
+    /,
     *,
-    stimuli: str | os.PathLike | None = None,
-    encoders: Sequence[str] = ("acoustic",),
-    out: str | os.PathLike,
-    subjects: Sequence[str] | None = None,
-    derivatives: str | os.PathLike | None = None,
-    source: DataSource | None = None,
-    fmriprep: str | os.PathLike | None = None,
-    space: str | None = None,
-    confounds: str | None = None,
-    mask: str | os.PathLike | None = None,
-    freesurfer_dir: str | os.PathLike | None = None,
-    methods: Sequence[str] = DEFAULT_METHODS,
     embeddings: Mapping[str, Any] | Sequence[str] | None = None,
-    parcels: str | os.PathLike | None = None,
-    delay: int = 3,
-    delays: Sequence[int] = (2, 3, 4),
-    alphas: Sequence[float] | None = None,
-    cv: int = 5,
-    n_top_parcels: int = 6,
-    encsel_threshold: float | None = 0.05,
-    encsel_top: int | None = None,
-    reference: str | None = None,
-    n_permutations: int = 1000,
-    fdr_alpha: float = 0.05,
-    logo: bool = True,
-    logo_method: str = "encsel",
-    metric_space: str | Mapping[str, str] | None = None,
-    n_bootstrap: int = 1000,
-    random_state: int = 0,
-    cache_dir: str | os.PathLike | None = None,
-    backend: str = "numpy",
-    scheduler: str | None = None,
-    workers: int | None = None,
-    reuse_kernels: bool = True,
-    encoder_options: Mapping[str, Any] | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
     verbose: bool = True,
+    **options,
 ) -> StudyResults:
-    """Run the decoding study, write the results folder ``out`` and return its :class:`StudyResults`.
+    """Run the decoding study, write the results folder ``settings.out`` and return its :class:`StudyResults`.
 
     Parameters
     ----------
-    bids_root : BIDS root of a ds003720-like dataset (events are always read from here).
-    stimuli : GTZAN-layout folder of the stimuli (needed unless every encoder has precomputed ``embeddings``).
-    encoders : embedding names (``brain2music.embeddings`` registry), e.g. ``("acoustic", "clap")``.
-    out : results folder (created; one writer at a time: a second run into it is refused at once).
-    subjects : subset of subjects (default: every ``sub-*`` folder).
-    derivatives : folder of the authors' preprocessed arrays (Zenodo) to use instead of raw BOLD.
-    source : a :class:`DataSource` (overrides ``derivatives``, ``fmriprep`` and their options and ``delay``;
-        e.g. another loader kind).
-    fmriprep : fMRIPrep output folder to read instead of raw BOLD (events still come from ``bids_root``).
-    space : its output space (default ``T1w``; e.g. ``MNI152NLin2009cAsym:res-2``).
-    confounds : confound strategy regressed per run (default ``motion,wm_csf,high_pass``; ``none`` for
-        detrend + z-score only); see :class:`brain2music.data.ConfoundStrategy`.
-    mask : voxel mask: a NIfTI file on the BOLD grid, or with fMRIPrep ``brain`` (its brain masks, the
-        default) or ``cortex`` (cortical Destrieux voxels of FreeSurfer's aparc.a2009s+aseg).
-    freesurfer_dir : FreeSurfer subjects folder (default ``<fmriprep>/sourcedata/freesurfer``).
-    methods : decoder methods of the registry (:func:`brain2music.study.methods.list_methods`).
+    settings : a :class:`~brain2music.results.settings.StudySettings`
+        (:func:`~brain2music.study.settings.study_settings` builds one), or the BIDS root of a
+        ds003720-like dataset with the options as keywords (``out=`` required; every option and its
+        default: :mod:`brain2music.study.settings`), which build the same settings.
     embeddings : precomputed embeddings per name (any name; no registry entry needed): a path to an
         embeddings ``.npz`` (:mod:`brain2music.embeddings.format`: ``clip_ids``, ``embeddings``, optionally
         ``window`` and ``space``), an :class:`~brain2music.embeddings.EmbeddingSet`, or a dict of those
-        keys; or ``["name=path", ...]``. Others are computed.
-    parcels : parcels of the ``ensemble``: ``"destrieux"`` (each subject's FreeSurfer Destrieux parcels,
-        fMRIPrep T1w data), a label image (resampled to the BOLD grid by world coordinates when on another
-        grid; default ``BIDS_ROOT/derivatives/parcels.nii.gz`` when present) or a ``.npy`` with one label
-        per voxel; ``{subject}`` is substituted. Kept parcels are recorded with their names.
-    delay : hemodynamic shift (volumes) applied by the data layer; ``delays`` : FIR delays of the encoding model.
-    alphas, cv : penalty grid and number of run-grouped folds of every ridge.
-    n_top_parcels : parcels kept by the ensemble (paper: 6).
-    encsel_threshold, encsel_top : encoding-model CV r threshold / maximum number of voxels for ``encsel``.
-    reference : reference subject of ``aligned`` (default: the first subject).
-    n_permutations, fdr_alpha : permutation test and FDR level of the encoding maps.
-    logo, logo_method : run leave-one-genre-out with this method (any per-subject method; ``encsel`` by
-        default). Everything the method chooses is refitted without the held-out genre.
-    metric_space : ``"paper"``, ``"standardized"``, or ``{encoder: space}``; default: each encoder's
-        registered space (``acoustic``: standardized; neural embeddings: paper); for precomputed
-        embeddings the ``space`` they name, else the default of the encoder their config records, else
-        standardized.
-    n_bootstrap : bootstrap resamples of the confidence intervals.
-    random_state : seed of the permutations and bootstraps.
-    cache_dir : per-clip embedding cache (default: ``$BRAIN2MUSIC_CACHE`` or ``~/.cache/brain2music``).
-    backend : himalaya backend of every ridge, encoding model and alignment (``numpy``, ``torch``,
-        ``torch_cuda``, ``cupy``): float32 on its device, results back as numpy.
-    scheduler : where the subjects run, one task each (:func:`study_subject`): ``None``/``"none"`` in this
-        process; ``"threads"`` a Dask thread pool; ``"local"`` a Dask ``LocalCluster`` of ``workers``
-        processes; ``"tcp://host:8786"`` that Dask cluster (its workers must see the data and ``out``).
-        The figures do not depend on it. ``workers`` : threads / local processes (default: all cores).
-    reuse_kernels : compute each subject's kernel once per window and share it between the fits on those
-        samples (``False`` gives every fit its own; same figures, for checking).
-    encoder_options : constructor options of the encoders that are computed: ``{option: value}`` for every
-        encoder that takes it, ``{encoder: {option: value}}`` for one (``--encoder-option [NAME:]KEY=VALUE``),
-        e.g. ``{"mert": {"trust_remote_code": True}}``. An option no encoder takes is a ConfigError.
-    device, dtype : placement of the neural encoders (``auto``/``cpu``/``cuda``/``mps``; ``float16``, ...).
+        keys; or ``["name=path", ...]``. Others are computed from the stimuli.
     verbose : progress bars (stderr) and the printed table (stdout).
+
+    The results folder has one writer at a time: a second run into it is refused at once.
     """
+    if isinstance(settings, StudySettings):
+        if options:
+            raise ConfigError(
+                f"reproduce(settings, ...): options {', '.join(sorted(options))} given beside a StudySettings; "
+                "build the settings with them (study_settings or dataclasses.replace)"
+            )
+        check_sources(settings.encoders, embedding_sources(embeddings), settings.stimuli)
+    else:
+        settings = study_settings(settings, embeddings=embeddings, **options)
+    with ResultsFolder(settings.out).writing("brain2music reproduce"):
+        return _run_study(settings, embedding_sources(embeddings), verbose)
+
+
+def _run_study(settings: StudySettings, given: dict, verbose: bool) -> StudyResults:
+    """Every subject, the methods that pool subjects, the paired tests and the summary; the folder written."""
     from brain2music.results.table import format_table
 
     t_start = time.time()
-    settings = _settings(locals())
     # Every subject's inputs are checked before the results folder is touched.
     check_study_inputs(settings.source, settings.subjects, settings.parcels)
     folder = ResultsFolder(settings.out)
     settings.out.mkdir(parents=True, exist_ok=True)
-    results = StudyResults(config=settings.to_dict(), subjects=settings.subjects, methods=settings.methods)
-    given = _embedding_sources(embeddings)
+    results = StudyResults(
+        config=settings.to_dict(), subjects=list(settings.subjects), methods=list(settings.methods)
+    )
     sets = {enc: _load_embeddings(enc, given.get(enc), settings, verbose) for enc in settings.encoders}
     for enc, es in sets.items():
         results.encoders[enc] = EncoderInfo(
@@ -234,7 +122,7 @@ def reproduce(
     for o in outcomes:
         results.add(*o.records)
         scores.update(o.scores)
-    for m in (m for m in settings.methods if _is_group(m)):
+    for m in (m for m in settings.methods if is_group(m)):
         for enc in settings.encoders:
             states = {o.subject: o.group_states[(m, enc)] for o in outcomes}
             folds = {o.subject: o.nested_states.pop((m, enc), []) for o in outcomes}
@@ -279,7 +167,7 @@ def study_subject(
     for k, enc in enumerate(settings.encoders):
         targets = _targets(ctx, embeddings[enc], settings.metric_spaces[enc])
         _study_embedding(folder, outcome, ctx, targets, settings, fold_of_clip)
-        for m in (m for m in settings.methods if _is_group(m)):
+        for m in (m for m in settings.methods if is_group(m)):
             outcome.group_states[(m, enc)] = (get_method(m).prepare(ctx, targets), targets)
         later = settings.encoders[k + 1 :]
         ctx.forget(window=None if any(embeddings[e].window == targets.window for e in later) else targets.window,
@@ -329,12 +217,12 @@ def _study_embedding(
     outcome.records.append(_encoding_maps(folder, ctx, targets, settings))
     fitted, rows = {}, {}
     for name in settings.methods:
-        if not _is_group(name):
+        if not is_group(name):
             scored = fit_and_score(get_method(name), ctx, targets)
             fitted[name] = _record(folder, outcome.records, outcome.scores, ctx, targets, scored)
             rows[name] = (scored.test, scored.train)
-    single = [get_method(m) for m in settings.methods if not _is_group(m)]
-    group = tuple(get_method(m) for m in settings.methods if _is_group(m))
+    single = [get_method(m) for m in settings.methods if not is_group(m)]
+    group = tuple(get_method(m) for m in settings.methods if is_group(m))
     nested, states = nested_scores(single, ctx, targets, group_methods=group, fold_of_clip=fold_of_clip)
     for name, pair in rows.items():
         _set_nested(pair, nested.get(name))
@@ -380,7 +268,7 @@ def _reference_folds(settings: StudySettings) -> dict[str, int] | None:
     same clips without loading the reference's responses. ``None`` (each subject's own runs; the group
     fit checks that the folds agree) when the BIDS root has no events of the reference.
     """
-    if not any(_is_group(m) for m in settings.methods):
+    if not any(is_group(m) for m in settings.methods):
         return None
     from brain2music.embeddings.clips import experiment_clips
 
@@ -537,10 +425,6 @@ def _test_summary(preds: list, settings: StudySettings) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ preparation
-def _is_group(name: str) -> bool:
-    return isinstance(get_method(name), GroupMethod)
-
-
 def _context(settings: StudySettings, subject: str) -> SubjectContext:
     sub = load_subject_for_study(settings.source, subject)
     needs_parcels = any("parcels" in get_method(m).needs for m in settings.methods)
@@ -620,192 +504,3 @@ def _inferred_window(r: int, settings: StudySettings, where: str) -> float:
             f"or r=1, the whole clip, do); add window=SECONDS to the file"
         )
     return window
-
-
-def _embedding_sources(embeddings) -> dict[str, Any]:
-    """``{name: path, EmbeddingSet or dict}`` from a mapping or from ``["name=path", ...]`` (the CLI form)."""
-    if embeddings is None:
-        return {}
-    if isinstance(embeddings, Mapping):
-        return dict(embeddings)
-    if isinstance(embeddings, (str, os.PathLike)):
-        embeddings = [embeddings]
-    out = {}
-    for item in embeddings:
-        name, sep, path = str(item).partition("=")
-        if not sep or not name.strip() or not path.strip():
-            raise ConfigError(f"--embeddings expects NAME=FILE.npz (e.g. acoustic=emb.npz); got {item!r}")
-        out[name.strip()] = path.strip()
-    return out
-
-
-def _csv_list(value, what: str) -> list[str]:
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    out = list(dict.fromkeys(value or []))
-    if not out:
-        raise ConfigError(f"{what} must name at least one entry")
-    return out
-
-
-def _settings(args: dict) -> StudySettings:
-    """Validate the arguments of :func:`reproduce` into :class:`StudySettings` (errors name the option)."""
-    from brain2music.data import list_subjects, normalize_subject
-    from brain2music.embeddings import encoder_metric_space
-    from brain2music.models import DEFAULT_ALPHAS
-
-    bids_root = Path(args["bids_root"])
-    if not bids_root.is_dir():
-        raise DataFileNotFoundError(f"BIDS root not found: {bids_root}")
-    source = args["source"] or DataSource.from_options(
-        bids_root, derivatives=args["derivatives"], fmriprep=args.get("fmriprep"), space=args.get("space"),
-        confounds=args.get("confounds"), mask=args.get("mask"), freesurfer_dir=args.get("freesurfer_dir"),
-        delay=int(args["delay"]),
-    )  # fmt: skip
-    encoders = _csv_list(args["encoders"], "encoders (e.g. acoustic)")
-    methods = _csv_list(args["methods"], "methods")
-    unknown = [m for m in methods if m not in list_methods()]
-    if unknown:
-        raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(list_methods())}")
-    subjects = (
-        [normalize_subject(s) for s in args["subjects"]] if args["subjects"] else list_subjects(bids_root)
-    )
-    if not subjects:
-        raise DataError(f"{bids_root}: no sub-* folders found")
-    given = _embedding_sources(args["embeddings"])
-    missing = [e for e in encoders if e not in given]
-    if missing and args["stimuli"] is None:
-        raise ConfigError(
-            f"no stimuli folder given and no precomputed embeddings for {', '.join(missing)}; "
-            "pass --stimuli STIMULI_DIR (or --embeddings NAME=FILE.npz)"
-        )
-    parcels = args["parcels"]
-    default_parcels = bids_root / "derivatives" / "parcels.nii.gz"
-    parcels = (
-        str(parcels) if parcels is not None else (str(default_parcels) if default_parcels.is_file() else None)
-    )
-    methods = _drop_unavailable(methods, parcels, subjects, default_parcels)
-    if args["logo_method"] not in list_methods() or _is_group(args["logo_method"]):
-        raise ConfigError(f"logo_method must be a per-subject method; got {args['logo_method']!r}")
-    reference = normalize_subject(args["reference"]) if args["reference"] else subjects[0]
-    if reference not in subjects:
-        raise ConfigError(f"reference subject {reference} is not among the subjects {subjects}")
-    space = args["metric_space"]
-    spaces = {
-        e: (space.get(e) if isinstance(space, Mapping) else space)
-        or (_precomputed_space(given[e]) if e in given else encoder_metric_space(e))
-        for e in encoders
-    }
-    for e, sp in spaces.items():
-        check_space(sp, what=f"metric space of {e}")
-    alphas = args["alphas"] if args["alphas"] is not None else DEFAULT_ALPHAS
-    encoder_options = resolve_study_encoders(
-        encoders, args.get("encoder_options"), args.get("device"), args.get("dtype"), precomputed=given
-    )
-    backend, scheduler, workers = _execution(
-        args.get("backend", "numpy"), args.get("scheduler"), args.get("workers")
-    )
-    return StudySettings(
-        source=source, encoders=encoders, subjects=subjects, methods=methods, out=Path(args["out"]),
-        stimuli=Path(args["stimuli"]) if args["stimuli"] is not None else None, parcels=parcels,
-        delays=[int(d) for d in args["delays"]], alphas=[float(a) for a in alphas], cv=int(args["cv"]),
-        n_top_parcels=int(args["n_top_parcels"]), encsel_threshold=args["encsel_threshold"],
-        encsel_top=args["encsel_top"], reference=reference, n_permutations=int(args["n_permutations"]),
-        fdr_alpha=float(args["fdr_alpha"]), logo=bool(args["logo"]), logo_method=args["logo_method"],
-        metric_spaces=spaces, n_bootstrap=int(args["n_bootstrap"]), random_state=int(args["random_state"]),
-        cache_dir=str(args["cache_dir"]) if args["cache_dir"] is not None else None,
-        backend=backend, reuse_kernels=bool(args.get("reuse_kernels", True)), scheduler=scheduler, workers=workers,
-        encoder_options=encoder_options,
-    )  # fmt: skip
-
-
-def _precomputed_space(value) -> str:
-    """The metric space of precomputed embeddings (path, set or dict): :func:`~brain2music.embeddings.format.default_space`."""
-    from brain2music.embeddings import EmbeddingSet
-    from brain2music.embeddings.format import default_space, read_config
-
-    if isinstance(value, (str, os.PathLike)):
-        if not Path(value).is_file():
-            raise DataFileNotFoundError(f"embeddings file not found: {value} (--embeddings)")
-        return default_space(read_config(value))
-    if isinstance(value, EmbeddingSet):
-        return default_space(value.config)
-    if not isinstance(value, Mapping):
-        return "standardized"  # :func:`_load_embeddings` refuses it, naming what it expected
-    return default_space(
-        dict(value.get("config") or {}) | ({"space": value["space"]} if value.get("space") else {})
-    )
-
-
-def _execution(backend, scheduler, workers) -> tuple[str, str | None, int | None]:
-    """Validate ``backend`` (loadable here), ``scheduler`` and ``workers`` (errors name the option)."""
-    from brain2music.embeddings.batch import check_scheduler
-    from brain2music.models._backend import get_backend
-
-    # ConfigError for an unknown name, or naming what to install when its library or device is missing.
-    get_backend(backend)
-    if scheduler == "threads":
-        pass
-    elif check_scheduler(scheduler) is None:
-        scheduler = None
-    elif not isinstance(scheduler, str):
-        raise ConfigError("scheduler must be 'none', 'threads', 'local' or a Dask address (a string)")
-    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
-        raise ConfigError(f"workers must be a positive integer; got {workers!r}")
-    return backend, scheduler, None if workers is None else int(workers)
-
-
-def resolve_study_encoders(
-    encoders, options=None, device=None, dtype=None, *, precomputed=()
-) -> dict[str, dict]:
-    """``{encoder: kwargs}`` of the encoders a study computes from ``--encoder-option``/``--device``/
-    ``--dtype`` (checked against each encoder's constructor before anything is loaded).
-
-    ``precomputed`` names the embeddings given as files (``--embeddings``): they need no registry entry
-    and take no options, so an option meant for one of them is a ConfigError.
-    """
-    from brain2music.embeddings.registry import resolve_encoder_options
-
-    given = set(precomputed)
-    options = dict(options or {})
-    for name in given & set(options):
-        raise ConfigError(
-            f"--encoder-option {name}:...: {name!r} is precomputed (--embeddings {name}=FILE), so it computes "
-            "nothing and takes no options"
-        )
-    computed = [e for e in encoders if e not in given]
-    if not computed:
-        if options:
-            raise ConfigError(
-                f"--encoder-option {', '.join(options)}: every embedding of this run is precomputed "
-                f"({', '.join(encoders)}); no encoder is built to take options"
-            )
-        return {}
-    return resolve_encoder_options(computed, options, device=device, dtype=dtype)
-
-
-def check_reproduce(encoders, *, embeddings=None, encoder_options=None, device=None, dtype=None) -> list:
-    """``reproduce --check``: build every encoder the study would compute (loading its checkpoint), embed
-    nothing; returns :class:`~brain2music.checkpoints.CheckResult` per encoder (precomputed ones skipped)."""
-    from brain2music.checkpoints import check_encoders
-
-    encoders = _csv_list(encoders, "encoders (e.g. acoustic)")
-    given = _embedding_sources(embeddings)
-    return check_encoders(resolve_study_encoders(encoders, encoder_options, device, dtype, precomputed=given))
-
-
-def _drop_unavailable(methods: list[str], parcels, subjects, default_parcels) -> list[str]:
-    """Skip (with a warning) methods whose needs this study cannot meet."""
-    keep = []
-    for m in methods:
-        needs = get_method(m).needs
-        if "parcels" in needs and parcels is None:
-            warnings.warn(
-                f"method {m!r} skipped: no parcel image (looked for {default_parcels}; pass parcels=...)",
-                stacklevel=3,
-            )
-        elif "subjects" in needs and len(subjects) < 2:
-            warnings.warn(f"method {m!r} skipped: it pools subjects and needs at least 2", stacklevel=3)
-        else:
-            keep.append(m)
-    return keep

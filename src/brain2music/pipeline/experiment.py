@@ -363,7 +363,7 @@ def _placement(plan: _Plan) -> dict:
 
 def _library_options(plan: _Plan) -> dict:
     """The library encoder's kwargs: the same ``embeddings.options`` as the study's encoder of that name."""
-    from brain2music.study.reproduce import resolve_study_encoders
+    from brain2music.study.settings import resolve_study_encoders
 
     others = [e for e in _precomputed(plan) if e != plan.lib_encoder]
     opts = resolve_study_encoders(
@@ -386,7 +386,7 @@ def check_experiment(config: Config | str | os.PathLike | dict) -> list:
     """
     from brain2music.checkpoints import check_component, check_encoders, check_generator
     from brain2music.reconstruct.generators import generator_parameters, resolve_generator_options
-    from brain2music.study.reproduce import resolve_study_encoders
+    from brain2music.study.settings import resolve_study_encoders
 
     if isinstance(config, dict):
         config = parse_config(config, check_paths=False)
