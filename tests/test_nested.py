@@ -202,3 +202,30 @@ def test_too_few_runs_for_folds_inside_folds_give_no_selection_score_not_the_inf
     row = MethodResult("sub-001", ENC, "ridge", "test", "standardized", 0.9, 0.5, train_cv_r=0.4)
     rep._set_nested([row], None)
     assert row.train_cv_r is None and row.train_cv_r_inner == 0.4  # the old score never stands in
+
+
+def test_a_method_that_cannot_be_refitted_in_a_fold_gets_no_selection_score():
+    from brain2music.errors import DataError
+    from brain2music.evaluate.space import MetricSpace
+    from brain2music.study.context import SubjectContext, Targets
+    from brain2music.study.methods.base import DecoderMethod
+    from brain2music.study.nested import nested_scores
+
+    class NeedsAllRuns(DecoderMethod):  # its own inner CVs need more runs than an outer fold keeps
+        name = "needs-all-runs"
+
+        def fit(self, ctx, targets):
+            raise DataError("too few groups")
+
+    ids = design_clips().clip_id.tolist()
+    emb = make_embeddings(ids, r=1, dim=4, seed=0)
+    sub, _, _ = make_subject(emb, ids, n_voxels=24, n_parcels=2, noise=0.5)
+    settings = rep.StudySettings(
+        source=None, encoders=[ENC], subjects=["sub-001"], methods=["ridge"], out=".", alphas=(1.0, 100.0)
+    )
+    ctx = SubjectContext(sub, settings)
+    n = len(sub.train_runs)
+    targets = Targets(ENC, 15.0, emb[:n], emb[n:], MetricSpace.fit("standardized", emb[:n]))
+    with pytest.warns(UserWarning, match="needs-all-runs cannot be refitted"):
+        scores, _ = nested_scores([rep.get_method("ridge"), NeedsAllRuns()], ctx, targets)
+    assert set(scores) == {"ridge"} and np.isfinite(scores["ridge"].r)

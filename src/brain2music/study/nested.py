@@ -160,28 +160,48 @@ def nested_scores(
     scores = {m.name: [] for m in methods}
     seconds = dict.fromkeys([m.name for m in methods] + [m.name for m in group_methods], 0.0)
     states: dict[str, list[FoldState]] = {m.name: [] for m in group_methods}
+    unfit: dict[str, str] = {}
     for held in masks:
         if not held.any() or held.all():
             continue
         fctx, ft = fold_context(ctx, targets, held)
         if any(np.array_equal(held, m) for m in own):
-            for method in methods:
+            for method in (m for m in methods if m.name not in unfit):
                 t0 = time.perf_counter()
-                fitted = method.fit(fctx, ft)
+                try:
+                    fitted = method.fit(fctx, ft)
+                except DataError as err:  # e.g. its own inner CVs need more runs than a fold keeps
+                    unfit[method.name] = str(err)
+                    continue
                 pred = _predict(fitted.decoder, x_train[held])
                 scores[method.name].append(_held_out_r(targets.train[held], pred))
                 seconds[method.name] += time.perf_counter() - t0
         if any(np.array_equal(held, m) for m in ref):
-            for method in group_methods:
+            for method in (m for m in group_methods if m.name not in unfit):
                 t0 = time.perf_counter()
-                state = method.prepare(fctx, ft)
+                try:
+                    state = method.prepare(fctx, ft)
+                except DataError as err:
+                    unfit[method.name] = str(err)
+                    states[method.name] = []
+                    continue
                 dt = time.perf_counter() - t0
                 seconds[method.name] += dt
                 states[method.name].append(
                     FoldState(state, ft, rows[held], frozenset(ids[held]), all_ids, targets.train[held], dt)
                 )
         del fctx  # its windowed responses, encoding model and kernel block go with it
-    out = {name: NestedScore(float(np.mean(r)), seconds[name], len(r)) for name, r in scores.items() if r}
+    for name, why in unfit.items():
+        warnings.warn(
+            f"{ctx.subject}: {name} cannot be refitted inside an outer fold ({why}), so it has no selection "
+            "score: it is never chosen by training CV (choose it explicitly with reconstruct --method)",
+            stacklevel=3,
+        )
+    out = {
+        name: NestedScore(float(np.mean(r)), seconds[name], len(r))
+        for name, r in scores.items()
+        if r and name not in unfit
+    }
     return out, states
 
 
@@ -196,8 +216,16 @@ def nested_group_scores(method, folds: dict[str, list[FoldState]]) -> dict[str, 
     seconds = {s: sum(f.prepare_seconds for f in fs) for s, fs in folds.items()}
     for k in range(n_folds):
         t0 = time.perf_counter()
-        fitted = method.fit_group({s: fs[k].state for s, fs in folds.items()},
-                                  {s: fs[k].targets for s, fs in folds.items()})  # fmt: skip
+        try:
+            fitted = method.fit_group({s: fs[k].state for s, fs in folds.items()},
+                                      {s: fs[k].targets for s, fs in folds.items()})  # fmt: skip
+        except DataError as err:  # e.g. its inner CVs need more runs than a fold keeps
+            warnings.warn(
+                f"{method.name} cannot be refitted inside outer fold {k} ({err}), so it has no selection "
+                "score: it is never chosen by training CV (choose it explicitly with reconstruct --method)",
+                stacklevel=2,
+            )
+            return {}
         for s, (sctx, fm) in fitted.items():
             fold = folds[s][k]
             x_held = window_average(sctx.data.train[fold.held_rows], fold.targets.window, tr=sctx.data.tr)
