@@ -175,12 +175,14 @@ class Config:
         return self.values[section]
 
     def where(self, dotted: str) -> str:
+        """``"<file>:<line>: <section.key>"`` for error messages (the key alone for a config with no file)."""
         line = (self.lines or {}).get(dotted)
         if self.path is None:
             return dotted
         return f"{self.path}:{line}: {dotted}" if line else f"{self.path}: {dotted}"
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
+        """A deep copy of every section's values, as plain dicts."""
         return copy.deepcopy(self.values)
 
 

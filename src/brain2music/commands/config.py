@@ -7,6 +7,7 @@ import argparse
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music config`` (print the commented example config, or ``--check`` a config file) to ``subparsers``."""
     p = subparsers.add_parser("config", help="print a commented example experiment config, or check one")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--example", action="store_true", help="print a commented example configuration")

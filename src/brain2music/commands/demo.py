@@ -6,6 +6,7 @@ import argparse
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music demo`` (the embedded default study end to end, into ``--out``) to ``subparsers``."""
     p = subparsers.add_parser(
         "demo",
         help="simulate a small study, decode music from it, retrieve and generate, and write an HTML report",

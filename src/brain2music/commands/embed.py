@@ -20,6 +20,7 @@ _ENCODERS = (
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music embed`` (embed every clip of a stimuli folder; cached, resumable) to ``subparsers``."""
     p = subparsers.add_parser(
         "embed",
         help="embed every clip of a stimulus/audio folder (or a captions CSV) into (n_clips, r, dim)",

@@ -6,6 +6,7 @@ import argparse
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music example-data`` (a tiny dataset with the real ds003720 events) to ``subparsers``."""
     p = subparsers.add_parser(
         "example-data",
         help="write a small example dataset in the ds003720 layout (real events, small random images)",

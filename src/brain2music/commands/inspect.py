@@ -10,6 +10,7 @@ import argparse
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music inspect`` (summarise a BIDS root or fMRIPrep folder from headers only) to ``subparsers``."""
     p = subparsers.add_parser(
         "inspect",
         help="summarise a ds003720-like BIDS dataset or its fMRIPrep derivatives (runs, confounds, motion)",

@@ -87,6 +87,7 @@ def _search(args) -> int:
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music library`` (``build``, ``add``, ``search`` a music library) to ``subparsers``."""
     p = subparsers.add_parser("library", help="build, extend and search a music library")
     sub = p.add_subparsers(dest="library_command", metavar="ACTION", required=True)
 

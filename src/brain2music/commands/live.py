@@ -6,6 +6,7 @@ import argparse
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music live`` (decode volumes while they are scanned: ``--watch`` or ``--replay``) to ``subparsers``."""
     p = subparsers.add_parser(
         "live",
         help="decode each fMRI volume as it arrives (a watched export folder or a replayed run) into music",

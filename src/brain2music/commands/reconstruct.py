@@ -59,6 +59,7 @@ def _run(args) -> int:
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music reconstruct`` (retrieval and generation from a results folder, evaluated) to ``subparsers``."""
     p = subparsers.add_parser(
         "reconstruct",
         help="retrieve and generate music for the predicted embeddings of a results folder, and evaluate it",

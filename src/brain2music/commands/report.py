@@ -6,6 +6,7 @@ import argparse
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music report`` (the HTML report of a results folder) to ``subparsers``."""
     p = subparsers.add_parser(
         "report", help="build report.html for a finished run (results of reproduce/run)"
     )

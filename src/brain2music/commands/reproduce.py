@@ -12,6 +12,7 @@ def _csv(text: str) -> list[str]:
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music reproduce`` (decoders and the paper's evaluation into a results folder) to ``subparsers``."""
     p = subparsers.add_parser(
         "reproduce",
         help="decode music embeddings from fMRI and evaluate as in Brain2Music (Table 2)",

@@ -6,6 +6,7 @@ import argparse
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music run`` (every stage of one experiment config file) to ``subparsers``."""
     p = subparsers.add_parser(
         "run",
         help="run a whole experiment from a YAML config (see `brain2music config --example`)",

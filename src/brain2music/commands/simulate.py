@@ -6,6 +6,7 @@ import argparse
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music simulate`` (a simulated study in the ds003720 or fMRIPrep layout) to ``subparsers``."""
     p = subparsers.add_parser(
         "simulate",
         help="write a simulated study (composed 10-genre music + simulated brains) in the ds003720 layout",

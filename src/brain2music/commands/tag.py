@@ -9,6 +9,7 @@ _TAGGERS = "musicnn-msd (default), musicnn-mtt, musicnn-vgg-msd, musicnn-vgg-mtt
 
 
 def register(subparsers) -> None:
+    """Add ``brain2music tag`` (musicnn tag probabilities of audio files) to ``subparsers``."""
     p = subparsers.add_parser(
         "tag",
         help="tag recordings with a pretrained musicnn tagger (50 tags, no TensorFlow)",

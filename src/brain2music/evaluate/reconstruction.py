@@ -76,6 +76,7 @@ class GenreTagger:
         self.C = C
 
     def fit(self, embeddings: np.ndarray, genres) -> GenreTagger:
+        """Fit on embeddings ``(n, [r,] dim)`` and their ``genres`` ``(n,)``; DataError with fewer than 2 genres."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -89,6 +90,7 @@ class GenreTagger:
         return self
 
     def predict(self, embeddings: np.ndarray) -> np.ndarray:
+        """The genre of each clip ``(n,)`` from embeddings ``(n, [r,] dim)`` (windows averaged)."""
         return self.model_.predict(clip_vectors(np.asarray(embeddings, dtype=np.float64)))
 
 
