@@ -298,7 +298,7 @@ def bench_accuracy(args) -> None:
     scores: dict[str, dict[str, list]] = {}
     with threadpool_limits(args.threads):
         for subject in res.subjects:
-            runs = [r for r in find_runs(res.config["bids_root"], subject) if r.split == "test"]
+            runs = [r for r in find_runs(res.config.source.bids_root, subject) if r.split == "test"]
             for method in res.methods:
                 t0 = time.perf_counter()
                 got = _subject_method(demo, subject, method, runs)

@@ -39,11 +39,11 @@ def main() -> None:
     folder = ResultsFolder(args.results)
     study = folder.read()
     cfg = study.config
-    source = DataSource(cfg["source"]["kind"], Path(cfg["source"]["bids_root"]), delay=cfg["source"]["delay"])
+    source = DataSource(cfg.source.kind, cfg.source.bids_root, delay=cfg.source.delay)
     settings = StudySettings(
         source=source, encoders=[args.encoder], subjects=[args.subject], methods=["encsel"], out=Path(args.results),
-        alphas=cfg["alphas"], cv=cfg["cv"], encsel_threshold=cfg["encsel_threshold"], encsel_top=cfg["encsel_top"],
-        delays=cfg["delays"],
+        alphas=cfg.alphas, cv=cfg.cv, encsel_threshold=cfg.encsel_threshold, encsel_top=cfg.encsel_top,
+        delays=cfg.delays,
     )  # fmt: skip
     t0 = time.perf_counter()
     ctx = SubjectContext(load_subject_for_study(source, args.subject), settings)

@@ -91,7 +91,7 @@ def _child(args) -> None:
     }
     print(json.dumps({"wall": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "children_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-                      "figures": figures, "stages": stages, "config": {k: res.config.get(k) for k in
+                      "figures": figures, "stages": stages, "config": {k: getattr(res.config, k) for k in
                       ("backend", "scheduler", "workers", "reuse_kernels")}}))  # fmt: skip
 
 

@@ -70,10 +70,10 @@ def test_cli_reproduce_on_fmriprep_with_destrieux_parcels(sim, tmp_path):
     )
     assert main(argv) == 0
     res = ResultsFolder(out).read()
-    source = res.config["source"]
-    assert source["kind"] == "fmriprep" and source["fmriprep"] == str(sim["fmriprep"].resolve())
-    assert source["options"] == {"space": "T1w", "confounds": "motion:full,wm_csf:basic,high_pass"}
-    assert res.config["parcels"] == "destrieux"
+    source = res.config.source
+    assert source.kind == "fmriprep" and source.fmriprep == sim["fmriprep"].resolve()
+    assert source.options == {"space": "T1w", "confounds": "motion:full,wm_csf:basic,high_pass"}
+    assert res.config.parcels == "destrieux"
     (ens,) = res.ensemble_parcels
     names = destrieux_names()
     assert ens.parcel_names == [names[p] for p in ens.parcels]
@@ -95,8 +95,8 @@ def test_confounds_none_and_cortex_mask(sim, tmp_path):
     )  # fmt: skip
     none = reproduce(sim["bids"], out=tmp_path / "a", confounds="none", **kw)
     cortex = reproduce(sim["bids"], out=tmp_path / "b", mask="cortex", **kw)
-    assert none.config["source"]["options"]["confounds"] == "none"
-    assert cortex.config["source"]["options"]["mask"] == "cortex"
+    assert none.config.source.options["confounds"] == "none"
+    assert cortex.config.source.options["mask"] == "cortex"
     n_all = none.encoding[0].n_voxels
     assert 0 < cortex.encoding[0].n_voxels < n_all  # white matter and ventricles left out
 

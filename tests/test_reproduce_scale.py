@@ -94,10 +94,10 @@ def test_shared_kernels_give_the_same_figures_with_fewer_kernels_and_factorisati
     # With reuse: one X X^T per subject for every fit of both embeddings, genres and folds held out included.
     assert n_reused[:2] == (0, 2)
     # The second embedding of the window reuses the first one's factorisations of the all-clip kernel.
-    n_alphas = len(plain.config["alphas"])
+    n_alphas = len(plain.config.alphas)
     assert n_reused[2] == n_plain[2] - 2 * n_alphas
     _assert_same(reused, plain, study["tmp"] / "reused", study["tmp"] / "plain")
-    assert reused.config["reuse_kernels"] is True and plain.config["reuse_kernels"] is False
+    assert reused.config.reuse_kernels is True and plain.config.reuse_kernels is False
 
 
 def test_backend_is_validated_and_recorded(study):
@@ -120,8 +120,8 @@ def test_torch_backend_and_threads_scheduler_give_the_serial_numpy_figures(study
     pytest.importorskip("torch")
     numpy_run = _run(study, "numpy", logo=False)
     torch_run = _run(study, "torch", logo=False, backend="torch", scheduler="threads", workers=2)
-    assert (torch_run.config["backend"], torch_run.config["scheduler"]) == ("torch", "threads")
-    assert numpy_run.config["scheduler"] is None
+    assert (torch_run.config.backend, torch_run.config.scheduler) == ("torch", "threads")
+    assert numpy_run.config.scheduler is None
     _assert_same(torch_run, numpy_run, study["tmp"] / "torch", study["tmp"] / "numpy")
 
 
@@ -138,7 +138,7 @@ def test_cli_backend_and_scheduler_options(study, capsys):
     )
     assert main(base + ["--scheduler", "threads", "--workers", "1"]) == 0
     config = ResultsFolder(study["tmp"] / "cli").read().config
-    assert (config["backend"], config["scheduler"], config["workers"]) == ("numpy", "threads", 1)
+    assert (config.backend, config.scheduler, config.workers) == ("numpy", "threads", 1)
 
 
 @pytest.mark.slow
@@ -156,7 +156,7 @@ def test_dask_local_cluster_equals_serial_on_a_tiny_simulated_study(tmp_path):
     )  # fmt: skip
     serial = rep.reproduce(sim / "bids", out=tmp_path / "serial", **kw)
     local = rep.reproduce(sim / "bids", out=tmp_path / "local", scheduler="local", workers=2, **kw)
-    assert local.config["scheduler"] == "local" and local.config["workers"] == 2
+    assert local.config.scheduler == "local" and local.config.workers == 2
     assert [(r.subject, r.method, r.split) for r in local.rows] == [
         (r.subject, r.method, r.split) for r in serial.rows
     ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from brain2music.results import (
     StudyResults,
     SummaryRow,
 )
+from brain2music.results.settings import DataSource, StudySettings
 
 
 def _study():
@@ -136,7 +139,7 @@ def test_elapsed_seconds_are_a_field_and_older_folders_with_them_in_config_still
     data["config"]["elapsed_s"] = 3.0
     (tmp_path / "results.json").write_text(json.dumps(data))
     back = folder.read()
-    assert back.elapsed_s == 3.0 and "elapsed_s" not in back.config
+    assert back.elapsed_s == 3.0 and "elapsed_s" not in back.config.extra
     assert back.config == _study().config
 
 
@@ -210,3 +213,58 @@ def test_summary_over_subjects_of_nested_scores():
     stat = summarise_subjects(subjects, clips, n_bootstrap=200)["retrieval_top1_acc"]
     assert stat.mean == pytest.approx(5 / 6) and (stat.n_subjects, stat.n_clips) == (2, 3)
     assert stat.ci[0] <= stat.mean <= stat.ci[1] <= 1.0
+
+
+def test_config_is_the_typed_settings_and_results_json_holds_exactly_their_dict(tmp_path):
+    source = DataSource("bids", tmp_path / "bids", None, 2, {"mask": "brain"})
+    settings = StudySettings(
+        source, ("clap",), ("sub-001",), ("ridge",), tmp_path / "out", alphas=(1.0, 10.0)
+    )
+    folder = ResultsFolder(tmp_path)
+    folder.write(dataclasses.replace(_study(), config=settings))
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["config"] == settings.to_dict()
+    assert list(data)[0] == "config"  # the key stays where the writer put it
+    back = folder.read()
+    assert isinstance(back.config, StudySettings) and back.config == settings
+    assert back.config.source.bids_root == tmp_path / "bids" and back.config.alphas == (1.0, 10.0)
+    first = (tmp_path / "results.json").read_bytes()
+    folder.write(back)
+    assert (tmp_path / "results.json").read_bytes() == first  # read and written back: not a byte changed
+
+
+def test_a_config_of_an_earlier_version_loads_and_keeps_the_keys_this_version_does_not_know(tmp_path):
+    """Fewer keys, only the flat data-source copies, ``elapsed_s`` and unknown keys inside ``config``."""
+    folder = ResultsFolder(tmp_path)
+    folder.write(_study())
+    data = json.loads((tmp_path / "results.json").read_text())
+    data["config"] = {
+        "bids_root": "/data/bids", "derivatives": "/data/deriv", "use_derivatives": True, "delay": 4,
+        "encoders": ["clap"], "subjects": ["sub-001"], "methods": ["ridge"], "out": "/r", "cv": 3,
+        "elapsed_s": 7.0, "experiment": {"name": "old"}, "notes": ["kept"],
+    }  # fmt: skip
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    back = folder.read()
+    assert back.elapsed_s == 7.0 and back.config.cv == 3 and back.config.reuse_kernels is True
+    assert back.config.source == DataSource("derivatives", Path("/data/bids"), Path("/data/deriv"), 4)
+    assert back.config.extra == {"use_derivatives": True, "experiment": {"name": "old"}, "notes": ["kept"]}
+    folder.write(back)
+    again = json.loads((tmp_path / "results.json").read_text())["config"]
+    assert {k: again[k] for k in back.config.extra} == back.config.extra and "elapsed_s" not in again
+    assert again["source"]["kind"] == "derivatives" and again["bids_root"] == "/data/bids"
+    # A key of the data source this version does not know survives too.
+    data["config"] = again | {"source": again["source"] | {"session": "ses-01"}}
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    assert folder.read().config.source.extra == {"session": "ses-01"}
+    folder.write(folder.read())
+    assert json.loads((tmp_path / "results.json").read_text())["config"] == data["config"]
+
+
+@pytest.mark.parametrize("config", [{}, {"experiment": {"name": "fake"}}])
+def test_the_minimal_configs_of_hand_written_folders_load(tmp_path, config):
+    folder = ResultsFolder(tmp_path)
+    folder.write(StudyResults(config=config, subjects=["sub-001"], methods=["ridge"]))
+    back = folder.read()
+    assert back.config.out is None and back.config.source.bids_root is None and back.config.stimuli is None
+    assert back.config.extra == config
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["out"] is None

@@ -118,13 +118,13 @@ def test_second_writer_of_a_results_folder_is_refused_and_the_first_completes(tm
     assert first.exitcode == 0
     folder = ResultsFolder(out)
     res = folder.read()
-    assert res.config["random_state"] == 0 and res.methods == ["debug"]
+    assert res.config.random_state == 0 and res.methods == ["debug"]
     assert folder.prediction_subjects("acoustic", "debug") == SUBJECTS
     for s in SUBJECTS:
         assert folder.read_predictions("acoustic", "debug", s).predicted.shape[0] == 60
     # released with the run: the next writer goes ahead
-    assert _reproduce(study, out, random_state=1).config["random_state"] == 1
-    assert folder.read().config["random_state"] == 1
+    assert _reproduce(study, out, random_state=1).config.random_state == 1
+    assert folder.read().config.random_state == 1
 
 
 def _worker_writes(leased, queue):

@@ -25,6 +25,7 @@ from brain2music.reconstruct.tag_agreement import (
 )
 from brain2music.report.recon import _tag_table
 from brain2music.results import ResultsFolder
+from brain2music.results.settings import StudySettings
 from brain2music.study.reconstruct import reconstruct
 from conftest import DS003720
 from musicnn_signals import SR, _noise
@@ -66,7 +67,9 @@ def study(tmp_path_factory):
         path = tmp / "stimuli" / row.genre / f"{row.clip_id}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, _signal(i), SR, subtype="FLOAT")
-    clips, why = stimulus_clips({"bids_root": str(bids), "stimuli": str(tmp / "stimuli")}, ids)
+    clips, why = stimulus_clips(
+        StudySettings.from_dict({"bids_root": str(bids), "stimuli": str(tmp / "stimuli")}), ids
+    )
     assert why is None
     music = tmp / "music"
     music.mkdir()
@@ -85,7 +88,9 @@ def _results(tmp, bids, ids, target, predicted, name):
     write_fake_study(res, ids, target, ids, predicted, target)
     folder = ResultsFolder(res)
     results = folder.read()
-    results.config = {"bids_root": str(bids), "stimuli": str(tmp / "stimuli"), "subjects": ["sub-001"]}
+    results.config = StudySettings.from_dict(
+        {"bids_root": str(bids), "stimuli": str(tmp / "stimuli"), "subjects": ["sub-001"]}
+    )
     folder.write(results)
     return res
 

@@ -7,7 +7,7 @@ through :class:`brain2music.results.ResultsFolder`:
 - the voxel grid (:meth:`~brain2music.results.ResultsFolder.grid`): ``voxel_indices`` of
   ``encoding/<encoder>/<subject>_encoding.npz`` (flat C-order indices of the decoder's input columns into
   the BOLD grid) on the shape and affine of the header of ``encoding/<encoder>/<subject>_test_r.nii.gz``;
-- the hemodynamic delay (``config.delay``, volumes) and the BIDS root (``config.bids_root``), whose
+- the hemodynamic delay (``config.source.delay``, volumes) and the BIDS root (``config.source.bids_root``), whose
   training runs give the TR and the training statistics of the z-score prior
   (:func:`brain2music.live.preprocess.training_statistics`);
 - the embedding scale and the genre prototypes: ``embeddings/<encoder>.npz``, training clips only (the
@@ -35,6 +35,7 @@ from brain2music.errors import ConfigError, DataError
 from brain2music.live.preprocess import training_statistics
 from brain2music.live.ranking import TestClips, load_test_clips
 from brain2music.results.grid import VoxelGrid
+from brain2music.results.settings import StudySettings
 
 __all__ = ["LiveModel", "bold_tr", "load_live_model"]
 
@@ -233,15 +234,14 @@ def _decoder_record(decoder_path: Path) -> tuple[dict, dict]:
     return record, cfg
 
 
-def _bids_root(results_dir: Path, rconf) -> Path | None:
+def _bids_root(results_dir: Path, settings: StudySettings) -> Path | None:
     """The BIDS root the results were computed on; decoders fitted on derivative arrays are refused."""
-    bids_root = Path(rconf["bids_root"]) if rconf.get("bids_root") else None
-    if (rconf.get("source") or {}).get("kind") == "derivatives" or rconf.get("use_derivatives"):
+    if settings.source.kind == "derivatives":
         raise DataError(
-            f"{results_dir}: the decoders were fitted on derivative arrays ({rconf.get('derivatives')}), "
+            f"{results_dir}: the decoders were fitted on derivative arrays ({settings.source.derivatives}), "
             "whose columns have no voxel grid; live decoding needs decoders fitted on BIDS images"
         )
-    return bids_root
+    return settings.source.bids_root
 
 
 def _live_tr(tr: float | None, train_tr: float | None, bids_root: Path | None) -> float:
@@ -312,8 +312,7 @@ def load_live_model(
     res = folder.read()
     subject, encoder = cfg["subject"], cfg["encoder"]
     entry = folder.encoding_entry(subject, encoder, res)
-    rconf = res.config
-    bids_root = _bids_root(results_dir, rconf)
+    bids_root = _bids_root(results_dir, res.config)
     grid = folder.grid(subject, encoder, res)
     _check_decoder_inputs(record["decoder"], grid.n_voxels, decoder_path, results_dir / entry.npz)
     bolds, train_tr = _training_runs(bids_root, subject)
@@ -332,7 +331,7 @@ def load_live_model(
         method=cfg["method"],
         window=float(cfg["window"]),
         r=int(cfg["r"]),
-        delay=int(rconf.get("delay", 3)),
+        delay=int(res.config.source.delay),
         tr=float(tr),
         grid=grid,
         grid_source=str(folder.grid_source(subject, encoder, res)),

@@ -28,6 +28,7 @@ import numpy as np
 
 from brain2music.errors import ConfigError
 from brain2music.results import KINDS, Score
+from brain2music.results.settings import StudySettings
 
 __all__ = [
     "DEFAULT_TAGGERS",
@@ -214,20 +215,20 @@ def score_tags(
     return out, clip_values
 
 
-def stimulus_clips(config: dict, ids: Sequence[str]) -> tuple[dict | None, str | None]:
+def stimulus_clips(config: StudySettings | None, ids: Sequence[str]) -> tuple[dict | None, str | None]:
     """``({clip_id: AudioClip}, None)``: the stimuli of clips ``ids`` of a study, or ``(None, why not)``.
 
-    The excerpts come from the study's events (``config["bids_root"]``), the audio from
-    ``config["stimuli"]``: exactly what the embeddings were computed from (and the subjects heard).
+    The excerpts come from the study's events (``config.source.bids_root``), the audio from
+    ``config.stimuli``: exactly what the embeddings were computed from (and the subjects heard).
     """
     from brain2music.embeddings.clips import clips_from_design, experiment_clips
     from brain2music.errors import DataError, DataFileNotFoundError
 
-    bids, stimuli = (config or {}).get("bids_root"), (config or {}).get("stimuli")
+    bids, stimuli = (None, None) if config is None else (config.source.bids_root, config.stimuli)
     if not bids or not stimuli:
         return None, "the results folder's config names no stimuli folder and BIDS root"
     try:
-        table = experiment_clips(bids, subjects=(config or {}).get("subjects") or None)
+        table = experiment_clips(bids, subjects=list(config.subjects) or None)
         clips = {c.clip_id: c for c in clips_from_design(table[table.clip_id.isin(set(ids))], stimuli)}
     except (DataError, DataFileNotFoundError) as exc:
         return None, f"the stimuli could not be read: {exc}"
@@ -247,7 +248,7 @@ class ReconstructionTagging:
 
     scorer: TagAgreement | None
     info: dict
-    study_config: dict | None
+    study_config: StudySettings | None
     max_library: int
     random_state: int = 0
     progress: bool = False
@@ -263,8 +264,8 @@ class ReconstructionTagging:
             raise ConfigError(
                 f"tag_library must be >= 1 (library tracks tagged for Chance), got {max_library!r}"
             )
-        config = study.config or {}
-        if not config.get("bids_root") or not config.get("stimuli"):
+        config = study.config
+        if not config.source.bids_root or not config.stimuli:
             why = "the results folder's config names no stimuli folder and BIDS root"
             return cls(None, {"skipped": why}, None, int(max_library))
         scorer = enabled if isinstance(enabled, TagAgreement) else TagAgreement(taggers)

@@ -187,7 +187,7 @@ def _context(
     figures = _id_acc_figures(results, assets) + _per_genre_figures(results, assets)
     figures += _matrix_figures(results, ResultsFolder(results_dir), assets)
     clips, recon_note, recon_table = _clips(results, recon_dir, assets, max_clips)
-    cfg = config if config is not None else results.config
+    cfg = config if config is not None else results.config.to_dict()
     return {
         "title": title or _run_name(cfg, results_dir),
         "version": results.version,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from brain2music.errors import DataError, DataFileNotFoundError
+from brain2music.results.settings import StudySettings
 
 EXCERPT = 15.0
 SR = 22050
@@ -113,9 +114,9 @@ def _tag_line(c, kind: str) -> str:
     return " · musicnn: " + " | ".join(", ".join(v) for v in classes.values())
 
 
-def _clip_starts(config: dict) -> dict[str, float]:
+def _clip_starts(config: StudySettings | None) -> dict[str, float]:
     """Excerpt start of every experiment clip, from the BIDS events the results were computed on."""
-    bids = (config or {}).get("bids_root") or (config or {}).get("bids")
+    bids = config.source.bids_root if config is not None else None
     if not bids or not Path(bids).is_dir():
         return {}
     from brain2music.data import clip_table, list_subjects, subject_design
@@ -267,7 +268,7 @@ def load_reconstruction(
     write_audio: Callable,
     spectrogram: Callable,
     asset_prefix: str,
-    results_config: dict | None = None,
+    results_config: StudySettings | None = None,
     compare: list[Path] = (),
 ):
     """The listening section of one reconstruction folder, for the report template.
@@ -284,8 +285,8 @@ def load_reconstruction(
         ``write_audio(audio, sr, path)`` and ``spectrogram(audio, sr, path)``.
     asset_prefix : str
         The assets' folder as the page links it.
-    results_config : dict, optional
-        The results' config; its ``bids_root`` gives each original's excerpt start (else 0).
+    results_config : StudySettings, optional
+        The results' settings; their BIDS root gives each original's excerpt start (else 0).
     compare : list of Path
         Other reconstruction folders of the same results (e.g. another generator): their generated clips
         are played beside this one's, clip by clip.
@@ -306,7 +307,7 @@ def load_reconstruction(
 
     recon = ResultsFolder.read_reconstruction(recon_dir)
     beside = _compared_clips(compare)
-    starts = _clip_starts(results_config or {})
+    starts = _clip_starts(results_config)
     first_subject = (recon.subjects or [None])[0]
     entries = [c for c in recon.clips if c.subject == first_subject][:max_clips]
     writer = _Assets(assets, asset_prefix, write_audio, spectrogram)

@@ -10,10 +10,12 @@ what a field means does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from brain2music import __version__
 from brain2music.errors import DataError
 from brain2music.results._record import SCHEMA_VERSION, _Record
+from brain2music.results.settings import StudySettings
 
 __all__ = [
     "ChanceResult",
@@ -267,12 +269,15 @@ _LISTS = {
 class StudyResults(_Record):
     """Everything ``results.json`` holds (layout: ``docs/results_layout.md``).
 
-    ``config``: the settings of the ``reproduce`` run (``StudySettings.to_dict()``, the data source and
-    the encoder options). ``elapsed_s``: wall-clock seconds of the
-    run (``None`` where not measured); folders that record it inside ``config`` are read into this field.
+    ``config``: the settings of the ``reproduce`` run, a :class:`~brain2music.results.settings.StudySettings`
+    (read it by attribute: ``config.source.bids_root``, ``config.stimuli``); ``results.json`` holds its
+    :meth:`~brain2music.results.settings.StudySettings.to_dict` form, and a dict given here or read from a
+    folder is turned into settings by :meth:`~brain2music.results.settings.StudySettings.from_dict` (keys
+    it does not know kept in ``config.extra``). ``elapsed_s``: wall-clock seconds of the run (``None``
+    where not measured); folders that record it inside ``config`` are read into this field.
     """
 
-    config: dict
+    config: StudySettings
     subjects: list[str]
     methods: list[str]
     encoders: dict[str, EncoderInfo] = field(default_factory=dict)
@@ -290,11 +295,18 @@ class StudyResults(_Record):
     version: str = __version__
     extra: dict = field(default_factory=dict)
 
-    def _post_read(self) -> None:
-        if "elapsed_s" in (self.config or {}):
-            self.config = dict(self.config)
-            elapsed = self.config.pop("elapsed_s")
+    def __post_init__(self):
+        if isinstance(self.config, dict):
+            config = dict(self.config)
+            elapsed = config.pop("elapsed_s", None)
             self.elapsed_s = self.elapsed_s if self.elapsed_s is not None else elapsed
+            self.config = StudySettings.from_dict(config)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of ``results.json``; ``config`` is the settings' own :meth:`StudySettings.to_dict`."""
+        return super().to_dict() | {"config": self.config.to_dict()}
+
+    def _post_read(self) -> None:
         self.encoders = {
             k: v if isinstance(v, EncoderInfo) else EncoderInfo.from_dict(v) for k, v in self.encoders.items()
         }

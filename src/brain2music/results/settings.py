@@ -41,6 +41,7 @@ class DataSource:
         ``"MNI152NLin2009cAsym:res-2"``), ``confounds`` (a :class:`~brain2music.data.ConfoundStrategy`
         text, ``"none"`` to switch off) and ``freesurfer_dir``.
     fmriprep : the fMRIPrep output folder (``kind="fmriprep"``).
+    extra : keys of a recorded source this version does not know, written back unchanged.
     """
 
     kind: str = "bids"
@@ -49,8 +50,10 @@ class DataSource:
     delay: int = 3
     options: dict = field(default_factory=dict)
     fmriprep: Path | None = None
+    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``results.json``'s ``config.source``): absolute paths, then the ``extra`` keys."""
         return {
             "kind": self.kind,
             "bids_root": str(Path(self.bids_root).resolve()) if self.bids_root else None,
@@ -58,7 +61,7 @@ class DataSource:
             "fmriprep": str(Path(self.fmriprep).resolve()) if self.fmriprep else None,
             "delay": int(self.delay),
             "options": {k: str(v) if isinstance(v, os.PathLike) else v for k, v in self.options.items()},
-        }
+        } | self.extra
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataSource:
@@ -68,7 +71,8 @@ class DataSource:
             return Path(data[key]) if data.get(key) else None
 
         return cls(str(data.get("kind", "bids")), path("bids_root"), path("derivatives"),
-                   int(data.get("delay", 3)), dict(data.get("options") or {}), path("fmriprep"))  # fmt: skip
+                   int(data.get("delay", 3)), dict(data.get("options") or {}), path("fmriprep"),
+                   _unknown(cls, data))  # fmt: skip
 
 
 def _freeze(obj, tuples: tuple[str, ...], paths: tuple[str, ...] = ()) -> None:
@@ -89,10 +93,16 @@ def _listed(d: dict, names: tuple[str, ...]) -> dict:
 
 
 def _known_fields(cls, data: dict) -> dict:
-    """The keys of ``data`` that are fields of ``cls`` (a record written by another version may hold
-    more, e.g. ``elapsed_s``; missing ones take the field's default)."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    """The keys of ``data`` that are fields of ``cls`` (missing ones take the field's default)."""
+    names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
     return {k: v for k, v in data.items() if k in names}
+
+
+def _unknown(cls, data: dict, derived: tuple[str, ...] = ()) -> dict:
+    """The keys of ``data`` that are neither fields of ``cls`` nor ``derived`` from them (a record
+    written by another version may hold more); kept in the record's ``extra`` and written back."""
+    names = {f.name for f in dataclasses.fields(cls)} | set(derived)
+    return {k: v for k, v in data.items() if k not in names}
 
 
 @dataclass(frozen=True)
@@ -101,13 +111,15 @@ class StudySettings:
 
     Built by :func:`brain2music.study.settings.study_settings` from the options of the CLI, the config
     file or the Python API (every check names the option); :meth:`from_dict` reads a recorded config.
+    ``out`` is ``None`` only for a recorded config that names no results folder; ``extra`` holds the keys
+    of a recorded config this version does not know, written back unchanged by :meth:`to_dict`.
     """
 
     source: DataSource
     encoders: tuple[str, ...]
     subjects: tuple[str, ...]
     methods: tuple[str, ...]
-    out: Path
+    out: Path | None
     stimuli: Path | None = None
     parcels: str | None = None
     delays: tuple[int, ...] = (2, 3, 4)
@@ -134,6 +146,7 @@ class StudySettings:
     workers: int | None = None  # workers of "threads" / "local" (default: all cores)
     # {encoder: constructor kwargs} (--encoder-option, checked against each encoder; device/dtype included)
     encoder_options: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
 
     _TUPLES = ("encoders", "subjects", "methods", "delays", "alphas")
 
@@ -141,34 +154,38 @@ class StudySettings:
         _freeze(self, self._TUPLES, ("out", "stimuli"))
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``results.json``'s ``config``): sequences as lists, absolute paths, the flat
+        data-source copies, then the ``extra`` keys; the one place that form is made."""
         d = _listed(asdict(self), self._TUPLES)
+        del d["extra"]
         d["source"] = self.source.to_dict()
-        d["out"] = str(Path(self.out).resolve())
+        d["out"] = str(Path(self.out).resolve()) if self.out else None
         d["stimuli"] = str(Path(self.stimuli).resolve()) if self.stimuli else None
         # Flat copies of the data-source keys, for readers of the previous layout and for people.
         d["bids_root"] = d["source"]["bids_root"]
         d["derivatives"] = d["source"]["derivatives"]
         d["delay"] = d["source"]["delay"]
-        return d
+        return d | self.extra
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudySettings:
         """The settings a results folder records (``results.json``'s ``config``, schema 2).
 
         Fields a folder of an earlier version lacks take their defaults; a config without ``source``
-        (the flat ``bids_root``/``derivatives``/``delay`` of the previous layout) gets its source from those.
+        (the flat ``bids_root``/``derivatives``/``delay`` of the previous layout, and ``use_derivatives``)
+        gets its source from those. Keys this version does not know go to ``extra``.
         """
         kw = _known_fields(cls, data)
         if isinstance(kw.get("source"), dict):
             kw["source"] = DataSource.from_dict(kw["source"])
         elif "source" not in kw:
             flat = {k: data.get(k) for k in ("bids_root", "derivatives")} | {"delay": data.get("delay", 3)}
-            flat["kind"] = "derivatives" if flat["derivatives"] else "bids"
+            flat["kind"] = "derivatives" if data.get("use_derivatives", bool(flat["derivatives"])) else "bids"
             kw["source"] = DataSource.from_dict(flat)
         for key in ("encoders", "subjects", "methods"):
             kw.setdefault(key, ())
-        kw.setdefault("out", ".")
-        return cls(**kw)
+        kw.setdefault("out", None)
+        return cls(**kw, extra=_unknown(cls, data, derived=("bids_root", "derivatives", "delay")))
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from brain2music.results import (
     StudyResults,
 )
 from brain2music.results.reconstruction import flat_name, split_name
+from brain2music.results.settings import StudySettings
 
 __all__ = ["CandidateSelection", "ReconstructionRun", "excluded_paths", "fit_tagger"]
 
@@ -53,14 +54,14 @@ def fit_tagger(folder: ResultsFolder, study: StudyResults, encoder: str, test_id
     return GenreTagger().fit(es.embeddings[train], genres[train])
 
 
-def excluded_paths(lib: MusicLibrary, config: dict, ids) -> list[str]:
+def excluded_paths(lib: MusicLibrary, config: StudySettings, ids) -> list[str]:
     """Library tracks never to retrieve or reuse for test clips ``ids``: tracks whose id is a clip id
     (the stimuli themselves in the library) and the recordings the clips were cut from (a study made
     with ``simulate --music`` records them in ``stimuli/metadata.csv``)."""
     from brain2music.simulate.music import stimulus_sources
 
     meta, ids = lib.metadata, set(map(str, ids))
-    root = (config or {}).get("stimuli")
+    root = config.stimuli
     own = {str(Path(p).resolve()) for c, p in (stimulus_sources(root) if root else {}).items() if c in ids}
     hit = meta["track_id"].astype(str).isin(ids) | meta["path"].astype(str).isin(own)
     return list(meta.loc[hit, "path"])
@@ -359,10 +360,10 @@ def _track(meta, item, score, *, rank: int | None = None) -> dict:
     return row
 
 
-def _stimulus_path(config: dict, clip: str) -> str | None:
+def _stimulus_path(config: StudySettings, clip: str) -> str | None:
     from brain2music.stimuli import find_gtzan_file
 
-    root = (config or {}).get("stimuli")
+    root = config.stimuli
     if not root:
         return None
     try:

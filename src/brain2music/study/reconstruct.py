@@ -31,8 +31,8 @@ clip scores are keyed ``<kind>_<metric>`` (``summary["retrieval_id_acc"]``). The
 - ``*_tag_agreement_<group>``: the paper's class agreement with pretrained taggers (musicnn), genres
   top-2, instruments top-2, moods top-1, on the audio itself (the stimulus excerpt, the library track's
   first 15 s, the generated file); Chance is the expected agreement with a random library track. See
-  :mod:`brain2music.reconstruct.tag_agreement`. Needs the stimuli (``config["stimuli"]`` and
-  ``config["bids_root"]`` of the results folder); without them ``tag_agreement`` says why it was skipped.
+  :mod:`brain2music.reconstruct.tag_agreement`. Needs the stimuli (``config.stimuli`` and
+  ``config.source.bids_root`` of the results folder); without them ``tag_agreement`` says why it was skipped.
 
 Output folder::
 

@@ -106,9 +106,7 @@ def _run_study(settings: StudySettings, given: dict, verbose: bool) -> StudyResu
     check_study_inputs(settings.source, settings.subjects, settings.parcels)
     folder = ResultsFolder(settings.out)
     settings.out.mkdir(parents=True, exist_ok=True)
-    results = StudyResults(
-        config=settings.to_dict(), subjects=list(settings.subjects), methods=list(settings.methods)
-    )
+    results = StudyResults(config=settings, subjects=list(settings.subjects), methods=list(settings.methods))
     sets = {enc: _load_embeddings(enc, given.get(enc), settings, verbose) for enc in settings.encoders}
     for enc, es in sets.items():
         results.encoders[enc] = EncoderInfo(
