@@ -129,7 +129,7 @@ def test_window_of_a_file_without_one_comes_from_the_real_grid(tmp_path, capsys)
          r"has 540 rows"),
         ({"clip_ids": "IDS", "embeddings": "EMB_NAN"}, r"key 'embeddings' must be finite; 1 clip\(s\)"),
         ({"clip_ids": "IDS", "embeddings": "EMB", "space": "zscored"},
-         r"key 'space' must be one of paper, standardized; found 'zscored'"),
+         r"key 'space' must be one of paper, standardized; got 'zscored'"),
         ({"clip_ids": "IDS", "embeddings": "EMB", "window": -1.5}, r"key 'window' must be a positive number"),
         ({"clip_ids": "IDS", "embeddings": "EMB", "window": 15.0, "config": '{"window": 10.0}'},
          r"key 'window' is 15.0 but config\['window'\] is 10.0"),

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from brain2music._checks import check_choice
 from brain2music.errors import DataError
 
 __all__ = ["SPACES", "check_embedding_arrays", "default_space", "open_npz", "plain_config", "read_config"]
@@ -116,8 +117,8 @@ def check_window(window: Any, *, where: str) -> None:
 
 def check_file_space(space: Any, *, where: str) -> None:
     """``None`` (not given) or one of :data:`SPACES`."""
-    if space is not None and space not in SPACES:
-        raise DataError(f"{where}: key 'space' must be one of {', '.join(SPACES)}; found {space!r}")
+    if space is not None:
+        check_choice(space, SPACES, what=f"{where}: key 'space'", error=DataError)
 
 
 def read_config(path) -> dict[str, Any]:

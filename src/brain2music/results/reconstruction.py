@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from brain2music import __version__
-from brain2music.errors import ConfigError
+from brain2music._checks import check_choice
 from brain2music.results._record import SCHEMA_VERSION, _Record
 
 __all__ = [
@@ -171,8 +171,7 @@ class ReconstructionScores(_Record):
 
     def put(self, kind: str, metric: str, score: Score) -> None:
         """Record ``score`` as ``kind``'s ``metric`` (replacing one recorded before)."""
-        if kind not in KINDS:
-            raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+        check_choice(kind, KINDS, what="kind")
         self.scores.setdefault(kind, {})[metric] = score
 
     def merge(self, scores: dict[str, dict[str, Score]]) -> None:
