@@ -73,6 +73,7 @@ def test_selection_scores_are_near_zero_on_random_targets(tmp_path, monkeypatch)
             assert s.train_cv_r_mean < 0.05 and s.train_cv_r_inner_mean is not None
     for r in rows:
         assert abs(r.id_acc - 0.5) < 0.1  # nothing to find on the test clips either
+        assert abs(r.train_cv_id_acc - 0.5) < 0.1  # nor on the held-out training clips
 
 
 def _perturbed(subs, ids, targets, rng):
@@ -130,7 +131,9 @@ def test_reconstruct_records_the_nested_selection(tmp_path, monkeypatch):
     )  # fmt: skip
     read = ResultsFolder(tmp_path / "out").read()
     assert read.selection_is_nested(ENC)
-    best = max((s for s in read.summary if s.split == "test"), key=lambda s: s.train_cv_r_mean)
+    test_rows = [s for s in read.summary if s.split == "test"]
+    assert all(0.5 < s.train_cv_id_acc_mean <= 1.0 for s in test_rows)  # clips told apart in the folds
+    best = max(test_rows, key=lambda s: (s.train_cv_id_acc_mean, s.train_cv_r_mean))
     assert read.select_method(ENC) == best.method
     from brain2music.study.reconstruct import _choose_method
 
@@ -141,11 +144,14 @@ def test_reconstruct_records_the_nested_selection(tmp_path, monkeypatch):
     # A folder written before nesting (no train_cv_r_inner) still loads and is not called nested.
     old = res.to_dict()
     for row in old["rows"]:
-        row.pop("train_cv_r_inner"), row.pop("selection_seconds")
+        row.pop("train_cv_r_inner"), row.pop("selection_seconds"), row.pop("train_cv_id_acc")
     for row in old["summary"]:
-        row.pop("train_cv_r_inner_mean")
+        row.pop("train_cv_r_inner_mean"), row.pop("train_cv_id_acc_mean")
     loaded = type(res).from_dict(old)
     assert loaded.rows[0].train_cv_r_inner is None and not loaded.selection_is_nested(ENC)
+    # ... and chooses by its training-CV r, the only score it has.
+    by_r = max((s for s in loaded.summary if s.split == "test"), key=lambda s: s.train_cv_r_mean)
+    assert loaded.select_method(ENC) == by_r.method
 
 
 def test_outer_folds_hold_out_whole_runs_and_fold_contexts_hold_no_test_data():

@@ -59,8 +59,9 @@ class MethodResult(_Record):
     method's *nested* cross-validated Pearson r on the training clips (every choice of the method
     refitted in each outer run-grouped fold; the criterion ``reconstruct`` and the report select a method
     by); ``train_cv_r_inner`` the CV r read after those choices were made on all training clips
-    (recorded for comparison, never used to choose); ``selection_seconds`` the time the nested refits
-    took. Both ``None`` in folders written before nesting.
+    (recorded for comparison, never used to choose); ``train_cv_id_acc`` the nested identification
+    accuracy among held-out training clips (the score a method is chosen by); ``selection_seconds`` the
+    time the nested refits took. All ``None`` in folders written before nesting.
     """
 
     subject: str
@@ -84,6 +85,7 @@ class MethodResult(_Record):
     top5_acc_p: float | None = None
     train_cv_r_inner: float | None = None
     selection_seconds: float | None = None
+    train_cv_id_acc: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -207,6 +209,7 @@ class SummaryRow(_Record):
     top5_acc_ci: list[float] | None = None
     top5_acc_p: float | None = None
     train_cv_r_inner_mean: float | None = None  # mean of train_cv_r_inner (not a selection criterion)
+    train_cv_id_acc_mean: float | None = None  # mean of the nested train_cv_id_acc (the selection criterion)
     extra: dict = field(default_factory=dict)
 
 
@@ -347,12 +350,13 @@ class StudyResults(_Record):
         )
 
     def select_method(self, encoder: str, among: list[str] | None = None) -> str:
-        """The method with the best mean training-CV r for ``encoder`` (never a test score).
+        """The method with the best training cross-validation score for ``encoder`` (never a test score).
 
-        The score is ``train_cv_r_mean``: nested (every choice refitted in each outer fold) in folders
-        that record ``train_cv_r_inner_mean`` beside it (see :meth:`selection_is_nested`). ``among``
-        restricts the candidates to those methods. Raises :class:`~brain2music.errors.DataError` when no
-        candidate has a training-CV score.
+        In folders written with nested scores the score is ``train_cv_id_acc_mean``, the nested
+        identification accuracy among held-out training clips (the metric Table 2 reports; ties broken
+        by the nested ``train_cv_r_mean``); in older folders ``train_cv_r_mean``. ``among`` restricts the
+        candidates to those methods. Raises :class:`~brain2music.errors.DataError` when no candidate has a
+        training-CV score.
         """
         cands = [
             s
@@ -367,6 +371,8 @@ class StudyResults(_Record):
                 f"no method of encoder {encoder!r} has a training cross-validation score to select by; "
                 "pass the method explicitly (--method)"
             )
+        if all(s.train_cv_id_acc_mean is not None for s in cands):
+            return max(cands, key=lambda s: (s.train_cv_id_acc_mean, s.train_cv_r_mean)).method
         return max(cands, key=lambda s: s.train_cv_r_mean).method
 
     def selection_is_nested(self, encoder: str) -> bool:

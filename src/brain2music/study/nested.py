@@ -8,8 +8,9 @@ and in each one *the same code that fits the method* (``method.fit(ctx, targets)
 ``fit_group`` for methods pooling subjects) runs on a context without the held-out clips
 (:meth:`~brain2music.study.context.SubjectContext.without_train`), which recomputes the encoding model,
 selection, penalties and metric space from the remaining clips and takes its kernel as a block of the
-parent's. The held-out clips' window samples are then predicted and scored with the per-dimension Pearson
-r, averaged over dimensions and folds.
+parent's. The held-out clips' window samples are then predicted and scored twice, averaged over folds:
+by the per-dimension Pearson r (``train_cv_r``) and by the paper's identification accuracy among the
+fold's held-out clips in the fold's metric space (``train_cv_id_acc``, what a method is chosen by).
 
 Fold contexts carry no test data at all, and the per-subject methods of one embedding share each fold's
 context (one encoding model and voxel selection per subject, embedding and fold); only the small states of
@@ -49,11 +50,18 @@ MIN_RUNS = 2
 
 @dataclass
 class NestedScore:
-    """A method's nested training-CV r (mean over folds of the mean over dimensions) and its cost."""
+    """A method's nested training-CV scores and their cost.
+
+    ``r``: mean over folds of the mean over dimensions of the held-out window samples' Pearson r;
+    ``id_acc``: mean over folds of the paper's identification accuracy (Eq. 2–3) among each fold's
+    held-out clips, their windows averaged, in the fold's metric space — the metric Table 2 reports, and
+    the one a method is chosen by.
+    """
 
     r: float
     seconds: float
     n_folds: int
+    id_acc: float | None = None
 
 
 @dataclass
@@ -114,9 +122,19 @@ def fold_context(ctx: SubjectContext, targets: Targets, held: np.ndarray) -> tup
     return fctx, ctx.targets_without_train(targets, held)
 
 
-def _held_out_r(y_held: np.ndarray, pred: np.ndarray) -> float:
-    """Mean over dimensions of the Pearson r on the held-out window samples."""
-    return float(np.mean(correlation_per_target(flat(y_held), flat(pred))))
+def _held_out(y_held: np.ndarray, pred: np.ndarray, space) -> tuple[float, float]:
+    """``(r, id_acc)`` of one fold: the mean over dimensions of the Pearson r on the held-out window
+    samples, and the identification accuracy among the held-out clips in the fold's metric ``space``."""
+    from brain2music.evaluate import identification_scores, similarity_matrix
+
+    r = float(np.mean(correlation_per_target(flat(y_held), flat(pred))))
+    sim = similarity_matrix(space.transform(pred), space.transform(y_held))
+    return r, float(identification_scores(sim).mean())
+
+
+def _nested(scores: list[tuple[float, float]], seconds: float) -> NestedScore:
+    r, acc = np.mean(scores, axis=0)
+    return NestedScore(float(r), seconds, len(scores), float(acc))
 
 
 def _predict(decoder, x: np.ndarray) -> np.ndarray:
@@ -174,7 +192,7 @@ def nested_scores(
                     unfit[method.name] = str(err)
                     continue
                 pred = _predict(fitted.decoder, x_train[held])
-                scores[method.name].append(_held_out_r(targets.train[held], pred))
+                scores[method.name].append(_held_out(targets.train[held], pred, ft.space))
                 seconds[method.name] += time.perf_counter() - t0
         if any(np.array_equal(held, m) for m in ref):
             for method in (m for m in group_methods if m.name not in unfit):
@@ -197,11 +215,7 @@ def nested_scores(
             "score: it is never chosen by training CV (choose it explicitly with reconstruct --method)",
             stacklevel=3,
         )
-    out = {
-        name: NestedScore(float(np.mean(r)), seconds[name], len(r))
-        for name, r in scores.items()
-        if r and name not in unfit
-    }
+    out = {name: _nested(r, seconds[name]) for name, r in scores.items() if r and name not in unfit}
     return out, states
 
 
@@ -229,11 +243,11 @@ def nested_group_scores(method, folds: dict[str, list[FoldState]]) -> dict[str, 
         for s, (sctx, fm) in fitted.items():
             fold = folds[s][k]
             x_held = window_average(sctx.data.train[fold.held_rows], fold.targets.window, tr=sctx.data.tr)
-            scores[s].append(_held_out_r(fold.held_targets, _predict(fm.decoder, x_held)))
+            scores[s].append(_held_out(fold.held_targets, _predict(fm.decoder, x_held), fold.targets.space))
         dt = (time.perf_counter() - t0) / max(1, len(fitted))
         for s in fitted:
             seconds[s] += dt
-    return {s: NestedScore(float(np.mean(r)), seconds[s], len(r)) for s, r in scores.items() if r}
+    return {s: _nested(r, seconds[s]) for s, r in scores.items() if r}
 
 
 def _check_same_folds(folds: dict[str, list[FoldState]]) -> int:

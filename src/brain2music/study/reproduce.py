@@ -256,6 +256,7 @@ def _set_nested(rows, score) -> None:
     for row in rows:
         row.train_cv_r_inner = row.train_cv_r
         row.train_cv_r = None if score is None else score.r
+        row.train_cv_id_acc = None if score is None else score.id_acc
         row.selection_seconds = None if score is None else round(float(score.seconds), 3)
 
 
@@ -379,6 +380,7 @@ def _summarise(results: StudyResults, scores: dict, settings: StudySettings) -> 
             test = _test_summary([scores[(r.subject, enc, method)] for r in rows], settings)
         cv = [r.train_cv_r for r in rows if r.train_cv_r is not None]
         inner = [r.train_cv_r_inner for r in rows if r.train_cv_r_inner is not None]
+        cv_acc = [r.train_cv_id_acc for r in rows if r.train_cv_id_acc is not None]
         out.append(
             SummaryRow(
                 encoder=enc, method=method, split=split, space=rows[0].space,
@@ -388,6 +390,7 @@ def _summarise(results: StudyResults, scores: dict, settings: StudySettings) -> 
                 train_cv_r_mean=float(np.mean(cv)) if cv else None, n_subjects=len(rows),
                 n_clips=test.pop("n_clips", int(rows[0].n_clips)), **test,
                 train_cv_r_inner_mean=float(np.mean(inner)) if inner else None,
+                train_cv_id_acc_mean=float(np.mean(cv_acc)) if cv_acc else None,
             )
         )  # fmt: skip
     return out
