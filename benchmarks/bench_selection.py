@@ -2,10 +2,11 @@
 
 For one study and one embedding (the study's own, or random Gaussian targets of the same shape that no
 brain encodes), ``reproduce`` runs every method; this prints per method the test id acc and top-1 / top-5
-(mean over subjects, hierarchical 95 % CI, n), the nested selection score (``train_cv_r``: every choice
-refitted inside each outer training fold), the score read after the choices were made on all training
-clips (``train_cv_r_inner``), what the nested scoring cost, and which method each score selects; the
-nested identification accuracy (``train_cv_id_acc``) is the score ``reconstruct`` chooses by.
+(mean over subjects, hierarchical 95 % CI, n), the two nested scores (every choice refitted inside each
+outer training fold): the identification accuracy among held-out training clips (``train_cv_id_acc``,
+the score ``reconstruct`` chooses by) and the per-dimension r (``train_cv_r``), the r read after the
+choices were made on all training clips (``train_cv_r_inner``), what the nested scoring cost, and which
+method each score selects.
 
     python benchmarks/bench_selection.py --study W/sim0 --embeddings acoustic=W/sim0_acoustic.npz --out W/sel_sim0
     python benchmarks/bench_selection.py --study W/sim0 --embeddings acoustic=W/sim0_acoustic.npz --noise --out W/sel_noise

@@ -19,7 +19,8 @@ Conventions used everywhere in brain2music (results.json, table2.csv, reconstruc
   sign-flipped at random (two-sided; :func:`paired_test`); for the mean over subjects a clip's differences
   are flipped together in every subject, since all subjects heard the same clips.
 - The split-half reproducibility is corrected to the full number of repeats with the Spearman–Brown
-  formula (:func:`spearman_brown`).
+  formula (:func:`spearman_brown` for equal halves; unequal halves, an odd repeat count, with
+  :func:`~brain2music.evaluate.noise.split_half_full_r`).
 """
 
 from __future__ import annotations
